@@ -1,0 +1,42 @@
+# The two commands of the quickstart: `make demo` and `make test`. Both install first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export REELFLOW_HOME ?= $(CURDIR)/var
+DEMO_SCALE ?= small
+DEMO_RAW := $(REELFLOW_HOME)/demo-data/KuaiRec 2.0
+
+.PHONY: install demo test test-fast lint format bench clean
+
+install: $(STAMP)
+
+# Re-installs only when the project's dependency pins change. torch is taken from the
+# CPU wheel on this machine's disk by pip (uv would not see it).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/reelflow generate --dataset kuairec --scale $(DEMO_SCALE) --out "$(DEMO_RAW)"
+	$(VENV)/bin/reelflow run --dataset kuairec --raw "$(DEMO_RAW)"
+	$(VENV)/bin/reelflow recommend --user $$($(PY) -c "import pandas as pd, sys; print(pd.read_csv(sys.argv[1], nrows=1)['user_id'][0])" "$(DEMO_RAW)/big_matrix.csv") --k 10
+
+test: install
+	$(PY) -m pytest -q
+
+# Everything but the end-to-end DAG runs: the loop while developing.
+test-fast: install
+	$(PY) -m pytest -q -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf "$(REELFLOW_HOME)"

@@ -1,0 +1,171 @@
+"""KuaiRec 2.0 native files into the unified schema. Every KuaiRec quirk is handled here.
+
+Files (see shared/data/README.md): big_matrix.csv and small_matrix.csv
+(`user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio`, durations
+in ms, `timestamp` float epoch seconds, `time`/`date` in UTC+8), item_categories.csv
+(`feat` a list literal), kuairec_caption_category.csv (`-124`/`UNKNOWN` sentinels, bare \\r
+inside captions), user_features.csv.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from features.schema import QUARANTINE_REASON
+from jobs.readers.native import (
+    exact_duplicates,
+    find_release_file,
+    first_failure,
+    read_csv_as_strings,
+    try_number,
+)
+from reelflow.config import QualityConfig
+
+DATASET = "kuairec"
+MATRIX_COLUMNS = (
+    "user_id",
+    "video_id",
+    "play_duration",
+    "video_duration",
+    "time",
+    "date",
+    "timestamp",
+    "watch_ratio",
+)
+CATEGORY_COLUMNS = ("video_id", "feat")
+CAPTION_COLUMNS = (
+    "video_id",
+    "manual_cover_text",
+    "caption",
+    "topic_tag",
+    "first_level_category_id",
+    "first_level_category_name",
+    "second_level_category_id",
+    "second_level_category_name",
+    "third_level_category_id",
+    "third_level_category_name",
+)
+USER_COLUMNS = (
+    "user_id",
+    "user_active_degree",
+    "is_lowactive_period",
+    "is_live_streamer",
+    "is_video_author",
+    "follow_user_num",
+    "fans_user_num",
+    "friend_user_num",
+    "register_days",
+)
+MISSING_SENTINELS = ("-124", "UNKNOWN", "")
+
+
+def read_interactions(
+    spark: SparkSession, raw_dir: Path, quality: QualityConfig, matrix: str = "big_matrix.csv"
+) -> DataFrame:
+    """Every row of the log, parsed, with `ds` (UTC day) and a quarantine reason (null = ok)."""
+    path = find_release_file(raw_dir, matrix)
+    raw = read_csv_as_strings(spark, path, MATRIX_COLUMNS)
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in MATRIX_COLUMNS],
+        try_number("user_id", "long").alias("user_id"),
+        try_number("video_id", "long").alias("video_id"),
+        try_number("play_duration", "double").alias("play_duration"),
+        try_number("video_duration", "double").alias("video_duration"),
+        try_number("watch_ratio", "double").alias("watch_ratio"),
+        # `timestamp` is the UTC instant; `time`/`date` are UTC+8 wall clock and redundant.
+        F.timestamp_millis(F.round(try_number("timestamp", "double") * 1000).cast("long")).alias(
+            "event_ts"
+        ),
+    )
+    rules = [
+        (F.col("user_id").isNull(), "user_id missing or not an integer"),
+        (F.col("video_id").isNull(), "video_id missing or not an integer"),
+        (F.col("event_ts").isNull(), "timestamp missing or not a number"),
+        (F.col("play_duration").isNull(), "play_duration not a number"),
+        (F.col("play_duration") < 0, "negative play_duration"),
+        (F.col("video_duration").isNull(), "video_duration not a number"),
+        (F.col("video_duration") < 0, "negative video_duration"),
+        (F.col("watch_ratio").isNull(), "watch_ratio not a number"),
+        (
+            (F.col("watch_ratio") < quality.watch_ratio_min)
+            | (F.col("watch_ratio") > quality.watch_ratio_max),
+            f"watch_ratio outside [{quality.watch_ratio_min}, {quality.watch_ratio_max}]",
+        ),
+    ]
+    raw_columns = [f"raw_{c}" for c in MATRIX_COLUMNS]
+    checked = parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
+        QUARANTINE_REASON,
+        F.when(
+            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
+            F.lit("exact duplicate row"),
+        ).otherwise(F.col(QUARANTINE_REASON)),
+    )
+    return checked.select(
+        *raw_columns,
+        "user_id",
+        "video_id",
+        "event_ts",
+        F.round("play_duration").cast("long").alias("watch_ms"),
+        F.round("video_duration").cast("long").alias("duration_ms"),
+        "watch_ratio",
+        F.lit(DATASET).alias("source"),
+        F.date_format("event_ts", "yyyy-MM-dd").alias("ds"),
+        QUARANTINE_REASON,
+    )
+
+
+def _null_sentinel(column: str) -> F.Column:
+    value = F.trim(F.col(column))
+    return F.when(value.isin(*MISSING_SENTINELS), None).otherwise(value)
+
+
+def read_videos(spark: SparkSession, raw_dir: Path) -> DataFrame:
+    """The catalog: categories from item_categories.csv, caption and names from the caption file."""
+    categories = read_csv_as_strings(
+        spark, find_release_file(raw_dir, "item_categories.csv"), CATEGORY_COLUMNS
+    )
+    captions = read_csv_as_strings(
+        spark, find_release_file(raw_dir, "kuairec_caption_category.csv"), CAPTION_COLUMNS
+    )
+    # feat is "[27, 9]": a list literal; the first tag is the primary category.
+    tags = F.expr(
+        "filter(transform(split(regexp_replace(feat, '[\\\\[\\\\] ]', ''), ','), t -> try_cast(t as int)), t -> t is not null)"
+    )
+    videos = categories.select(
+        try_number("video_id", "long").alias("video_id"),
+        tags.alias("categories"),
+        F.col("feat").alias("raw_feat"),
+    ).withColumn("primary_category", F.element_at("categories", 1))
+    caption_cols = captions.select(
+        try_number("video_id", "long").alias("video_id"),
+        F.col("caption"),
+        _null_sentinel("first_level_category_name").alias("category_name"),
+    ).dropDuplicates(["video_id"])
+    joined = videos.join(caption_cols, "video_id", "left")
+    rules = [
+        (F.col("video_id").isNull(), "video_id missing or not an integer"),
+        (F.size("categories") < 1, "feat holds no category id"),
+    ]
+    return joined.withColumn(QUARANTINE_REASON, first_failure(rules))
+
+
+def read_users(spark: SparkSession, raw_dir: Path) -> DataFrame:
+    users = read_csv_as_strings(
+        spark, find_release_file(raw_dir, "user_features.csv"), USER_COLUMNS
+    )
+    parsed = users.select(
+        try_number("user_id", "long").alias("user_id"),
+        _null_sentinel("user_active_degree").alias("user_active_degree"),
+        try_number("register_days", "int").alias("register_days"),
+        try_number("follow_user_num", "int").alias("follow_user_num"),
+        try_number("fans_user_num", "int").alias("fans_user_num"),
+        try_number("friend_user_num", "int").alias("friend_user_num"),
+        # -124 is KuaiRec's "missing" code, not a count.
+        F.expr("try_cast(nullif(trim(is_live_streamer), '-124') as int)").alias("is_live_streamer"),
+        try_number("is_video_author", "int").alias("is_video_author"),
+    )
+    rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
+    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules))

@@ -1,0 +1,95 @@
+"""Shared pieces of the native-format readers: file checks and typed parsing of strings.
+
+Readers load every column as a string first and parse it themselves, so that a bad value
+becomes a quarantined row with a reason instead of a silent null or a crashed job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+
+class InputFileError(RuntimeError):
+    """A raw file that cannot be read at all: names the file and the problem."""
+
+    def __init__(self, path: Path | str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+def find_release_file(raw_dir: Path, name: str) -> Path:
+    """`raw_dir/name` or `raw_dir/data/name`: users pass the release folder or its data/."""
+    for candidate in (raw_dir / name, raw_dir / "data" / name):
+        if candidate.is_file():
+            return candidate
+    raise InputFileError(raw_dir / name, "file not found (looked in the folder and in its data/)")
+
+
+def check_header(path: Path, expected: tuple[str, ...], sep: str = ",") -> list[str]:
+    """The header's columns; fails on a missing column or a wrong separator before Spark reads."""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            header = fh.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"unreadable: {exc}") from exc
+    columns = [c.strip() for c in header.split(sep)]
+    if len(columns) == 1 and len(expected) > 1:
+        for other in (",", "\t", ";", "|"):
+            if other != sep and other in header:
+                raise InputFileError(
+                    path, f"wrong separator: expected {sep!r}, the header uses {other!r}"
+                )
+    missing = [c for c in expected if c not in columns]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {missing}; header is {columns}")
+    return columns
+
+
+def read_csv_as_strings(
+    spark: SparkSession, path: Path, columns: tuple[str, ...], sep: str = ","
+) -> DataFrame:
+    header = check_header(path, columns, sep)
+    # Spark maps a schema onto CSV columns by position: declare them all, then pick ours.
+    schema = StructType([StructField(c, StringType()) for c in header])
+    return (
+        spark.read.option("header", True)
+        .option("sep", sep)
+        # A bare \r inside a quoted field (KuaiRec captions) must not end the row.
+        .option("lineSep", "\n")
+        .option("quote", '"')
+        .option("escape", '"')
+        .option("enforceSchema", False)
+        .option("mode", "PERMISSIVE")
+        .schema(schema)
+        .csv(str(path))
+        .select(*columns)
+    )
+
+
+def try_number(column: str, typ: str) -> Column:
+    """The column parsed as `typ` (long, double, int), null where it does not parse."""
+    return F.expr(f"try_cast(trim(`{column}`) as {typ})")
+
+
+def first_failure(rules: list[tuple[Column, str]]) -> Column:
+    """The reason of the first rule a row breaks, or null for a clean row."""
+    reason = F.lit(None).cast("string")
+    for broken, why in reversed(rules):
+        reason = F.when(broken, F.lit(why)).otherwise(reason)
+    return reason
+
+
+def exact_duplicates(df: DataFrame, columns: list[str]) -> Column:
+    """True on every copy of a fully identical raw row after the first.
+
+    Repeat views of the same video at another time differ in their timestamp and are kept.
+    """
+    from pyspark.sql.window import Window
+
+    window = Window.partitionBy(*[F.col(c) for c in columns]).orderBy(F.lit(1))
+    return F.row_number().over(window) > 1

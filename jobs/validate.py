@@ -1,0 +1,114 @@
+"""Great Expectations gate over one day's normalized partitions.
+
+A failed expectation raises `ValidationFailed` naming it, which fails the Airflow task and
+so stops the DAG run before features are computed from bad data. The full result is kept as
+JSON under lake/validation/<table>/ds=D.json.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from features.schema import INTERACTION_REQUIRED, INTERACTIONS, VIDEOS
+from jobs.spark import spark_session
+from reelflow.config import Config, load_config
+from reelflow.paths import Paths
+
+
+class ValidationFailed(RuntimeError):
+    pass
+
+
+def _suite_interactions(gx, ds: str, config: Config, video_ids: list[int]):
+    day_start = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    day_end = day_start + timedelta(days=1) - timedelta(microseconds=1)
+    ex = gx.expectations
+    suite = gx.ExpectationSuite(name=f"{INTERACTIONS}_suite")
+    for column in INTERACTION_REQUIRED:
+        suite.add_expectation(ex.ExpectColumnToExist(column=column))
+    for column in ("user_id", "video_id", "event_ts"):
+        suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(ex.ExpectTableRowCountToBeBetween(min_value=1))
+    suite.add_expectation(
+        ex.ExpectColumnValuesToBeBetween(
+            column="watch_ratio",
+            min_value=config.quality.watch_ratio_min,
+            max_value=config.quality.watch_ratio_max,
+        )
+    )
+    # Freshness and partition discipline: a day's partition holds only that UTC day.
+    suite.add_expectation(
+        ex.ExpectColumnValuesToBeBetween(column="event_ts", min_value=day_start, max_value=day_end)
+    )
+    # Referential integrity: every video watched is in that day's catalog.
+    suite.add_expectation(ex.ExpectColumnValuesToBeInSet(column="video_id", value_set=video_ids))
+    return suite
+
+
+def _suite_videos(gx):
+    ex = gx.expectations
+    suite = gx.ExpectationSuite(name=f"{VIDEOS}_suite")
+    suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column="video_id"))
+    suite.add_expectation(ex.ExpectColumnValuesToBeUnique(column="video_id"))
+    suite.add_expectation(ex.ExpectTableRowCountToBeBetween(min_value=1))
+    return suite
+
+
+def _run(gx, context, name: str, suite, df) -> dict[str, Any]:
+    source = context.data_sources.add_spark(name=f"{name}_source")
+    asset = source.add_dataframe_asset(name=name)
+    batch = asset.add_batch_definition_whole_dataframe(f"{name}_batch")
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch, suite=suite, name=f"{name}_validation")
+    )
+    result = definition.run(batch_parameters={"dataframe": df})
+    failed = [
+        {
+            "expectation": r.expectation_config.type,
+            "column": r.expectation_config.kwargs.get("column"),
+            "observed": r.result.get("observed_value", r.result.get("unexpected_count")),
+        }
+        for r in result.results
+        if not r.success
+    ]
+    return {
+        "success": bool(result.success),
+        "evaluated": len(result.results),
+        "failed": failed,
+    }
+
+
+def validate_day(
+    ds: str, config: Config | None = None, paths: Paths | None = None
+) -> dict[str, Any]:
+    import great_expectations as gx
+
+    config = config or load_config()
+    paths = paths or Paths.from_env()
+    spark = spark_session(config.spark)
+    interactions = spark.read.parquet(str(paths.normalized(INTERACTIONS) / f"ds={ds}"))
+    videos = spark.read.parquet(str(paths.normalized(VIDEOS) / f"ds={ds}"))
+    video_ids = [row.video_id for row in videos.select("video_id").distinct().collect()]
+
+    context = gx.get_context(mode="ephemeral")
+    report = {
+        INTERACTIONS: _run(
+            gx, context, INTERACTIONS, _suite_interactions(gx, ds, config, video_ids), interactions
+        ),
+        VIDEOS: _run(gx, context, VIDEOS, _suite_videos(gx), videos),
+    }
+    for table, table_report in report.items():
+        out = paths.validation(table) / f"ds={ds}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(table_report, indent=2, default=str))
+    failures = [
+        f"{table}: {f['expectation']}({f['column']}) observed {f['observed']}"
+        for table, table_report in report.items()
+        for f in table_report["failed"]
+    ]
+    if failures:
+        raise ValidationFailed(f"validation of ds={ds} failed: " + "; ".join(failures))
+    return {"ds": ds, "success": True, "tables": report}

@@ -1,0 +1,69 @@
+"""Full-ranking evaluation: every video scored, the user's history masked, no sampled negatives.
+
+Metrics at each k: NDCG, Recall, HR, MRR; over the top-k lists: catalog coverage, intra-list
+diversity over categories, novelty (mean self-information of the recommended videos' training
+popularity) and the Gini of how often each video is recommended. A popularity baseline is
+always evaluated on the same split next to the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def top_k(scores: np.ndarray, history: list[np.ndarray], k: int) -> np.ndarray:
+    """Indices of the k best unseen columns per row, best first."""
+    masked = scores.astype(np.float64, copy=True)
+    for row, seen in enumerate(history):
+        masked[row, seen] = -np.inf
+    k = min(k, masked.shape[1])
+    part = np.argpartition(-masked, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(masked, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
+def gini(counts: np.ndarray) -> float:
+    x = np.sort(counts.astype(np.float64))
+    if x.sum() == 0:
+        return 0.0
+    n = len(x)
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(x) / (n * x.sum()))
+
+
+def full_ranking_metrics(
+    scores: np.ndarray,
+    relevant: list[np.ndarray],
+    history: list[np.ndarray],
+    ks: tuple[int, ...] = (10, 20),
+    categories: np.ndarray | None = None,
+    popularity: np.ndarray | None = None,
+) -> dict[str, float]:
+    """`scores[u, v]` for every evaluated user u and every video v; `relevant[u]` are columns."""
+    n_users, n_videos = scores.shape
+    ranked = top_k(scores, history, max(ks))
+    metrics: dict[str, float] = {"users": float(n_users), "videos": float(n_videos)}
+    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
+    for k in ks:
+        ndcg = recall = hr = mrr = 0.0
+        for u in range(n_users):
+            rel = set(relevant[u].tolist())
+            hits = np.array([v in rel for v in ranked[u, :k]], dtype=np.float64)
+            ideal = discounts[: min(len(rel), k)].sum()
+            ndcg += (hits * discounts[:k]).sum() / ideal if ideal > 0 else 0.0
+            recall += hits.sum() / len(rel) if rel else 0.0
+            hr += float(hits.any())
+            mrr += 1.0 / (np.argmax(hits) + 1) if hits.any() else 0.0
+        for name, value in (("ndcg", ndcg), ("recall", recall), ("hr", hr), ("mrr", mrr)):
+            metrics[f"{name}@{k}"] = value / max(n_users, 1)
+        lists = ranked[:, :k]
+        rec_counts = np.bincount(lists.ravel(), minlength=n_videos)
+        metrics[f"coverage@{k}"] = float((rec_counts > 0).mean())
+        metrics[f"gini@{k}"] = gini(rec_counts)
+        if categories is not None:
+            cats = categories[lists]
+            same = (cats[:, :, None] == cats[:, None, :]).sum(axis=(1, 2)) - k
+            metrics[f"diversity@{k}"] = float(1.0 - (same / (k * (k - 1))).mean()) if k > 1 else 0.0
+        if popularity is not None:
+            share = (popularity + 1.0) / (popularity.sum() + n_videos)
+            metrics[f"novelty@{k}"] = float(-np.log2(share[lists]).mean())
+    return metrics

@@ -1,0 +1,179 @@
+"""Multi-objective ranker: shared bottom over user, video and cross features, one head per objective.
+
+A user tower and a video tower each turn id embeddings plus dense features into a vector;
+their dot product is both a retrieval score (the FAISS index holds the video vectors) and an
+input of the shared bottom, whose heads predict, each in [0, 1]:
+  watch_time (capped fraction), completion, rewatch, continuation, skip.
+Final score = sum of weight * head - skip_penalty * skip (weights from config).
+
+Trained on logged views plus sampled unexposed videos (labels all 0, skip masked), so the
+combined score ranks a whole catalog, not only what was shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HEADS = ("watch_time", "completion", "rewatch", "continuation", "skip")
+USER_DENSE = (
+    "views_1d",
+    "views_7d",
+    "views_28d",
+    "mean_watch_ratio_7d",
+    "mean_watch_ratio_28d",
+    "completion_rate_28d",
+    "skip_rate_28d",
+    "hours_since_last_view",
+)
+VIDEO_DENSE = (
+    "exposures_1d",
+    "exposures_7d",
+    "mean_watch_ratio_7d",
+    "completion_rate_7d",
+    "skip_rate_7d",
+    "trend_velocity",
+    "duration_ms",
+    "hours_since_first_view",
+)
+
+
+@dataclass
+class RankerModelConfig:
+    n_users: int  # user vocabulary size, index 0 is "unknown user"
+    n_videos: int  # video vocabulary size, index 0 is "unknown video"
+    num_categories: int = 31  # length of the user's category-affinity vector
+    embedding_dim: int = 32  # width of the id embeddings and of the tower outputs
+    hidden_dim: int = 128  # width of the shared bottom
+    head_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "watch_time": 0.4,
+            "completion": 0.2,
+            "rewatch": 0.15,
+            "continuation": 0.15,
+        }
+    )
+    skip_penalty: float = 0.05
+    active_heads: tuple[str, ...] = HEADS  # heads whose labels the dataset has
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tower(in_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, out_dim * 2), nn.ReLU(), nn.Linear(out_dim * 2, out_dim))
+
+
+class MultiObjectiveRanker(nn.Module):
+    def __init__(self, config: RankerModelConfig):
+        super().__init__()
+        self.config = config
+        d = config.embedding_dim
+        self.user_emb = nn.Embedding(config.n_users, d)
+        self.video_emb = nn.Embedding(config.n_videos, d)
+        self.category_emb = nn.Embedding(config.num_categories + 1, d)  # last index: no category
+        self.user_tower = _tower(d + len(USER_DENSE) + config.num_categories, d)
+        self.video_tower = _tower(2 * d + len(VIDEO_DENSE), d)
+        self.bottom = nn.Sequential(
+            nn.Linear(3 * d + 2, config.hidden_dim),
+            nn.ReLU(),
+            nn.Linear(config.hidden_dim, config.hidden_dim),
+            nn.ReLU(),
+        )
+        self.heads = nn.Linear(config.hidden_dim, len(HEADS))
+        # Wide part (Wide & Deep): a linear path from the popularity and taste signals straight
+        # to every head, so the deep part only has to learn what they do not explain.
+        self.wide = nn.Linear(len(VIDEO_DENSE) + 2, len(HEADS))
+        nn.init.normal_(self.user_emb.weight, std=0.05)
+        nn.init.normal_(self.video_emb.weight, std=0.05)
+
+    def _category_index(self, category: torch.Tensor) -> torch.Tensor:
+        c = self.config.num_categories
+        return torch.where((category >= 0) & (category < c), category, torch.full_like(category, c))
+
+    def user_vector(self, user_idx, user_dense, affinity) -> torch.Tensor:
+        return self.user_tower(torch.cat([self.user_emb(user_idx), user_dense, affinity], dim=-1))
+
+    def video_vector(self, video_idx, video_dense, category) -> torch.Tensor:
+        cat = self.category_emb(self._category_index(category))
+        return self.video_tower(torch.cat([self.video_emb(video_idx), cat, video_dense], dim=-1))
+
+    def head_logits(self, user_vec, video_vec, affinity, category, video_dense) -> torch.Tensor:
+        # The user's affinity for this video's category: the explicit taste signal.
+        idx = self._category_index(category)
+        padded = F.pad(affinity, (0, 1))
+        taste = padded.gather(1, idx.unsqueeze(1))
+        dot = (user_vec * video_vec).sum(-1, keepdim=True)
+        x = torch.cat([user_vec, video_vec, user_vec * video_vec, dot, taste], dim=-1)
+        wide = torch.cat([video_dense, taste, torch.log(taste + 1e-3)], dim=-1)
+        return self.heads(self.bottom(x)) + self.wide(wide)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None
+    ):
+        user_vec = self.user_vector(batch["user_idx"], batch["user_dense"], batch["affinity"])
+        video_vec = self.video_vector(batch["video_idx"], batch["video_dense"], batch["category"])
+        logits = self.head_logits(
+            user_vec, video_vec, batch["affinity"], batch["category"], batch["video_dense"]
+        )
+        loss = None if targets is None else self.loss(logits, targets)
+        return logits, loss
+
+    def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = logits.new_zeros(())
+        exposed = targets["exposed"]
+        for i, head in enumerate(HEADS):
+            if head not in self.config.active_heads:
+                continue
+            per_row = F.binary_cross_entropy_with_logits(
+                logits[:, i], targets[head], reduction="none"
+            )
+            if head == "skip":
+                # Whether an unshown video would be skipped is unknown: learn skip on views only.
+                per_row = per_row * exposed
+                total = total + per_row.sum() / exposed.sum().clamp(min=1.0)
+            else:
+                total = total + per_row.mean()
+        return total
+
+    def combined_score(self, logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.sigmoid(logits)
+        score = torch.zeros_like(probs[:, 0])
+        for i, head in enumerate(HEADS):
+            if head in self.config.active_heads and head in self.config.head_weights:
+                score = score + self.config.head_weights[head] * probs[:, i]
+        if "skip" in self.config.active_heads:
+            score = score - self.config.skip_penalty * probs[:, HEADS.index("skip")]
+        return score
+
+
+@torch.no_grad()
+def score_matrix(
+    model: MultiObjectiveRanker,
+    users: dict[str, torch.Tensor],
+    videos: dict[str, torch.Tensor],
+    chunk_pairs: int = 1 << 18,
+) -> torch.Tensor:
+    """Combined score of every (user, video) pair: shape (n_users, n_videos)."""
+    model.eval()
+    user_vec = model.user_vector(users["user_idx"], users["user_dense"], users["affinity"])
+    video_vec = model.video_vector(videos["video_idx"], videos["video_dense"], videos["category"])
+    n_videos = video_vec.shape[0]
+    rows_per_chunk = max(1, chunk_pairs // max(n_videos, 1))
+    out = []
+    for start in range(0, user_vec.shape[0], rows_per_chunk):
+        u = user_vec[start : start + rows_per_chunk]
+        a = users["affinity"][start : start + rows_per_chunk]
+        n = u.shape[0]
+        logits = model.head_logits(
+            u.repeat_interleave(n_videos, 0),
+            video_vec.repeat(n, 1),
+            a.repeat_interleave(n_videos, 0),
+            videos["category"].repeat(n),
+            videos["video_dense"].repeat(n, 1),
+        )
+        out.append(model.combined_score(logits).view(n, n_videos))
+    return torch.cat(out) if out else torch.zeros(0, n_videos)

@@ -1,0 +1,90 @@
+"""Runs reelflow's DAGs through Airflow itself: real task instances, a real metadata DB.
+
+`airflow dags test` executes every task of one DAG run in-process against the metadata DB
+under $REELFLOW_HOME/airflow (SQLite on the embedded default), with no scheduler or workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from reelflow.paths import DAGS_FOLDER, Paths
+
+
+def airflow_env(paths: Paths) -> dict[str, str]:
+    home = paths.airflow
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "REELFLOW_HOME": str(paths.home),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        }
+    )
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    return env
+
+
+def _airflow() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+def migrate(paths: Paths) -> None:
+    result = subprocess.run(
+        [_airflow(), "db", "migrate"], env=airflow_env(paths), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+
+
+def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: str = "run") -> None:
+    """Runs `airflow dags test` for each (dag_id, ds, conf) of the plan, in order, in ONE process.
+
+    One process shares Airflow's imports and the Spark JVM across all the DAG runs, which
+    saves about 40 s per day against one `airflow dags test` process per day. Raises with the
+    log's tail at the first failed DAG run.
+    """
+    log_dir = paths.runs / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{log_name}.log"
+    cmd = [sys.executable, "-m", "reelflow.airflow_runner", json.dumps(plan)]
+    with open(log, "w") as fh:
+        result = subprocess.run(cmd, env=airflow_env(paths), stdout=fh, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        text = log.read_text(errors="replace")
+        tail = "\n".join(
+            line for line in text.splitlines()[-400:] if "Calculating Metrics" not in line
+        )
+        tail = "\n".join(tail.splitlines()[-60:])
+        raise RuntimeError(f"Airflow run failed (full log: {log}):\n{tail}")
+
+
+def _main(plan_json: str) -> int:
+    """Child process: the same code path as `airflow dags test DAG DS --conf …`, once per entry."""
+    from airflow.cli import cli_parser
+
+    parser = cli_parser.get_parser()
+    for dag_id, ds, conf in json.loads(plan_json):
+        argv = ["dags", "test", dag_id, ds] + (["--conf", json.dumps(conf)] if conf else [])
+        print(f"[reelflow] airflow {' '.join(argv)}", flush=True)
+        args = parser.parse_args(argv)
+        try:
+            args.func(args)
+        except SystemExit as exc:  # `dags test` exits when the DAG run failed
+            print(f"[reelflow] {dag_id} {ds} failed: {exc}", flush=True)
+            return 1
+        print(f"[reelflow] {dag_id} {ds} succeeded", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))

@@ -1,0 +1,369 @@
+"""`reelflow`: every stage of the pipeline from the command line.
+
+reelflow generate --dataset kuairec --out data/kuairec --scale small
+reelflow run --dataset kuairec --raw data/kuairec
+reelflow recommend --user 42
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from reelflow.paths import Paths
+
+
+def _emit(summary: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(text if text is not None else json.dumps(summary, indent=2, default=str))
+
+
+def _days(start: str, end: str) -> list[str]:
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    if last < first:
+        raise SystemExit(f"--end {end} is before --start {start}")
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def data_days(dataset: str, raw: Path) -> list[str]:
+    """The UTC days a raw release covers: from the generator's manifest, else from the log."""
+    manifest = raw / "reelflow_manifest.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text())["days"]
+    if dataset == "kuairec":
+        import pandas as pd
+
+        from jobs.readers.native import find_release_file
+
+        stamps = pd.to_numeric(
+            pd.read_csv(find_release_file(raw, "big_matrix.csv"), usecols=["timestamp"])[
+                "timestamp"
+            ],
+            errors="coerce",
+        ).dropna()
+        as_days = pd.to_datetime(stamps, unit="s", utc=True).dt.strftime("%Y-%m-%d")
+        return sorted(as_days.unique())
+    raise SystemExit(f"cannot tell the days of {raw}: pass --start and --end")
+
+
+def cmd_generate(args) -> int:
+    from jobs.synthetic import generate_kuairec
+
+    manifest = generate_kuairec(args.out, scale=args.scale, seed=args.seed)
+    text = (
+        f"wrote KuaiRec-format data to {args.out}: {manifest['users']} users, {manifest['videos']} videos, "
+        f"{manifest['rows']['big_matrix']} log rows over {len(manifest['days'])} days "
+        f"({manifest['days'][0]} .. {manifest['days'][-1]})"
+    )
+    _emit(manifest, args.json, text)
+    return 0
+
+
+def cmd_normalize(args) -> int:
+    from jobs.normalize import normalize_day
+    from reelflow.state import claim_home
+
+    claim_home(Paths.from_env(), args.dataset, args.raw)
+    _emit(normalize_day(args.dataset, args.raw, args.ds), args.json)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from jobs.validate import validate_day
+
+    _emit(validate_day(args.ds), args.json)
+    return 0
+
+
+def cmd_features(args) -> int:
+    from features.compute import compute_features
+
+    _emit(compute_features(args.ds), args.json)
+    return 0
+
+
+def cmd_materialize(args) -> int:
+    from features.compute import USER_FEATURES, VIDEO_FEATURES
+    from features.store import apply_if_changed, materialize_day
+
+    apply_if_changed()
+    _emit(materialize_day(args.ds, [USER_FEATURES, VIDEO_FEATURES]), args.json)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from models.train_ranker import train_ranker
+
+    _emit(train_ranker(holdout_ds=args.holdout), args.json)
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from mlflow import MlflowClient
+    from models.registry import CHAMPION, RANKER, setup_tracking
+
+    setup_tracking()
+    client = MlflowClient()
+    mv = client.get_model_version(RANKER, str(args.version))
+    if mv.tags.get("gate") != "promoted":
+        raise SystemExit(
+            f"{RANKER} version {args.version} did not pass the promotion gate "
+            f"({mv.tags.get('gate_reason', 'never gated')}); only gated versions can become {CHAMPION}"
+        )
+    client.set_registered_model_alias(RANKER, CHAMPION, mv.version)
+    _emit(
+        {"model": RANKER, "version": int(mv.version), "alias": CHAMPION},
+        args.json,
+        f"{RANKER}@{CHAMPION} -> version {mv.version}",
+    )
+    return 0
+
+
+def cmd_export(args) -> int:
+    from reelflow import tasks
+
+    _emit(tasks.export(args.ds), args.json)
+    return 0
+
+
+def recommendations(user_id: int, k: int) -> dict[str, Any]:
+    from features.store import online_features
+
+    features = [
+        "user_candidates:video_ids",
+        "user_candidates:scores",
+        "user_candidates:sources",
+        "user_candidates:model_version",
+        "user_features:views_28d",
+        "user_features:mean_watch_ratio_28d",
+        "user_features:completion_rate_28d",
+        "user_features:hours_since_last_view",
+    ]
+    row = {
+        name: values[0]
+        for name, values in online_features([{"user_id": user_id}], features).items()
+    }
+    videos = row.get("video_ids") or []
+    scores = row.get("scores") or []
+    sources = row.get("sources") or []
+    return {
+        "user_id": user_id,
+        "model_version": row.get("model_version"),
+        "user_features": {
+            k_: row.get(k_)
+            for k_ in (
+                "views_28d",
+                "mean_watch_ratio_28d",
+                "completion_rate_28d",
+                "hours_since_last_view",
+            )
+        },
+        "candidates": [
+            {"rank": i + 1, "video_id": int(v), "score": float(s), "source": src}
+            for i, (v, s, src) in enumerate(zip(videos, scores, sources, strict=False))
+        ][:k],
+    }
+
+
+def cmd_recommend(args) -> int:
+    result = recommendations(args.user, args.k)
+    if not result["candidates"]:
+        print(f"no candidates online for user {args.user} (run the export first)", file=sys.stderr)
+        return 1
+    lines = [
+        f"user {args.user} (ranker v{result['model_version']}; online features: "
+        + ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in result["user_features"].items()
+        )
+        + ")"
+    ]
+    lines += [
+        f"  {c['rank']:>3}. video {c['video_id']:<8} score {c['score']:.4f}  [{c['source']}]"
+        for c in result["candidates"]
+    ]
+    _emit(result, args.json, "\n".join(lines))
+    return 0
+
+
+def summarize(paths: Paths, days: list[str]) -> dict[str, Any]:
+    def load(ds: str, step: str) -> dict[str, Any]:
+        f = paths.runs / f"ds={ds}" / f"{step}.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    per_day = {}
+    for ds in days:
+        norm = load(ds, "normalize").get("tables", {}).get("interactions", {})
+        per_day[ds] = {
+            "normalized": norm.get("written"),
+            "quarantined": norm.get("quarantined"),
+            "validation": "passed" if load(ds, "validate").get("success") else "failed",
+            "user_features": load(ds, "features").get("rows", {}).get("user_features"),
+            "video_features": load(ds, "features").get("rows", {}).get("video_features"),
+            "materialized": bool(load(ds, "materialize")),
+        }
+    return {
+        "days": per_day,
+        "train": load(days[-1], "train_ranker"),
+        "export": load(days[-1], "export"),
+    }
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    lines = [
+        "day         normalized  quarantined  validation  user_feats  video_feats  materialized"
+    ]
+    for ds, d in summary["days"].items():
+        lines.append(
+            f"{ds}  {d['normalized']!s:>10}  {d['quarantined']!s:>11}  {d['validation']:>10}  {d['user_features']!s:>10}  {d['video_features']!s:>11}  {d['materialized']!s:>12}"
+        )
+    t = summary["train"]
+    if t:
+        m, p = t["metrics"], t["popularity"]
+        lines.append(
+            f"model: reelflow-ranker v{t['version']} ({'promoted to @champion' if t['promoted'] else 'not promoted'}: {t['gate_reason']})"
+        )
+        lines.append(
+            f"  holdout {t['holdout_ds']} full ranking: NDCG@10 {m['ndcg@10']:.4f} (popularity {p['ndcg@10']:.4f}), "
+            f"Recall@10 {m['recall@10']:.4f} (popularity {p['recall@10']:.4f}), HR@10 {m['hr@10']:.4f}"
+        )
+    e = summary["export"]
+    if e:
+        lines.append(
+            f"export: {e['index']['type']} index of {e['index']['size']} videos (dim {e['index']['dim']}), "
+            f"{e['candidates']['rows']} candidates for {e['candidates']['users']} users ({e['candidates']['by_source']})"
+        )
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> int:
+    from reelflow import airflow_runner
+    from reelflow.state import claim_home
+
+    paths = Paths.from_env()
+    raw = Path(args.raw).resolve()
+    claim_home(paths, args.dataset, raw)
+    known = data_days(args.dataset, raw)
+    days = _days(args.start or known[0], args.end or known[-1])
+    airflow_runner.migrate(paths)
+    conf = {"dataset": args.dataset, "raw": str(raw)}
+    plan = [("reelflow_daily", ds, conf) for ds in days]
+    if not args.skip_train:
+        plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
+    print(
+        f"running {len(plan)} DAG runs through Airflow ({days[0]} .. {days[-1]}); "
+        f"log: {paths.runs / 'logs' / 'run.log'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    airflow_runner.run_dags(paths, plan)
+    summary = summarize(paths, days)
+    _emit(summary, args.json, _summary_text(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reelflow",
+        description="Batch ML pipeline for short-video recommendation: "
+        "Spark normalize/features, Feast, PyTorch + MLflow, FAISS export, run by Airflow.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str, fn, json_flag: bool = True):
+        p = sub.add_parser(name, help=help_, description=help_)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add(
+        "generate",
+        "Write synthetic data in a dataset's native files (deterministic for a seed).",
+        cmd_generate,
+    )
+    p.add_argument("--dataset", choices=["kuairec"], default="kuairec")
+    p.add_argument("--out", required=True, help="folder to write the release files into")
+    p.add_argument("--scale", choices=["tiny", "small", "full"], default="small")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add(
+        "normalize",
+        "Normalize one UTC day of raw files into the unified schema (Spark).",
+        cmd_normalize,
+    )
+    p.add_argument("--dataset", choices=["kuairec"], required=True)
+    p.add_argument(
+        "--raw", required=True, help="the release folder as unpacked, or its data/ folder"
+    )
+    p.add_argument("--ds", required=True, help="UTC day YYYY-MM-DD")
+
+    p = add(
+        "validate",
+        "Run the Great Expectations gate on one day's normalized partitions.",
+        cmd_validate,
+    )
+    p.add_argument("--ds", required=True)
+    p = add(
+        "features", "Compute one day's user/video features and ranker labels (Spark).", cmd_features
+    )
+    p.add_argument("--ds", required=True)
+    p = add("materialize", "Load one day's features into the Feast online store.", cmd_materialize)
+    p.add_argument("--ds", required=True)
+    p = add(
+        "train",
+        "Train the ranker, log it to MLflow, register it and run the promotion gate.",
+        cmd_train,
+    )
+    p.add_argument("--holdout", help="held-out UTC day (default: the last labelled day)")
+    p = add(
+        "promote", "Point reelflow-ranker@champion at a version that passed the gate.", cmd_promote
+    )
+    p.add_argument("--version", type=int, required=True)
+    p = add(
+        "export",
+        "Build the FAISS index and candidate table for a day and publish them online.",
+        cmd_export,
+    )
+    p.add_argument("--ds", required=True)
+    p = add(
+        "recommend",
+        "Print a user's candidates and features from the Feast online store.",
+        cmd_recommend,
+    )
+    p.add_argument("--user", type=int, required=True)
+    p.add_argument("--k", type=int, default=10)
+    p = add(
+        "run", "Run the whole pipeline through Airflow, day by day, then train and export.", cmd_run
+    )
+    p.add_argument("--dataset", choices=["kuairec"], required=True)
+    p.add_argument("--raw", required=True)
+    p.add_argument("--start", help="first UTC day (default: the data's first)")
+    p.add_argument("--end", help="last UTC day (default: the data's last)")
+    p.add_argument("--skip-train", action="store_true", help="only the daily DAG")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a clear one-line error for people; tracebacks with REELFLOW_DEBUG=1
+        import os
+
+        if os.environ.get("REELFLOW_DEBUG"):
+            raise
+        print(f"reelflow {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Typed configuration: defaults live here, overrides come from the environment.
+
+Every field can be overridden as `REELFLOW_<SECTION>__<FIELD>` (e.g.
+`REELFLOW_RANKER__EPOCHS=5`); values are parsed to the field's type and validated, so a typo
+fails loudly instead of silently using a default. Each run logs the resolved configuration
+next to its outputs (`Config.to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    watch_ratio_min: float = 0.0  # a negative watch ratio is a broken row
+    # Real KuaiRec holds ratios above 5 (rewatch loops); beyond this the row is a logging bug.
+    watch_ratio_max: float = 100.0
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    long_window_days: int = 28  # horizon of the long-term user features
+    mid_window_days: int = 7  # horizon of the video features and mid-term user features
+    completion_threshold: float = 1.0  # watch_ratio at or above this counts as a completed view
+    skip_max_watch_ratio: float = 0.2  # watch_ratio below this counts as a skip
+    num_categories: int = 31  # length of the category-affinity vector (KuaiRec tags 0..30)
+    continuation_gap_s: float = (
+        60.0  # a next view starting this soon after a view ends continues the session
+    )
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    epochs: int = 6
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    embedding_dim: int = 32
+    hidden_dim: int = 128
+    # Unexposed videos sampled per logged view: without them the ranker only learns
+    # "how long will they watch, given it was shown" and cannot rank a whole catalog.
+    negatives_per_positive: int = 3
+    watch_ratio_cap: float = 2.0  # watch time head predicts min(watch_ratio, cap) / cap
+    # Final score = weighted heads minus the skip penalty (heads are all in [0, 1]).
+    weight_watch_time: float = 0.4
+    weight_completion: float = 0.2
+    weight_rewatch: float = 0.15
+    weight_continuation: float = 0.15
+    weight_skip_penalty: float = 0.05
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    metric: str = "ndcg@10"  # the holdout metric the promotion gate compares
+    min_improvement: float = 0.0  # a challenger must beat the champion by at least this
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    candidates_per_user: int = 20  # K: rows per user in the candidate table
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = "local[2]"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 4  # small on one machine: the default 200 is pure overhead
+
+
+@dataclass(frozen=True)
+class Config:
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse(value: str, typ: type, name: str) -> Any:
+    try:
+        if typ is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        return typ(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a valid {typ.__name__}") from None
+
+
+def load_config(environ: dict[str, str] | None = None) -> Config:
+    """Defaults overridden by `REELFLOW_<SECTION>__<FIELD>` environment variables."""
+    environ = dict(os.environ if environ is None else environ)
+    sections: dict[str, Any] = {}
+    known = {f.name: f for f in dataclasses.fields(Config)}
+    for key, value in environ.items():
+        if not key.startswith("REELFLOW_") or "__" not in key:
+            continue
+        section_name, _, field_name = key[len("REELFLOW_") :].lower().partition("__")
+        if section_name not in known:
+            raise ValueError(
+                f"{key}: unknown config section {section_name!r} (known: {sorted(known)})"
+            )
+        section_cls = known[section_name].default_factory  # type: ignore[misc]
+        fields = {f.name: f for f in dataclasses.fields(section_cls)}
+        if field_name not in fields:
+            raise ValueError(f"{key}: unknown field {field_name!r} of section {section_name!r}")
+        typ = type(getattr(section_cls(), field_name))
+        sections.setdefault(section_name, {})[field_name] = _parse(value, typ, key)
+    return Config(
+        **{
+            name: known[name].default_factory(**overrides)  # type: ignore[misc]
+            for name, overrides in sections.items()
+        }
+    )

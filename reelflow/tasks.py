@@ -1,0 +1,82 @@
+"""What each Airflow task runs, kept out of the DAG files so they stay thin and cheap to parse.
+
+Every function takes the day (`ds`) and the run's params, calls one function of `jobs/`,
+`features/` or `models/`, and records its summary under $REELFLOW_HOME/runs/<ds>/ so that
+`reelflow run` can report what the DAG runs produced.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reelflow.paths import Paths
+
+
+def record(ds: str, step: str, summary: dict[str, Any]) -> dict[str, Any]:
+    paths = Paths.from_env()
+    out = paths.runs / f"ds={ds}" / f"{step}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def source(params: dict[str, Any]) -> tuple[str, str]:
+    """The dataset and raw folder of a run: its params, else what this home was set up with."""
+    from reelflow.state import read_state
+
+    state = read_state(Paths.from_env())
+    dataset = params.get("dataset") or state.get("dataset")
+    raw = params.get("raw") or state.get("raw")
+    if not dataset or not raw:
+        raise ValueError(
+            "no dataset/raw folder: pass params {'dataset': ..., 'raw': ...} or run `reelflow run` once"
+        )
+    return dataset, raw
+
+
+def apply_feature_repo(ds: str) -> dict[str, Any]:
+    from features.store import apply_if_changed
+
+    return record(ds, "apply_feature_repo", apply_if_changed())
+
+
+def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
+    from jobs.normalize import normalize_day
+
+    dataset, raw = source(params)
+    return record(ds, "normalize", normalize_day(dataset, raw, ds))
+
+
+def validate(ds: str) -> dict[str, Any]:
+    from jobs.validate import validate_day
+
+    return record(ds, "validate", validate_day(ds))
+
+
+def features(ds: str) -> dict[str, Any]:
+    from features.compute import compute_features
+
+    return record(ds, "features", compute_features(ds))
+
+
+def materialize(ds: str) -> dict[str, Any]:
+    from features.compute import USER_FEATURES, VIDEO_FEATURES
+    from features.store import materialize_day
+
+    return record(ds, "materialize", materialize_day(ds, [USER_FEATURES, VIDEO_FEATURES]))
+
+
+def train_ranker(ds: str) -> dict[str, Any]:
+    from models.train_ranker import train_ranker as train
+
+    return record(ds, "train_ranker", train(holdout_ds=ds))
+
+
+def export(ds: str) -> dict[str, Any]:
+    from features.store import materialize_day
+    from jobs.export import USER_CANDIDATES, export_candidates
+
+    manifest = export_candidates(ds)
+    materialize_day(ds, [USER_CANDIDATES])
+    return record(ds, "export", manifest)

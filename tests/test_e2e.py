@@ -1,0 +1,162 @@
+"""The whole pipeline on tiny generated data, run through Airflow by `reelflow run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def lake(pipeline_run, monkeypatch_module):
+    monkeypatch_module.setenv("REELFLOW_HOME", str(pipeline_run["home"]))
+    from reelflow.paths import Paths
+
+    return Paths.from_env()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def partition_rows(table_dir, ds) -> int:
+    return len(pd.read_parquet(table_dir / f"ds={ds}"))
+
+
+def test_every_generated_row_is_normalized_or_quarantined(pipeline_run, lake):
+    manifest = pipeline_run["manifest"]
+    for ds, written in manifest["rows_per_day"].items():
+        normalized = partition_rows(lake.normalized("interactions"), ds)
+        quarantined = partition_rows(lake.quarantine("interactions"), ds)
+        assert normalized + quarantined == written, ds
+        assert normalized == manifest["valid_rows_per_day"][ds], ds
+    reasons = pd.read_parquet(lake.quarantine("interactions"))["quarantine_reason"]
+    assert reasons.notna().all()
+
+
+def test_validation_passed_for_every_day(pipeline_run, lake):
+    for ds in pipeline_run["manifest"]["days"]:
+        for table in ("interactions", "videos"):
+            report = json.loads((lake.validation(table) / f"ds={ds}.json").read_text())
+            assert report["success"] and report["evaluated"] > 0, (table, ds)
+
+
+def test_online_features_for_a_known_user(pipeline_run, lake):
+    from features.store import online_features
+
+    user = int(pd.read_parquet(lake.normalized("interactions"))["user_id"].iloc[0])
+    row = online_features(
+        [{"user_id": user}], ["user_features:views_28d", "user_features:category_affinity"]
+    )
+    assert row["views_28d"][0] and row["views_28d"][0] > 0
+    assert len(row["category_affinity"][0]) == 31
+
+
+def test_champion_is_registered_and_beats_popularity(pipeline_run, lake):
+    from mlflow import MlflowClient
+    from models.registry import CHAMPION, RANKER, setup_tracking
+
+    setup_tracking(lake)
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(RANKER, CHAMPION)
+    assert champion.tags["gate"] == "promoted"
+    metrics = client.get_run(champion.run_id).data.metrics
+    last_day = pipeline_run["manifest"]["days"][-1]
+    assert client.get_run(champion.run_id).data.params["holdout_ds"] == last_day
+    assert metrics["ndcg_at_10"] > metrics["popularity_ndcg_at_10"]
+    assert metrics["recall_at_10"] > metrics["popularity_recall_at_10"]
+
+
+def test_index_holds_every_video_and_matches_exact_search(pipeline_run, lake):
+    import faiss
+
+    from features.compute import feature_time
+    from models.ranker_data import user_feature_frame, video_feature_frame
+    from models.registry import RANKER, champion_version, load_version, setup_tracking
+
+    export = lake.exports / "latest"
+    manifest = json.loads((export / "manifest.json").read_text())
+    ds = manifest["ds"]
+    index = faiss.read_index(str(export / "index.faiss"))
+    video_ids = np.load(export / "video_ids.npy")
+    catalog = pd.read_parquet(lake.normalized("videos") / f"ds={ds}")
+    assert index.ntotal == len(catalog) == len(video_ids)
+    assert set(video_ids) == set(catalog["video_id"])
+
+    # Recompute the vectors independently from the champion and the offline features.
+    setup_tracking(lake)
+    bundle = load_version(RANKER, champion_version(RANKER).version)
+    at = feature_time(ds)
+    video_vecs = bundle.video_vectors(video_feature_frame(video_ids, at, lake))
+    users = pd.read_parquet(lake.features("user_features") / f"ds={ds}")["user_id"].to_numpy()[:25]
+    user_vecs = bundle.user_vectors(user_feature_frame(users, at, lake))
+    _, ann = index.search(user_vecs.astype(np.float32), 10)
+    exact = np.argsort(-(user_vecs @ video_vecs.T), axis=1, kind="stable")[:, :10]
+    assert (np.sort(ann, axis=1) == np.sort(exact, axis=1)).all()
+
+
+def test_every_user_has_k_unwatched_candidates(pipeline_run, lake):
+    from reelflow.config import load_config
+
+    k = load_config().export.candidates_per_user
+    ds = pipeline_run["manifest"]["days"][-1]
+    candidates = pd.read_parquet(lake.candidates / f"ds={ds}")
+    users = pd.read_parquet(lake.normalized("users") / f"ds={ds}")["user_id"]
+    counts = candidates.groupby("user_id").size()
+    assert set(counts.index) == set(users)
+    assert (counts == k).all()
+    assert not candidates.duplicated(["user_id", "video_id"]).any()
+    watched = pd.read_parquet(lake.normalized("interactions"))[
+        ["user_id", "video_id"]
+    ].drop_duplicates()
+    overlap = candidates.merge(watched, on=["user_id", "video_id"])
+    assert overlap.empty, f"{len(overlap)} candidates were already watched"
+
+
+def test_recommend_reads_the_online_store(pipeline_run, lake):
+    ds = pipeline_run["manifest"]["days"][-1]
+    candidates = pd.read_parquet(lake.candidates / f"ds={ds}")
+    user = int(candidates["user_id"].iloc[0])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reelflow.cli",
+            "recommend",
+            "--user",
+            str(user),
+            "--k",
+            "5",
+            "--json",
+        ],
+        env={**os.environ, "REELFLOW_HOME": str(pipeline_run["home"])},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    online = json.loads(result.stdout)
+    expected = (
+        candidates[candidates["user_id"] == user].sort_values("rank")["video_id"].head(5).tolist()
+    )
+    assert [c["video_id"] for c in online["candidates"]] == expected
+    assert online["user_features"]["views_28d"] is not None
+
+
+def test_run_summary_reports_each_stage(pipeline_run):
+    summary = json.loads(pipeline_run["stdout"])
+    assert set(summary["days"]) == set(pipeline_run["manifest"]["days"])
+    assert all(
+        day["validation"] == "passed" and day["materialized"] for day in summary["days"].values()
+    )
+    assert summary["train"]["promoted"] is True
+    assert summary["export"]["index"]["size"] == 400
