@@ -8,6 +8,7 @@ JSON under lake/validation/<table>/ds=D.json.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,6 +85,7 @@ def _run(gx, context, name: str, suite, df) -> dict[str, Any]:
 def validate_day(
     ds: str, config: Config | None = None, paths: Paths | None = None
 ) -> dict[str, Any]:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage pings from a batch job
     import great_expectations as gx
 
     config = config or load_config()
@@ -93,7 +95,10 @@ def validate_day(
     videos = spark.read.parquet(str(paths.normalized(VIDEOS) / f"ds={ds}"))
     video_ids = [row.video_id for row in videos.select("video_id").distinct().collect()]
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keeps task logs readable
     report = {
         INTERACTIONS: _run(
             gx, context, INTERACTIONS, _suite_interactions(gx, ds, config, video_ids), interactions
