@@ -1,4 +1,4 @@
-"""reelflow_daily: one UTC day through normalize -> validate -> features -> materialize."""
+"""reelflow_daily: one UTC day through land -> normalize -> validate -> features -> materialize."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def reelflow_daily():
 
         return tasks.apply_feature_repo(ds)
 
+    @task
+    def land(params=None, ds=None):
+        """Parse the release's native files once into lake/raw by UTC day (skipped if unchanged)."""
+        from reelflow import tasks
+
+        return tasks.land(ds, params)
+
     @task(outlets=[NORMALIZED])
     def normalize(ds=None, params=None):
         """Spark: the day's native rows into the unified schema; rejects to quarantine."""
@@ -64,7 +71,7 @@ def reelflow_daily():
 
         return tasks.materialize(ds)
 
-    apply_feature_repo() >> normalize() >> validate() >> features() >> materialize()
+    apply_feature_repo() >> land() >> normalize() >> validate() >> features() >> materialize()
 
 
 reelflow_daily()

@@ -12,6 +12,7 @@ On object storage renames are not atomic: there a table format (Iceberg, Delta) 
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -24,12 +25,22 @@ def _side_dirs(table_dir: Path) -> tuple[Path, Path]:
     return lake_root / "_staging" / table_dir.name, lake_root / "_trash" / table_dir.name
 
 
-def recover(table_dir: Path) -> None:
-    """Restores partitions a crashed swap left in the trash and drops stale staging folders."""
+def recover(table_dir: Path, partition: str | None = None) -> None:
+    """Restores partitions a crashed swap left in the trash and drops stale staging folders.
+
+    With `partition`, only that partition's leftovers are touched, so writers of other days
+    of the same table (a parallel backfill) keep their staging folders.
+    """
     staging_root, trash_root = _side_dirs(table_dir)
+
+    def ours(entry: Path) -> bool:
+        return partition is None or entry.name.rsplit(".", 1)[0] == partition
+
     if trash_root.exists():
         for trashed in sorted(trash_root.iterdir()):
-            partition_name = trashed.name.split(".", 1)[0]
+            if not ours(trashed):
+                continue
+            partition_name = trashed.name.rsplit(".", 1)[0]
             target = table_dir / partition_name
             if target.exists():
                 shutil.rmtree(trashed)
@@ -37,20 +48,23 @@ def recover(table_dir: Path) -> None:
                 table_dir.mkdir(parents=True, exist_ok=True)
                 trashed.rename(target)
     if staging_root.exists():
-        shutil.rmtree(staging_root)
+        for staged in staging_root.iterdir():
+            if ours(staged):
+                shutil.rmtree(staged)
 
 
 @contextmanager
 def staged_partition(table_dir: Path, partition_name: str) -> Iterator[Path]:
     """Yields an empty staging path; on clean exit swaps it in as `table_dir/partition_name`."""
     table_dir = Path(table_dir)
-    recover(table_dir)
+    recover(table_dir, partition_name)
     staging_root, trash_root = _side_dirs(table_dir)
     token = uuid.uuid4().hex[:12]
     staging = staging_root / f"{partition_name}.{token}"
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield staging
+        _crash_point("while_writing")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -61,12 +75,22 @@ def staged_partition(table_dir: Path, partition_name: str) -> Iterator[Path]:
     swap_in(table_dir, partition_name, staging, trash_root / f"{partition_name}.{token}")
 
 
+def _crash_point(name: str) -> None:
+    """Fault injection for the crash tests: REELFLOW_CRASH_AT=<name> kills the process here,
+    with no cleanup at all, as a SIGKILL or a lost machine would."""
+    if os.environ.get("REELFLOW_CRASH_AT") == name:
+        os._exit(137)
+
+
 def swap_in(table_dir: Path, partition_name: str, staging: Path, trash: Path) -> None:
     target = table_dir / partition_name
     table_dir.mkdir(parents=True, exist_ok=True)
+    _crash_point("before_swap")
     if target.exists():
         trash.parent.mkdir(parents=True, exist_ok=True)
         target.rename(trash)
+    _crash_point("between_renames")
     staging.rename(target)
+    _crash_point("after_swap")
     if trash.exists():
         shutil.rmtree(trash)

@@ -12,7 +12,9 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from features.schema import INTERACTION_REQUIRED, INTERACTIONS, VIDEOS
+from pyspark.sql import functions as F
+
+from features.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
 from jobs.spark import spark_session
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
@@ -22,21 +24,39 @@ class ValidationFailed(RuntimeError):
     pass
 
 
-def _suite_interactions(gx, ds: str, config: Config, video_ids: list[int]):
+def _suite_interactions(
+    gx, ds: str, config: Config, video_ids: list[int], columns: list[str], trailing: list[int]
+):
     day_start = datetime.fromisoformat(ds).replace(tzinfo=UTC)
     day_end = day_start + timedelta(days=1) - timedelta(microseconds=1)
+    q = config.quality
     ex = gx.expectations
     suite = gx.ExpectationSuite(name=f"{INTERACTIONS}_suite")
     for column in INTERACTION_REQUIRED:
         suite.add_expectation(ex.ExpectColumnToExist(column=column))
     for column in ("user_id", "video_id", "event_ts"):
         suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=column))
-    suite.add_expectation(ex.ExpectTableRowCountToBeBetween(min_value=1))
+    if trailing:
+        # Volume against the trailing days' average: catches a half-delivered or doubled day.
+        average = sum(trailing) / len(trailing)
+        suite.add_expectation(
+            ex.ExpectTableRowCountToBeBetween(
+                min_value=max(1, int(average * q.volume_min_ratio)),
+                max_value=int(average * q.volume_max_ratio) + 1,
+            )
+        )
+    else:
+        suite.add_expectation(ex.ExpectTableRowCountToBeBetween(min_value=1))
+    if "watch_ratio" in columns:
+        suite.add_expectation(
+            ex.ExpectColumnValuesToBeBetween(
+                column="watch_ratio", min_value=q.watch_ratio_min, max_value=q.watch_ratio_max
+            )
+        )
+    # On the derived hour of day: GE's Spark engine does not compute max() of a timestamp.
     suite.add_expectation(
-        ex.ExpectColumnValuesToBeBetween(
-            column="watch_ratio",
-            min_value=config.quality.watch_ratio_min,
-            max_value=config.quality.watch_ratio_max,
+        ex.ExpectColumnMaxToBeBetween(
+            column="hour_of_day", min_value=24.0 - q.freshness_hours, max_value=24.0
         )
     )
     # Freshness and partition discipline: a day's partition holds only that UTC day.
@@ -48,13 +68,21 @@ def _suite_interactions(gx, ds: str, config: Config, video_ids: list[int]):
     return suite
 
 
-def _suite_videos(gx):
+def _suite_catalog(gx, table: str, key: str):
+    """Catalog tables (videos, users): keys present and unique, the table not empty."""
     ex = gx.expectations
-    suite = gx.ExpectationSuite(name=f"{VIDEOS}_suite")
-    suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column="video_id"))
-    suite.add_expectation(ex.ExpectColumnValuesToBeUnique(column="video_id"))
+    suite = gx.ExpectationSuite(name=f"{table}_suite")
+    suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=key))
+    suite.add_expectation(ex.ExpectColumnValuesToBeUnique(column=key))
     suite.add_expectation(ex.ExpectTableRowCountToBeBetween(min_value=1))
     return suite
+
+
+def _trailing_counts(spark, table_dir, ds: str, days: int) -> list[int]:
+    from features.compute import days_back
+
+    previous = [d for d in days_back(ds, days + 1)[:-1] if (table_dir / f"ds={d}").exists()]
+    return [spark.read.parquet(str(table_dir / f"ds={d}")).count() for d in previous]
 
 
 def _run(gx, context, name: str, suite, df) -> dict[str, Any]:
@@ -94,17 +122,28 @@ def validate_day(
     interactions = spark.read.parquet(str(paths.normalized(INTERACTIONS) / f"ds={ds}"))
     videos = spark.read.parquet(str(paths.normalized(VIDEOS) / f"ds={ds}"))
     video_ids = [row.video_id for row in videos.select("video_id").distinct().collect()]
+    trailing = _trailing_counts(
+        spark, paths.normalized(INTERACTIONS), ds, config.quality.volume_trailing_days
+    )
+    users_dir = paths.normalized(USERS) / f"ds={ds}"
 
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keeps task logs readable
+    suite = _suite_interactions(gx, ds, config, video_ids, interactions.columns, trailing)
+    day_start = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    with_hour = interactions.withColumn(
+        "hour_of_day",
+        (F.unix_micros("event_ts") - F.lit(int(day_start.timestamp() * 1e6))) / F.lit(3.6e9),
+    )
     report = {
-        INTERACTIONS: _run(
-            gx, context, INTERACTIONS, _suite_interactions(gx, ds, config, video_ids), interactions
-        ),
-        VIDEOS: _run(gx, context, VIDEOS, _suite_videos(gx), videos),
+        INTERACTIONS: _run(gx, context, INTERACTIONS, suite, with_hour),
+        VIDEOS: _run(gx, context, VIDEOS, _suite_catalog(gx, VIDEOS, "video_id"), videos),
     }
+    if users_dir.exists():  # MicroLens and plain event logs have no user table
+        users = spark.read.parquet(str(users_dir))
+        report[USERS] = _run(gx, context, USERS, _suite_catalog(gx, USERS, "user_id"), users)
     for table, table_report in report.items():
         out = paths.validation(table) / f"ds={ds}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from typing import Any
 
 from reelflow.paths import Paths
 
+DATASETS = ["kuairec", "kuairand", "microlens", "events"]
+
 
 def _emit(summary: Any, as_json: bool, text: str | None = None) -> None:
     if as_json:
@@ -32,24 +34,15 @@ def _days(start: str, end: str) -> list[str]:
 
 
 def data_days(dataset: str, raw: Path) -> list[str]:
-    """The UTC days a raw release covers: from the generator's manifest, else from the log."""
-    manifest = raw / "reelflow_manifest.json"
-    if manifest.exists():
-        return json.loads(manifest.read_text())["days"]
-    if dataset == "kuairec":
-        import pandas as pd
+    """The UTC days a release covers, from landing it (parsed once, skipped when unchanged)."""
+    from jobs.landing import land
+    from jobs.spark import spark_session
 
-        from jobs.readers.native import find_release_file
-
-        stamps = pd.to_numeric(
-            pd.read_csv(find_release_file(raw, "big_matrix.csv"), usecols=["timestamp"])[
-                "timestamp"
-            ],
-            errors="coerce",
-        ).dropna()
-        as_days = pd.to_datetime(stamps, unit="s", utc=True).dt.strftime("%Y-%m-%d")
-        return sorted(as_days.unique())
-    raise SystemExit(f"cannot tell the days of {raw}: pass --start and --end")
+    days = land(dataset, raw)["tables"]["interactions"]["days"]
+    spark_session().stop()  # the Airflow run starts its own; don't hold two JVMs
+    if not days:
+        raise SystemExit(f"{raw}: no interaction has a readable time; nothing to run")
+    return days
 
 
 def cmd_generate(args) -> int:
@@ -66,11 +59,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_normalize(args) -> int:
-    from jobs.normalize import normalize_day
+    from jobs.normalize import normalize
     from reelflow.state import claim_home
 
     claim_home(Paths.from_env(), args.dataset, args.raw)
-    _emit(normalize_day(args.dataset, args.raw, args.ds), args.json)
+    _emit(normalize(args.dataset, args.raw, args.ds), args.json)
     return 0
 
 
@@ -295,14 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "normalize",
-        "Normalize one UTC day of raw files into the unified schema (Spark).",
+        "Normalize raw files into the unified schema (Spark): one UTC day, or all.",
         cmd_normalize,
     )
-    p.add_argument("--dataset", choices=["kuairec"], required=True)
+    p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument(
         "--raw", required=True, help="the release folder as unpacked, or its data/ folder"
     )
-    p.add_argument("--ds", required=True, help="UTC day YYYY-MM-DD")
+    p.add_argument("--ds", help="UTC day YYYY-MM-DD (default: every day in the data)")
 
     p = add(
         "validate",
@@ -342,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "run", "Run the whole pipeline through Airflow, day by day, then train and export.", cmd_run
     )
-    p.add_argument("--dataset", choices=["kuairec"], required=True)
+    p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--raw", required=True)
     p.add_argument("--start", help="first UTC day (default: the data's first)")
     p.add_argument("--end", help="last UTC day (default: the data's last)")

@@ -19,6 +19,13 @@ class QualityConfig:
     watch_ratio_min: float = 0.0  # a negative watch ratio is a broken row
     # Real KuaiRec holds ratios above 5 (rewatch loops); beyond this the row is a logging bug.
     watch_ratio_max: float = 100.0
+    # The day's last view must fall within this many hours of midnight: a day that stops
+    # early is a late or truncated export, not a quiet day.
+    freshness_hours: float = 6.0
+    # A day's row count must lie within these multiples of the trailing days' average.
+    volume_min_ratio: float = 0.3
+    volume_max_ratio: float = 3.0
+    volume_trailing_days: int = 7
 
 
 @dataclass(frozen=True)

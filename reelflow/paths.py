@@ -36,6 +36,11 @@ class Paths:
     def lake(self) -> Path:
         return self.home / "lake"
 
+    @property
+    def landing(self) -> Path:
+        """Parsed release files, by UTC day: what each daily run reads."""
+        return self.lake / "raw"
+
     def normalized(self, table: str) -> Path:
         return self.lake / "normalized" / table
 

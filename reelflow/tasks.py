@@ -41,6 +41,14 @@ def apply_feature_repo(ds: str) -> dict[str, Any]:
     return record(ds, "apply_feature_repo", apply_if_changed())
 
 
+def land(ds: str, params: dict[str, Any]) -> dict[str, Any]:
+    from jobs.landing import land as land_release
+
+    dataset, raw = source(params)
+    summary = land_release(dataset, raw)
+    return record(ds, "land", {k: v for k, v in summary.items() if k != "files"})
+
+
 def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
     from jobs.normalize import normalize_day
 

@@ -43,4 +43,13 @@ def test_recovery_restores_a_partition_moved_out_by_a_crashed_swap(tmp_path):
     write(tmp_path / "lake" / "_staging" / "t" / "ds=2020-07-05.abc", "new")
     recover(table)
     assert (table / "ds=2020-07-05" / "part-0").read_text() == "old"
-    assert not (tmp_path / "lake" / "_staging" / "t").exists()
+    assert not any((tmp_path / "lake" / "_staging" / "t").iterdir())
+
+
+def test_a_writer_leaves_other_partitions_staging_alone(tmp_path):
+    table = tmp_path / "lake" / "t"
+    other = tmp_path / "lake" / "_staging" / "t" / "ds=2020-07-06.def"
+    write(other, "another day being written right now")
+    with staged_partition(table, "ds=2020-07-05") as staging:
+        write(staging, "day 5")
+    assert (other / "part-0").exists()

@@ -1,43 +1,139 @@
-"""The Great Expectations gate passes a clean day and names what fails on a bad one."""
+"""The Great Expectations gate passes a clean day and names each expectation a bad one breaks."""
 
-from datetime import datetime
+from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 import pytest
 
 from jobs.validate import ValidationFailed, validate_day
 
+DAY = "2020-07-05"
+START = datetime(2020, 7, 5)
+INTERACTIONS = "user_id long, video_id long, event_ts timestamp, watch_ms long, duration_ms long, watch_ratio double, source string"
 
-def write_day(spark, paths, ds, rows):
-    interactions = spark.createDataFrame(
-        rows,
-        "user_id long, video_id long, event_ts timestamp, watch_ms long, duration_ms long, watch_ratio double, source string",
-    )
-    interactions.write.mode("overwrite").parquet(str(paths.normalized("interactions") / f"ds={ds}"))
-    videos = spark.createDataFrame(
-        [(1, [3], 3, "a", "c3"), (2, [4], 4, "b", "c4")],
+
+def clean_rows(n: int = 48, day: datetime = START) -> list[tuple]:
+    """n views spread evenly over the day, the last one at 23:30."""
+    return [
+        (i % 5, i % 3, day + timedelta(minutes=30 * i), 500, 1000, 0.5, "kuairec") for i in range(n)
+    ]
+
+
+def write_partition(spark, table_dir, ds, rows, schema) -> None:
+    spark.createDataFrame(rows, schema).write.mode("overwrite").parquet(str(table_dir / f"ds={ds}"))
+
+
+def write_day(spark, paths, interactions, videos=None, users=None, ds=DAY) -> None:
+    write_partition(spark, paths.normalized("interactions"), ds, interactions, INTERACTIONS)
+    videos = videos if videos is not None else [(v, [v], v, "caption", f"c{v}") for v in range(3)]
+    write_partition(
+        spark,
+        paths.normalized("videos"),
+        ds,
+        videos,
         "video_id long, categories array<int>, primary_category int, caption string, category_name string",
     )
-    videos.write.mode("overwrite").parquet(str(paths.normalized("videos") / f"ds={ds}"))
+    users = users if users is not None else [(u, "high_active") for u in range(5)]
+    write_partition(
+        spark, paths.normalized("users"), ds, users, "user_id long, user_active_degree string"
+    )
 
 
 def test_a_clean_day_passes_and_the_report_is_kept(spark, home):
-    write_day(
-        spark, home, "2020-07-05", [(1, 1, datetime(2020, 7, 5, 10), 500, 1000, 0.5, "kuairec")]
+    write_day(spark, home, clean_rows())
+    result = validate_day(DAY, paths=home)
+    assert result["success"] and set(result["tables"]) == {"interactions", "videos", "users"}
+    assert (home.validation("interactions") / f"ds={DAY}.json").exists()
+
+
+def replace_first(rows, **changes):
+    first = dict(
+        zip(
+            ("user_id", "video_id", "event_ts", "watch_ms", "duration_ms", "watch_ratio", "source"),
+            rows[0],
+            strict=True,
+        )
     )
-    result = validate_day("2020-07-05", paths=home)
-    assert result["success"]
-    assert (home.validation("interactions") / "ds=2020-07-05.json").exists()
+    first.update(changes)
+    return [tuple(first.values()), *rows[1:]]
 
 
-def test_a_bad_day_fails_naming_the_expectations(spark, home):
-    rows = [
-        (1, 1, datetime(2020, 7, 5, 10), 500, 1000, 500.0, "kuairec"),  # watch ratio out of range
-        (1, 9, datetime(2020, 7, 6, 1), 500, 1000, 0.5, "kuairec"),  # next day, unknown video
-    ]
-    write_day(spark, home, "2020-07-05", rows)
+CASES = {
+    "null user id": (
+        lambda: replace_first(clean_rows(), user_id=None),
+        None,
+        None,
+        "interactions: expect_column_values_to_not_be_null(user_id)",
+    ),
+    "watch ratio out of range": (
+        lambda: replace_first(clean_rows(), watch_ratio=500.0),
+        None,
+        None,
+        "interactions: expect_column_values_to_be_between(watch_ratio)",
+    ),
+    "a row of the next day": (
+        lambda: replace_first(clean_rows(), event_ts=START + timedelta(days=1, hours=1)),
+        None,
+        None,
+        "interactions: expect_column_values_to_be_between(event_ts)",
+    ),
+    "video missing from the catalog": (
+        lambda: replace_first(clean_rows(), video_id=99),
+        None,
+        None,
+        "interactions: expect_column_values_to_be_in_set(video_id)",
+    ),
+    "day stops at noon (freshness)": (
+        lambda: clean_rows(24),
+        None,
+        None,
+        "interactions: expect_column_max_to_be_between(hour_of_day) observed 11.5",
+    ),
+    "empty day": (
+        lambda: [],
+        None,
+        None,
+        "interactions: expect_table_row_count_to_be_between(None)",
+    ),
+    "duplicate video id": (
+        clean_rows,
+        [
+            (1, [1], 1, "a", "c1"),
+            (1, [1], 1, "b", "c1"),
+            (0, [0], 0, "c", "c0"),
+            (2, [2], 2, "d", "c2"),
+        ],
+        None,
+        "videos: expect_column_values_to_be_unique(video_id)",
+    ),
+    "null user id in users": (
+        clean_rows,
+        None,
+        [(None, "x"), (1, "y")],
+        "users: expect_column_values_to_not_be_null(user_id)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_broken_expectation_fails_the_gate_and_is_named(spark, home, case):
+    interactions, videos, users, expected = CASES[case]
+    write_day(spark, home, interactions(), videos, users)
     with pytest.raises(ValidationFailed) as failure:
-        validate_day("2020-07-05", paths=home)
-    message = str(failure.value)
-    assert "expect_column_values_to_be_between(watch_ratio)" in message
-    assert "expect_column_values_to_be_between(event_ts)" in message
-    assert "expect_column_values_to_be_in_set(video_id)" in message
+        validate_day(DAY, paths=home)
+    assert expected in str(failure.value)
+
+
+def test_volume_against_the_trailing_days(spark, home):
+    for back in range(1, 4):
+        day = START - timedelta(days=back)
+        write_day(spark, home, clean_rows(48, day), ds=day.date().isoformat())
+    # A tenth of the usual volume, still fresh: half a delivery.
+    thin = [r for i, r in enumerate(clean_rows()) if i % 10 == 0 or i == 47]
+    write_day(spark, home, thin)
+    with pytest.raises(
+        ValidationFailed,
+        match=r"interactions: expect_table_row_count_to_be_between\(None\) observed 6",
+    ):
+        validate_day(DAY, paths=home)

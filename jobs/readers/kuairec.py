@@ -15,7 +15,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
+from jobs.readers import Release, data_folder
 from jobs.readers.native import (
+    InputFileError,
     exact_duplicates,
     find_release_file,
     first_failure,
@@ -60,10 +62,59 @@ USER_COLUMNS = (
     "register_days",
 )
 MISSING_SENTINELS = ("-124", "UNKNOWN", "")
+REQUIRED_FILES = (
+    "big_matrix.csv",
+    "item_categories.csv",
+    "kuairec_caption_category.csv",
+    "user_features.csv",
+)
+OPTIONAL_FILES = ("small_matrix.csv", "social_network.csv", "item_daily_features.csv")
+
+
+def detect(raw_dir: Path) -> Release:
+    """`KuaiRec 2.0/` or its `data/`; every required file must be there."""
+    root = data_folder(Path(raw_dir), REQUIRED_FILES)
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        raise InputFileError(
+            root,
+            f"not a KuaiRec 2.0 release: missing {missing}; expected {list(REQUIRED_FILES)} "
+            f"(optional: {list(OPTIONAL_FILES)})",
+        )
+    files = {
+        name: root / name for name in REQUIRED_FILES + OPTIONAL_FILES if (root / name).is_file()
+    }
+    return Release(DATASET, "2.0", root, files)
+
+
+def read_tables(
+    spark: SparkSession, release: Release, quality: QualityConfig
+) -> dict[str, DataFrame]:
+    tables = {
+        "interactions": read_interactions(spark, release.root, quality),
+        "videos": read_videos(spark, release.root),
+        "users": read_users(spark, release.root),
+    }
+    if "small_matrix.csv" in release.files:
+        # The fully observed block: an unbiased evaluation slice, not training data.
+        tables["small_matrix"] = read_interactions(
+            spark, release.root, quality, "small_matrix.csv", require_time=False
+        )
+    if "social_network.csv" in release.files:
+        tables["user_friends"] = read_social_network(spark, release.files["social_network.csv"])
+    if "item_daily_features.csv" in release.files:
+        tables["video_daily_stats"] = read_item_daily_features(
+            spark, release.files["item_daily_features.csv"]
+        )
+    return tables
 
 
 def read_interactions(
-    spark: SparkSession, raw_dir: Path, quality: QualityConfig, matrix: str = "big_matrix.csv"
+    spark: SparkSession,
+    raw_dir: Path,
+    quality: QualityConfig,
+    matrix: str = "big_matrix.csv",
+    require_time: bool = True,
 ) -> DataFrame:
     """Every row of the log, parsed, with `ds` (UTC day) and a quarantine reason (null = ok)."""
     path = find_release_file(raw_dir, matrix)
@@ -83,7 +134,7 @@ def read_interactions(
     rules = [
         (F.col("user_id").isNull(), "user_id missing or not an integer"),
         (F.col("video_id").isNull(), "video_id missing or not an integer"),
-        (F.col("event_ts").isNull(), "timestamp missing or not a number"),
+        (F.col("event_ts").isNull() & F.lit(require_time), "timestamp missing or not a number"),
         (F.col("play_duration").isNull(), "play_duration not a number"),
         (F.col("play_duration") < 0, "negative play_duration"),
         (F.col("video_duration").isNull(), "video_duration not a number"),
@@ -135,9 +186,10 @@ def read_videos(spark: SparkSession, raw_dir: Path) -> DataFrame:
         "filter(transform(split(regexp_replace(feat, '[\\\\[\\\\] ]', ''), ','), t -> try_cast(t as int)), t -> t is not null)"
     )
     videos = categories.select(
+        F.col("video_id").alias("raw_video_id"),
+        F.col("feat").alias("raw_feat"),
         try_number("video_id", "long").alias("video_id"),
         tags.alias("categories"),
-        F.col("feat").alias("raw_feat"),
     ).withColumn("primary_category", F.element_at("categories", 1))
     caption_cols = captions.select(
         try_number("video_id", "long").alias("video_id"),
@@ -157,6 +209,7 @@ def read_users(spark: SparkSession, raw_dir: Path) -> DataFrame:
         spark, find_release_file(raw_dir, "user_features.csv"), USER_COLUMNS
     )
     parsed = users.select(
+        F.col("user_id").alias("raw_user_id"),
         try_number("user_id", "long").alias("user_id"),
         _null_sentinel("user_active_degree").alias("user_active_degree"),
         try_number("register_days", "int").alias("register_days"),
@@ -168,4 +221,47 @@ def read_users(spark: SparkSession, raw_dir: Path) -> DataFrame:
         try_number("is_video_author", "int").alias("is_video_author"),
     )
     rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
+    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules))
+
+
+def read_social_network(spark: SparkSession, path: Path) -> DataFrame:
+    """`user_id,friend_list` with friend_list a list literal like "[5, 7]"."""
+    raw = read_csv_as_strings(spark, path, ("user_id", "friend_list"))
+    friends = F.expr(
+        "filter(transform(split(regexp_replace(friend_list, '[\\\\[\\\\] ]', ''), ','), "
+        "t -> try_cast(t as long)), t -> t is not null)"
+    )
+    parsed = raw.select(
+        F.col("user_id").alias("raw_user_id"),
+        F.col("friend_list").alias("raw_friend_list"),
+        try_number("user_id", "long").alias("user_id"),
+        friends.alias("friend_ids"),
+    )
+    rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
+    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules))
+
+
+def read_item_daily_features(spark: SparkSession, path: Path) -> DataFrame:
+    """Daily per-video statistics; `date` is YYYYMMDD. Counters (`*_cnt`, `*_num`) become doubles."""
+    from jobs.readers.native import check_header
+
+    header = check_header(path, ("video_id", "date"))
+    raw = read_csv_as_strings(spark, path, tuple(header))
+    counters = [c for c in header if c.endswith(("_cnt", "_num", "_duration"))]
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in ("video_id", "date")],
+        try_number("video_id", "long").alias("video_id"),
+        F.to_date(F.col("date"), "yyyyMMdd").alias("stat_date"),
+        *([try_number("author_id", "long").alias("author_id")] if "author_id" in header else []),
+        *(
+            [F.to_date(F.col("upload_dt"), "yyyy-MM-dd").alias("upload_date")]
+            if "upload_dt" in header
+            else []
+        ),
+        *[try_number(c, "double").alias(c) for c in counters],
+    ).withColumn("ds", F.date_format("stat_date", "yyyy-MM-dd"))
+    rules = [
+        (F.col("video_id").isNull(), "video_id missing or not an integer"),
+        (F.col("stat_date").isNull(), "date missing or not YYYYMMDD"),
+    ]
     return parsed.withColumn(QUARANTINE_REASON, first_failure(rules))

@@ -1,0 +1,116 @@
+"""Normalize: idempotent re-runs and crash safety of the partition commits."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jobs.commit import recover, staged_partition
+from jobs.normalize import normalize_day
+
+DAY = "2020-07-06"
+TABLES = (("normalized", "interactions"), ("quarantine", "interactions"), ("normalized", "videos"))
+
+
+def checksum(spark, path) -> str:
+    """Order-independent content digest: the sorted rows of a partition."""
+    rows = sorted(repr(tuple(r)) for r in spark.read.parquet(str(path)).collect())
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def digests(spark, home) -> dict[str, str]:
+    return {
+        f"{kind}/{table}": checksum(spark, home.lake / kind / table / f"ds={DAY}")
+        for kind, table in TABLES
+    }
+
+
+@pytest.fixture()
+def normalized_once(spark, home, tiny_raw):
+    raw, manifest = tiny_raw
+    summary = normalize_day("kuairec", raw, DAY, paths=home)
+    return raw, manifest, summary
+
+
+def test_counts_match_the_generator_and_reasons_are_reported(normalized_once):
+    _, manifest, summary = normalized_once
+    counts = summary["tables"]["interactions"]
+    assert counts["read"] == manifest["rows_per_day"][DAY]
+    assert counts["written"] == manifest["valid_rows_per_day"][DAY]
+    assert counts["quarantined"] == sum(manifest["bad_rows_per_day"][DAY].values())
+    assert sum(counts["reasons"].values()) == counts["quarantined"]
+
+
+def test_same_day_twice_gives_identical_content(spark, home, normalized_once):
+    raw, _, _ = normalized_once
+    first = digests(spark, home)
+    again = normalize_day("kuairec", raw, DAY, paths=home)
+    assert again["landing"] == "skipped (unchanged)"
+    assert digests(spark, home) == first
+
+
+@pytest.mark.parametrize("crash_at", ["while_writing", "between_renames", "after_swap"])
+def test_a_killed_normalize_leaves_a_whole_partition_after_recovery(
+    spark, home, normalized_once, crash_at
+):
+    raw, _, _ = normalized_once
+    before = digests(spark, home)
+    env = {**os.environ, "REELFLOW_HOME": str(home.home), "REELFLOW_CRASH_AT": crash_at}
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.normalize",
+            "--dataset",
+            "kuairec",
+            "--raw",
+            str(raw),
+            "--ds",
+            DAY,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    table = home.normalized("interactions")
+    recover(table, f"ds={DAY}")  # what the next run does first
+    assert digests(spark, home) == before
+    assert not list((table.parent / "_staging" / "interactions").glob(f"ds={DAY}.*"))
+    normalize_day("kuairec", raw, DAY, paths=home)
+    assert digests(spark, home) == before
+
+
+def test_sigkill_in_the_middle_of_a_write_keeps_the_old_partition(tmp_path):
+    """A writer killed by SIGKILL while files are still being written: no partial partition."""
+    table = tmp_path / "lake" / "t"
+    with staged_partition(table, "ds=2020-07-05") as staging:
+        staging.mkdir(parents=True)
+        (staging / "part-0").write_text("old")
+    slow_writer = (
+        "import time, sys\n"
+        "from pathlib import Path\n"
+        "from jobs.commit import staged_partition\n"
+        "with staged_partition(Path(sys.argv[1]), 'ds=2020-07-05') as staging:\n"
+        "    staging.mkdir(parents=True)\n"
+        "    for i in range(1000):\n"
+        "        (staging / f'part-{i}').write_text('new')\n"
+        "        time.sleep(0.01)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", slow_writer, str(table)])
+    staging_root = tmp_path / "lake" / "_staging" / "t"
+    deadline = time.time() + 60
+    while not any(staging_root.glob("ds=2020-07-05.*/part-3")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [p.name for p in (table / "ds=2020-07-05").iterdir()] == ["part-0"]
+    recover(table, "ds=2020-07-05")
+    assert (table / "ds=2020-07-05" / "part-0").read_text() == "old"
+    assert not any(staging_root.iterdir())
