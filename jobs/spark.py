@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from reelflow.config import SparkConfig
 
@@ -19,6 +20,8 @@ def spark_session(config: SparkConfig | None = None, app_name: str = "reelflow")
     config = config or SparkConfig()
     # The embedded default never leaves this machine; binding loopback avoids DNS surprises.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (the Arrow CSV source, UDFs) must run this interpreter: it has the project.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         # Day partitions are UTC days: any other session zone shifts rows across days.

@@ -77,6 +77,9 @@ class SparkConfig:
     master: str = "local[2]"
     driver_memory: str = "4g"
     shuffle_partitions: int = 4  # small on one machine: the default 200 is pure overhead
+    # Parser of large interaction logs: "arrow" (Arrow's CSV parser in the Python workers,
+    # several times faster) or "spark" (the built-in CSV reader).
+    csv_engine: str = "arrow"
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,16 @@ from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
 from jobs.readers import Release, data_folder
+from jobs.readers.arrow_csv import CORRUPT
 from jobs.readers.native import (
+    DUPLICATE_COPY,
     InputFileError,
-    exact_duplicates,
     find_release_file,
     first_failure,
     read_csv_as_strings,
+    read_log_as_strings,
     try_number,
+    with_duplicate_flag,
 )
 from reelflow.config import QualityConfig
 
@@ -118,9 +121,10 @@ def read_interactions(
 ) -> DataFrame:
     """Every row of the log, parsed, with `ds` (UTC day) and a quarantine reason (null = ok)."""
     path = find_release_file(raw_dir, matrix)
-    raw = read_csv_as_strings(spark, path, MATRIX_COLUMNS)
+    raw = with_duplicate_flag(read_log_as_strings(spark, path, MATRIX_COLUMNS), [*MATRIX_COLUMNS, CORRUPT])
     parsed = raw.select(
-        *[F.col(c).alias(f"raw_{c}") for c in MATRIX_COLUMNS],
+        *[F.col(c).alias(f"raw_{c}") for c in (*MATRIX_COLUMNS, CORRUPT)],
+        DUPLICATE_COPY,
         try_number("user_id", "long").alias("user_id"),
         try_number("video_id", "long").alias("video_id"),
         try_number("play_duration", "double").alias("play_duration"),
@@ -132,6 +136,7 @@ def read_interactions(
         ),
     )
     rules = [
+        (F.col("raw__corrupt_record").isNotNull(), "malformed row: wrong number of fields"),
         (F.col("user_id").isNull(), "user_id missing or not an integer"),
         (F.col("video_id").isNull(), "video_id missing or not an integer"),
         (F.col("event_ts").isNull() & F.lit(require_time), "timestamp missing or not a number"),
@@ -146,13 +151,9 @@ def read_interactions(
             f"watch_ratio outside [{quality.watch_ratio_min}, {quality.watch_ratio_max}]",
         ),
     ]
-    raw_columns = [f"raw_{c}" for c in MATRIX_COLUMNS]
-    checked = parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
-        QUARANTINE_REASON,
-        F.when(
-            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
-            F.lit("exact duplicate row"),
-        ).otherwise(F.col(QUARANTINE_REASON)),
+    raw_columns = [f"raw_{c}" for c in (*MATRIX_COLUMNS, CORRUPT)]
+    checked = parsed.withColumn(
+        QUARANTINE_REASON, first_failure([*rules, (F.col(DUPLICATE_COPY), "exact duplicate row")])
     )
     return checked.select(
         *raw_columns,
@@ -190,7 +191,7 @@ def read_videos(spark: SparkSession, raw_dir: Path) -> DataFrame:
         F.col("feat").alias("raw_feat"),
         try_number("video_id", "long").alias("video_id"),
         tags.alias("categories"),
-    ).withColumn("primary_category", F.element_at("categories", 1))
+    ).withColumn("primary_category", F.try_element_at("categories", F.lit(1)))
     caption_cols = captions.select(
         try_number("video_id", "long").alias("video_id"),
         F.col("caption"),

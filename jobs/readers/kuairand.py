@@ -1,0 +1,392 @@
+"""KuaiRand (Pure, 1K, 27K) native files into the unified schema. Every KuaiRand quirk is here.
+
+Files, in the release folder (`KuaiRand-Pure/`, `KuaiRand-1K/`, `KuaiRand-27K/`) or its
+`data/`, each named with the variant suffix `<v>` = `pure`, `1k` or `27k`:
+
+    log_standard_4_08_to_4_21_<v>.csv    standard feed log, 19 columns (below)
+    log_standard_4_22_to_5_08_<v>.csv    standard feed log
+    log_random_4_22_to_5_08_<v>.csv      random-exposure log (`is_rand` = 1)
+    user_features_<v>.csv
+    video_features_basic_<v>.csv
+    video_features_statistic_<v>.csv     optional (the 27K one is 20 GB)
+
+27K splits big files into `<name>_27k_part1.csv`, `_part2.csv`, ...: all parts are read.
+Log columns: user_id, video_id, date, hourmin, time_ms, is_click, is_like, is_follow,
+is_comment, is_forward, is_hate, long_view, play_time_ms, duration_ms, profile_stay_time,
+comment_stay_time, is_profile_enter, is_rand, tab.
+
+Quirks handled here:
+  * `time_ms` (epoch ms) is the instant of the view; `date`/`hourmin` are UTC+8 wall clock and
+    `hourmin` is sometimes the next hour, so they are kept as raw columns only.
+  * exact duplicate rows exist: every copy after the first is quarantined.
+  * `duration_ms` can be 0: the row is kept, its watch_ratio is null (not infinity).
+  * `is_forward` is the unified `is_share`; `is_rand` is kept, so the random-exposure log can
+    serve as an unbiased evaluation set.
+  * `-124` means missing in user features (`is_live_streamer`); `UNKNOWN` activity degree too.
+  * `video_duration` is float ms with blanks; `tag` is a quoted list (`"20,43"`): the first tag
+    is the primary category, a video with no tag has an empty list and no primary category.
+  * `upload_dt` (a date) becomes upload_ts, UTC midnight of that date.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from features.schema import QUARANTINE_REASON
+from jobs.readers import Release
+from jobs.readers.native import (
+    InputFileError,
+    check_header,
+    exact_duplicates,
+    first_failure,
+    read_csv_as_strings,
+    try_number,
+)
+from reelflow.config import QualityConfig
+
+DATASET = "kuairand"
+VARIANTS = ("pure", "1k", "27k")
+LOGS = (
+    "log_standard_4_08_to_4_21",
+    "log_standard_4_22_to_5_08",
+    "log_random_4_22_to_5_08",
+)
+USER_FILE = "user_features"
+BASIC_FILE = "video_features_basic"
+STATISTIC_FILE = "video_features_statistic"
+REQUIRED = (*LOGS, USER_FILE, BASIC_FILE)
+OPTIONAL = (STATISTIC_FILE,)
+FILE_PATTERN = re.compile(
+    r"^(?P<name>" + "|".join(REQUIRED + OPTIONAL) + r")_(?P<variant>pure|1k|27k)"
+    r"(?:_part(?P<part>\d+))?\.csv$"
+)
+
+LOG_COLUMNS = (
+    "user_id",
+    "video_id",
+    "date",
+    "hourmin",
+    "time_ms",
+    "is_click",
+    "is_like",
+    "is_follow",
+    "is_comment",
+    "is_forward",
+    "is_hate",
+    "long_view",
+    "play_time_ms",
+    "duration_ms",
+    "profile_stay_time",
+    "comment_stay_time",
+    "is_profile_enter",
+    "is_rand",
+    "tab",
+)
+# native flag -> unified flag, all 0/1
+FLAGS = {
+    "is_click": "is_click",
+    "is_like": "is_like",
+    "is_follow": "is_follow",
+    "is_comment": "is_comment",
+    "is_forward": "is_share",
+    "is_hate": "is_hate",
+    "long_view": "long_view",
+    "is_profile_enter": "is_profile_enter",
+    "is_rand": "is_rand",
+}
+STAYS = {"profile_stay_time": "profile_stay_ms", "comment_stay_time": "comment_stay_ms"}
+USER_COLUMNS = (
+    "user_id",
+    "user_active_degree",
+    "is_live_streamer",
+    "is_video_author",
+    "follow_user_num",
+    "fans_user_num",
+    "friend_user_num",
+    "register_days",
+)
+BASIC_COLUMNS = ("video_id", "author_id", "video_type", "upload_dt", "video_duration", "tag")
+MISSING_SENTINELS = ("-124", "UNKNOWN", "")
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31 23:59:59.999 UTC
+
+
+def expected_files() -> str:
+    required = ", ".join(f"{name}_<v>.csv" for name in REQUIRED)
+    optional = ", ".join(f"{name}_<v>.csv" for name in OPTIONAL)
+    return (
+        f"expected {required} (optional: {optional}) with <v> one of {', '.join(VARIANTS)}; "
+        "27K splits files into <name>_27k_part1.csv, _part2.csv, ..."
+    )
+
+
+def _matches(folder: Path) -> list[tuple[Path, re.Match]]:
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        match = FILE_PATTERN.match(path.name)
+        if match and path.is_file():
+            found.append((path, match))
+    return found
+
+
+def detect(raw_dir: Path) -> Release:
+    """`KuaiRand-<V>/` or its `data/`; the variant comes from the file names' suffix."""
+    raw_dir = Path(raw_dir)
+    root, found = raw_dir, _matches(raw_dir)
+    if not found:
+        root, found = raw_dir / "data", _matches(raw_dir / "data")
+    if not found:
+        present = sorted(p.name for p in raw_dir.iterdir())[:20] if raw_dir.is_dir() else []
+        raise InputFileError(
+            raw_dir, f"not a KuaiRand release: {expected_files()}; found {present}"
+        )
+    variants = sorted({m["variant"] for _, m in found}, key=VARIANTS.index)
+    if len(variants) > 1:
+        raise InputFileError(
+            root, f"holds files of several KuaiRand variants {variants}: keep one per folder"
+        )
+    variant = variants[0]
+    files: dict[str, Path] = {}
+    parts: dict[str, list[tuple[int, Path]]] = {}
+    for path, match in found:
+        if match["part"] is None:
+            files[match["name"]] = path
+        else:
+            parts.setdefault(match["name"], []).append((int(match["part"]), path))
+    both = sorted(set(files) & set(parts))
+    if both:
+        raise InputFileError(
+            root, f"{both} present both whole and split into _partN files: keep one form"
+        )
+    missing = [f"{name}_{variant}.csv" for name in REQUIRED if name not in files | parts]
+    if missing:
+        raise InputFileError(
+            root, f"KuaiRand-{variant} release is missing {missing}; {expected_files()}"
+        )
+    return Release(
+        DATASET,
+        variant,
+        root,
+        files,
+        {name: [p for _, p in sorted(ps)] for name, ps in parts.items()},
+    )
+
+
+def release_paths(release: Release, name: str) -> list[Path]:
+    """The file, or every part of a split file, holding logical file `name`."""
+    if name in release.files:
+        return [release.files[name]]
+    return list(release.parts.get(name, []))
+
+
+def read_tables(
+    spark: SparkSession, release: Release, quality: QualityConfig
+) -> dict[str, DataFrame]:
+    logs = [p for name in LOGS for p in release_paths(release, name)]
+    return {
+        "interactions": read_interactions(spark, logs, quality),
+        "videos": read_videos(
+            spark, release_paths(release, BASIC_FILE), release_paths(release, STATISTIC_FILE)
+        ),
+        "users": read_users(spark, release_paths(release, USER_FILE)),
+    }
+
+
+def _read_all(spark: SparkSession, paths: list[Path], columns: tuple[str, ...]) -> DataFrame:
+    """Every file (or part) read as strings, each header checked, stacked by column name."""
+    if not paths:
+        raise InputFileError("(no file)", f"no file to read for columns {list(columns)}")
+    for path in paths:
+        if not Path(path).is_file():
+            raise InputFileError(path, "file not found")
+    frames = [read_csv_as_strings(spark, Path(path), columns) for path in paths]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def finite(column: str) -> Column:
+    """The column parsed as a double; null where it does not parse, is NaN or is infinite."""
+    value = try_number(column, "double")
+    return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
+
+
+def _epoch_ms(column: str) -> Column:
+    """Epoch milliseconds as a long: integers exactly, decimals ("1.6513E12") rounded."""
+    return F.coalesce(try_number(column, "long"), F.round(finite(column)).try_cast("long"))
+
+
+def _in_range(ms: Column) -> Column:
+    return ms.between(0, MAX_EPOCH_MS)
+
+
+def utc_day(ms: Column) -> Column:
+    """`yyyy-MM-dd` UTC day of epoch milliseconds, whatever the session time zone."""
+    return F.date_add(F.lit("1970-01-01").cast("date"), F.floor(ms / 86_400_000).cast("int")).cast(
+        "string"
+    )
+
+
+def _with_duplicates(parsed: DataFrame, rules: list[tuple[Column, str]]) -> DataFrame:
+    raw_columns = [c for c in parsed.columns if c.startswith("raw_")]
+    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
+        QUARANTINE_REASON,
+        F.when(
+            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
+            F.lit("exact duplicate row"),
+        ).otherwise(F.col(QUARANTINE_REASON)),
+    )
+
+
+def read_interactions(spark: SparkSession, paths: list[Path], quality: QualityConfig) -> DataFrame:
+    """All logs together (standard and random; `is_rand` tells them apart), one row per view."""
+    raw = _read_all(spark, paths, LOG_COLUMNS)
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in LOG_COLUMNS],
+        try_number("user_id", "long").alias("user_id"),
+        try_number("video_id", "long").alias("video_id"),
+        _epoch_ms("time_ms").alias("time_ms"),
+        finite("play_time_ms").alias("play_time_ms"),
+        finite("duration_ms").alias("video_ms"),
+        *[try_number(c, "int").alias(c) for c in FLAGS],
+        *[finite(c).alias(c) for c in STAYS],
+        try_number("tab", "int").alias("tab"),
+    ).withColumn(
+        "watch_ratio",
+        # duration 0 (KuaiRand has some): the ratio is undefined, not infinite.
+        F.when(F.col("video_ms") > 0, F.col("play_time_ms") / F.col("video_ms")),
+    )
+    ratio_min, ratio_max = quality.watch_ratio_min, quality.watch_ratio_max
+    rules = [
+        (F.col("user_id").isNull(), "user_id missing or not an integer"),
+        (F.col("video_id").isNull(), "video_id missing or not an integer"),
+        (F.col("time_ms").isNull(), "time_ms missing or not a number"),
+        (~_in_range(F.col("time_ms")), "time_ms outside 1970-01-01..9999-12-31"),
+        (F.col("play_time_ms").isNull(), "play_time_ms missing or not a number"),
+        (F.col("play_time_ms") < 0, "negative play_time_ms"),
+        (F.col("video_ms").isNull(), "duration_ms missing or not a number"),
+        (F.col("video_ms") < 0, "negative duration_ms"),
+        *[(~F.coalesce(F.col(c).isin(0, 1), F.lit(False)), f"{c} not 0 or 1") for c in FLAGS],
+        *[(F.col(c).isNull(), f"{c} missing or not a number") for c in STAYS],
+        *[(F.col(c) < 0, f"negative {c}") for c in STAYS],
+        (F.col("tab").isNull(), "tab missing or not an integer"),
+        (
+            (F.col("watch_ratio") < ratio_min) | (F.col("watch_ratio") > ratio_max),
+            f"watch_ratio outside [{ratio_min}, {ratio_max}]",
+        ),
+    ]
+    checked = _with_duplicates(parsed, rules)
+    return checked.select(
+        *[f"raw_{c}" for c in LOG_COLUMNS],
+        "user_id",
+        "video_id",
+        # time_ms is the truth; date/hourmin (UTC+8, hourmin sometimes off by one) stay raw.
+        F.when(_in_range(F.col("time_ms")), F.timestamp_millis("time_ms")).alias("event_ts"),
+        F.round("play_time_ms").try_cast("long").alias("watch_ms"),
+        F.round("video_ms").try_cast("long").alias("duration_ms"),
+        "watch_ratio",
+        *[F.col(native).alias(unified) for native, unified in FLAGS.items()],
+        *[F.round(native).try_cast("long").alias(unified) for native, unified in STAYS.items()],
+        "tab",
+        F.lit(DATASET).alias("source"),
+        F.when(_in_range(F.col("time_ms")), utc_day(F.col("time_ms"))).alias("ds"),
+        QUARANTINE_REASON,
+    )
+
+
+def _null_sentinel(column: str) -> Column:
+    value = F.trim(F.col(column))
+    return F.when(value.isin(*MISSING_SENTINELS), None).otherwise(value)
+
+
+def read_users(spark: SparkSession, paths: list[Path]) -> DataFrame:
+    raw = _read_all(spark, paths, USER_COLUMNS)
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in USER_COLUMNS],
+        try_number("user_id", "long").alias("user_id"),
+        _null_sentinel("user_active_degree").alias("user_active_degree"),
+        try_number("register_days", "int").alias("register_days"),
+        try_number("follow_user_num", "int").alias("follow_user_num"),
+        try_number("fans_user_num", "int").alias("fans_user_num"),
+        try_number("friend_user_num", "int").alias("friend_user_num"),
+        # -124 is KuaiRand's "missing" code, not a flag value.
+        F.expr("try_cast(nullif(trim(is_live_streamer), '-124') as int)").alias("is_live_streamer"),
+        try_number("is_video_author", "int").alias("is_video_author"),
+    )
+    rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
+    return _with_duplicates(parsed, rules)
+
+
+def _statistics(spark: SparkSession, paths: list[Path]) -> DataFrame:
+    """video_id plus every counter of the statistic file as a double named `stat_<counter>`."""
+    if not Path(paths[0]).is_file():
+        raise InputFileError(paths[0], "file not found")
+    header = check_header(paths[0], ("video_id", "counts"))
+    counters = [c for c in header if c and c != "video_id"]
+    raw = _read_all(spark, paths, ("video_id", *counters))
+    return (
+        raw.select(
+            try_number("video_id", "long").alias("video_id"),
+            *[try_number(c, "double").alias(f"stat_{c}") for c in counters],
+        )
+        .where(F.col("video_id").isNotNull())
+        .dropDuplicates(["video_id"])
+    )
+
+
+def read_videos(
+    spark: SparkSession, basic_paths: list[Path], statistic_paths: list[Path] | None = None
+) -> DataFrame:
+    """The catalog from the basic file, joined with the statistic file's counters when present."""
+    raw = _read_all(spark, basic_paths, BASIC_COLUMNS)
+    # tag is "20,43" (quoted in the file): the first tag is the primary category.
+    tags = F.expr(
+        "filter(transform(split(coalesce(tag, ''), ','), t -> try_cast(trim(t) as int)), "
+        "t -> t is not null)"
+    )
+    upload_day = F.expr("try_to_date(trim(upload_dt), 'yyyy-MM-dd')")
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in BASIC_COLUMNS],
+        try_number("video_id", "long").alias("video_id"),
+        tags.alias("categories"),
+        finite("video_duration").alias("video_duration"),
+        # UTC midnight of the upload date, whatever the session time zone.
+        F.timestamp_seconds(F.unix_date(upload_day).cast("long") * 86_400).alias("upload_ts"),
+        try_number("author_id", "long").alias("author_id"),
+        _null_sentinel("video_type").alias("video_type"),
+    )
+    rules = [
+        (F.col("video_id").isNull(), "video_id missing or not an integer"),
+        (
+            F.col("raw_video_duration").isNotNull() & F.col("video_duration").isNull(),
+            "video_duration not a number",
+        ),
+        (F.col("video_duration") < 0, "negative video_duration"),
+        (
+            F.col("raw_upload_dt").isNotNull() & F.col("upload_ts").isNull(),
+            "upload_dt not a yyyy-MM-dd date",
+        ),
+    ]
+    videos = _with_duplicates(parsed, rules).select(
+        *[f"raw_{c}" for c in BASIC_COLUMNS],
+        "video_id",
+        "categories",
+        F.try_element_at("categories", F.lit(1)).alias("primary_category"),
+        F.round("video_duration").try_cast("long").alias("duration_ms"),
+        "upload_ts",
+        "author_id",
+        "video_type",
+        QUARANTINE_REASON,
+    )
+    if statistic_paths:
+        stats = _statistics(spark, statistic_paths)
+        videos = videos.join(stats, "video_id", "left")
+        ordered = [c for c in videos.columns if c != QUARANTINE_REASON] + [QUARANTINE_REASON]
+        videos = videos.select(*ordered)
+    return videos

@@ -1,0 +1,352 @@
+"""MicroLens (100k, 50k) native files into the unified schema. Every MicroLens quirk is here.
+
+Files, in the release folder or its `data/`, all named with the release prefix
+`MicroLens-<size>_` (`MicroLens-100k_`, `MicroLens-50k_`; the size is matched without regard
+to case, so `MicroLens-100K_` works too):
+
+    <prefix>pairs.csv              the log: header `user,item,timestamp`, epoch milliseconds
+    <prefix>pairs.tsv              optional, the same log as `user<TAB>item item item` in time
+                                   order, no header; checked against pairs.csv, never loaded
+    <prefix>title_en.csv           optional: NO header, CRLF line endings, `id, title` with a
+                                   space after the comma; titles may hold commas (the line is
+                                   split on the first comma) and may be empty (caption null)
+    <prefix>likes_and_views.txt    optional: `item<TAB>likes<TAB>views`, no header
+
+Tables: `interactions` (user_id, video_id, event_ts, source, ds) and, when the title or the
+likes file is there, `videos` (video_id, caption, likes, views). MicroLens has no watch time,
+no engagement flags, no categories and no user file: those columns and the `users` table are
+absent (never invented). pairs.tsv alone is refused: it has no timestamps, and interactions
+are partitioned by UTC day.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from features.schema import QUARANTINE_REASON
+from jobs.readers import Release
+from jobs.readers.native import (
+    InputFileError,
+    exact_duplicates,
+    first_failure,
+    read_csv_as_strings,
+    try_number,
+)
+from reelflow.config import QualityConfig
+
+DATASET = "microlens"
+PAIRS_CSV = "pairs.csv"
+PAIRS_TSV = "pairs.tsv"
+TITLES = "title_en.csv"
+LIKES = "likes_and_views.txt"
+SUFFIXES = (PAIRS_CSV, PAIRS_TSV, TITLES, LIKES)
+PREFIX_PATTERN = re.compile(
+    r"^(?P<prefix>MicroLens-(?P<size>\d+[kKmM])_)(?P<suffix>"
+    + "|".join(re.escape(s) for s in SUFFIXES)
+    + r")$"
+)
+PAIRS_COLUMNS = ("user", "item", "timestamp")
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31 23:59:59.999 UTC
+
+
+def expected_files() -> str:
+    return (
+        "expected MicroLens-<size>_pairs.csv (header user,item,timestamp) with optional "
+        "MicroLens-<size>_pairs.tsv, MicroLens-<size>_title_en.csv and "
+        "MicroLens-<size>_likes_and_views.txt, <size> being 100k or 50k"
+    )
+
+
+def _matches(folder: Path) -> list[tuple[Path, re.Match]]:
+    if not folder.is_dir():
+        return []
+    return [
+        (p, m)
+        for p in sorted(folder.iterdir())
+        if (m := PREFIX_PATTERN.match(p.name)) and p.is_file()
+    ]
+
+
+def detect(raw_dir: Path) -> Release:
+    """`MicroLens-<size>/` or its `data/`; the size (variant) comes from the file prefix."""
+    raw_dir = Path(raw_dir)
+    root, found = raw_dir, _matches(raw_dir)
+    if not found:
+        root, found = raw_dir / "data", _matches(raw_dir / "data")
+    if not found:
+        present = sorted(p.name for p in raw_dir.iterdir())[:20] if raw_dir.is_dir() else []
+        raise InputFileError(
+            raw_dir, f"not a MicroLens release: {expected_files()}; found {present}"
+        )
+    sizes = sorted({m["size"].lower() for _, m in found})
+    if len(sizes) > 1:
+        raise InputFileError(
+            root, f"holds files of several MicroLens releases {sizes}: keep one per folder"
+        )
+    files = {m["suffix"]: p for p, m in found}
+    prefix = found[0][1]["prefix"]
+    if PAIRS_CSV not in files:
+        if PAIRS_TSV in files:
+            raise InputFileError(
+                files[PAIRS_TSV],
+                f"has no timestamps: {prefix}{PAIRS_CSV} (user,item,timestamp) is required, "
+                "interactions are partitioned by UTC day",
+            )
+        raise InputFileError(root / f"{prefix}{PAIRS_CSV}", f"file not found; {expected_files()}")
+    return Release(DATASET, sizes[0], root, files)
+
+
+def read_tables(
+    spark: SparkSession, release: Release, quality: QualityConfig
+) -> dict[str, DataFrame]:
+    interactions = read_interactions(spark, release.files[PAIRS_CSV])
+    if PAIRS_TSV in release.files:
+        check_sequences_agree(spark, release.files[PAIRS_CSV], release.files[PAIRS_TSV])
+    tables = {"interactions": interactions}
+    if TITLES in release.files or LIKES in release.files:
+        tables["videos"] = read_videos(spark, release.files.get(TITLES), release.files.get(LIKES))
+    return tables
+
+
+def utc_day(ms: Column) -> Column:
+    """`yyyy-MM-dd` UTC day of epoch milliseconds, whatever the session time zone."""
+    return F.date_add(F.lit("1970-01-01").cast("date"), F.floor(ms / 86_400_000).cast("int")).cast(
+        "string"
+    )
+
+
+def _with_duplicates(parsed: DataFrame, rules: list[tuple[Column, str]]) -> DataFrame:
+    raw_columns = [c for c in parsed.columns if c.startswith("raw_")]
+    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
+        QUARANTINE_REASON,
+        F.when(
+            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
+            F.lit("exact duplicate row"),
+        ).otherwise(F.col(QUARANTINE_REASON)),
+    )
+
+
+def read_interactions(spark: SparkSession, path: Path) -> DataFrame:
+    if not Path(path).is_file():
+        raise InputFileError(path, "file not found")
+    raw = read_csv_as_strings(spark, Path(path), PAIRS_COLUMNS)
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in PAIRS_COLUMNS],
+        try_number("user", "long").alias("user_id"),
+        try_number("item", "long").alias("video_id"),
+        F.coalesce(
+            try_number("timestamp", "long"),
+            F.round(try_number("timestamp", "decimal(30, 3)")).try_cast("long"),
+        ).alias("time_ms"),
+    )
+    in_range = F.col("time_ms").between(0, MAX_EPOCH_MS)
+    rules = [
+        (F.col("user_id").isNull(), "user missing or not an integer"),
+        (F.col("video_id").isNull(), "item missing or not an integer"),
+        (F.col("time_ms").isNull(), "timestamp missing or not a number"),
+        (~in_range, "timestamp outside 1970-01-01..9999-12-31"),
+    ]
+    return _with_duplicates(parsed, rules).select(
+        *[f"raw_{c}" for c in PAIRS_COLUMNS],
+        "user_id",
+        "video_id",
+        F.when(in_range, F.timestamp_millis("time_ms")).alias("event_ts"),
+        F.lit(DATASET).alias("source"),
+        F.when(in_range, utc_day(F.col("time_ms"))).alias("ds"),
+        QUARANTINE_REASON,
+    )
+
+
+def check_sequences_agree(spark: SparkSession, csv_path: Path, tsv_path: Path) -> None:
+    """pairs.tsv must hold the same user -> items multiset as pairs.csv, else InputFileError."""
+
+    def key(column: Column) -> Column:
+        text = F.trim(column)
+        return F.coalesce(text.try_cast("bigint").cast("string"), text)
+
+    from_csv = (
+        read_csv_as_strings(spark, csv_path, PAIRS_COLUMNS)
+        .select(key(F.col("user")).alias("user"), key(F.col("item")).alias("item"))
+        .groupBy("user", "item")
+        .agg(F.count(F.lit(1)).alias("in_csv"))
+    )
+    lines = (
+        spark.read.option("lineSep", _line_separator(tsv_path))
+        .text(str(tsv_path))
+        .select(F.regexp_replace("value", "\r$", "").alias("value"))
+        .where(F.trim("value") != "")
+    )
+    from_tsv = (
+        lines.select(
+            F.split("value", "\t", 2).alias("fields"),
+        )
+        .select(
+            key(F.col("fields")[0]).alias("user"),
+            F.explode(F.split(F.trim(F.coalesce(F.col("fields")[1], F.lit(""))), r"\s+")).alias(
+                "item"
+            ),
+        )
+        .where(F.col("item") != "")
+        .select("user", key(F.col("item")).alias("item"))
+        .groupBy("user", "item")
+        .agg(F.count(F.lit(1)).alias("in_tsv"))
+    )
+    differ = (
+        from_csv.join(from_tsv, ["user", "item"], "full_outer")
+        .select(
+            "user",
+            "item",
+            F.coalesce("in_csv", F.lit(0)).alias("in_csv"),
+            F.coalesce("in_tsv", F.lit(0)).alias("in_tsv"),
+        )
+        .where(F.col("in_csv") != F.col("in_tsv"))
+    )
+    examples = differ.orderBy("user", "item").limit(3).collect()
+    if examples:
+        total = differ.count()
+        shown = "; ".join(
+            f"user {r['user']} item {r['item']}: {r['in_csv']} in {csv_path.name}, "
+            f"{r['in_tsv']} in {tsv_path.name}"
+            for r in examples
+        )
+        raise InputFileError(
+            tsv_path,
+            f"does not agree with {csv_path}: {total} (user, item) pair(s) occur a different "
+            f"number of times, e.g. {shown}",
+        )
+
+
+def _line_separator(path: Path) -> str:
+    """CRLF when the file's first lines end so, else LF (a bare CR stays inside a field)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    return "\r\n" if b"\r\n" in head else "\n"
+
+
+def _read_titles(spark: SparkSession, path: Path) -> DataFrame:
+    """`id, title` lines, no header: split on the first comma only; an empty title is null."""
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    lines = (
+        spark.read.option("lineSep", _line_separator(path))
+        .text(str(path))
+        .select(F.regexp_replace("value", "^\ufeff|\r$", "").alias("line"))
+        # A blank line is no row (e.g. a trailing empty line), not an invented empty video.
+        .where(F.trim("line") != "")
+    )
+    has_comma = F.col("line").contains(",")
+    parsed = lines.select(
+        F.when(has_comma, F.regexp_extract("line", r"^([^,]*),", 1))
+        .otherwise(F.col("line"))
+        .alias("raw_video_id"),
+        F.when(has_comma, F.regexp_extract("line", r"(?s)^[^,]*,(.*)$", 1)).alias("raw_title"),
+    ).select(
+        "raw_video_id",
+        "raw_title",
+        try_number("raw_video_id", "long").alias("title_video_id"),
+        F.when(F.trim("raw_title") != "", F.trim("raw_title")).alias("caption"),
+        F.col("raw_title").isNotNull().alias("_has_comma"),
+    )
+    rules = [
+        (~F.col("_has_comma"), "no comma between id and title"),
+        (F.col("title_video_id").isNull(), "video_id missing or not an integer"),
+    ]
+    return _with_duplicates(parsed, rules).withColumnRenamed(QUARANTINE_REASON, "_title_reason")
+
+
+def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
+    """`item<TAB>likes<TAB>views`, no header."""
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        first = fh.readline().rstrip("\r\n")
+    if first and "\t" not in first:
+        for other in (",", ";", "|", " "):
+            if other in first.strip():
+                raise InputFileError(
+                    path, f"wrong separator: expected '\\t', the first line uses {other!r}"
+                )
+    if first and len(first.split("\t")) != 3:
+        raise InputFileError(
+            path,
+            f"expected 3 tab-separated fields (item, likes, views), the first line has "
+            f"{len(first.split(chr(9)))}",
+        )
+    lines = (
+        spark.read.option("lineSep", _line_separator(path))
+        .text(str(path))
+        .select(F.regexp_replace("value", "\r$", "").alias("line"))
+        .where(F.trim("line") != "")
+        .select(F.split("line", "\t").alias("f"))
+    )
+    parsed = lines.select(
+        F.col("f")[0].alias("raw_item"),
+        F.col("f")[1].alias("raw_likes"),
+        F.col("f")[2].alias("raw_views"),
+        F.size("f").alias("_fields"),
+    ).select(
+        "*",
+        try_number("raw_item", "long").alias("likes_video_id"),
+        try_number("raw_likes", "long").alias("likes"),
+        try_number("raw_views", "long").alias("views"),
+    )
+    rules = [
+        (F.col("_fields") != 3, "expected 3 tab-separated fields"),
+        (F.col("likes_video_id").isNull(), "item missing or not an integer"),
+        (F.col("likes").isNull(), "likes missing or not an integer"),
+        (F.col("likes") < 0, "negative likes"),
+        (F.col("views").isNull(), "views missing or not an integer"),
+        (F.col("views") < 0, "negative views"),
+    ]
+    return _with_duplicates(parsed, rules).withColumnRenamed(QUARANTINE_REASON, "_likes_reason")
+
+
+def read_videos(
+    spark: SparkSession, titles_path: Path | None = None, likes_path: Path | None = None
+) -> DataFrame:
+    """The catalog: captions from title_en.csv, likes and views from likes_and_views.txt.
+
+    Both files are joined on the item id (full outer: an item in one file only is kept);
+    a row that breaks a rule in either file is quarantined with that file's reason.
+    """
+    titles = _read_titles(spark, titles_path) if titles_path else None
+    likes = _read_likes(spark, likes_path) if likes_path else None
+    if titles is not None and likes is not None:
+        joined = titles.join(
+            likes, titles["title_video_id"] == likes["likes_video_id"], "full_outer"
+        )
+        return joined.select(
+            "raw_video_id",
+            "raw_title",
+            "raw_item",
+            "raw_likes",
+            "raw_views",
+            F.coalesce("title_video_id", "likes_video_id").alias("video_id"),
+            "caption",
+            "likes",
+            "views",
+            F.coalesce("_title_reason", "_likes_reason").alias(QUARANTINE_REASON),
+        )
+    if titles is not None:
+        return titles.select(
+            "raw_video_id",
+            "raw_title",
+            F.col("title_video_id").alias("video_id"),
+            "caption",
+            F.col("_title_reason").alias(QUARANTINE_REASON),
+        )
+    if likes is not None:
+        return likes.select(
+            "raw_item",
+            "raw_likes",
+            "raw_views",
+            F.col("likes_video_id").alias("video_id"),
+            "likes",
+            "views",
+            F.col("_likes_reason").alias(QUARANTINE_REASON),
+        )
+    raise ValueError("read_videos needs the title file, the likes file or both")
