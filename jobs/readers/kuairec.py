@@ -121,7 +121,9 @@ def read_interactions(
 ) -> DataFrame:
     """Every row of the log, parsed, with `ds` (UTC day) and a quarantine reason (null = ok)."""
     path = find_release_file(raw_dir, matrix)
-    raw = with_duplicate_flag(read_log_as_strings(spark, path, MATRIX_COLUMNS), [*MATRIX_COLUMNS, CORRUPT])
+    raw = with_duplicate_flag(
+        read_log_as_strings(spark, path, MATRIX_COLUMNS), [*MATRIX_COLUMNS, CORRUPT]
+    )
     parsed = raw.select(
         *[F.col(c).alias(f"raw_{c}") for c in (*MATRIX_COLUMNS, CORRUPT)],
         DUPLICATE_COPY,

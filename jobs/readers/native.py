@@ -97,7 +97,9 @@ def with_duplicate_flag(raw: DataFrame, columns: list[str]) -> DataFrame:
     """
     counted = raw.groupBy(*columns).agg(F.count(F.lit(1)).alias("_copies"))
     copies = F.explode(F.sequence(F.lit(1), F.col("_copies"))).alias("_copy")
-    return counted.select(*columns, copies).select(*columns, (F.col("_copy") > 1).alias(DUPLICATE_COPY))
+    return counted.select(*columns, copies).select(
+        *columns, (F.col("_copy") > 1).alias(DUPLICATE_COPY)
+    )
 
 
 def exact_duplicates(df: DataFrame, columns: list[str]) -> Column:
