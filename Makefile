@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export REELFLOW_HOME ?= $(CURDIR)/var
-DEMO_SCALE ?= small
+DEMO_SCALE ?= demo
 DEMO_RAW := $(REELFLOW_HOME)/demo-data/KuaiRec 2.0
 
 .PHONY: install demo test test-fast lint format bench clean

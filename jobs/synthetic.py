@@ -1,4 +1,8 @@
-"""Deterministic synthetic KuaiRec 2.0 data, written in the dataset's native file formats.
+"""Deterministic synthetic KuaiRec 2.0 data, written in the dataset's native file formats,
+and the simulation core shared by the KuaiRand and MicroLens generators.
+
+`generate(dataset, out_dir, scale, seed, variant)` dispatches to `generate_kuairec` (here),
+`jobs.synthetic_kuairand.generate_kuairand` and `jobs.synthetic_microlens.generate_microlens`.
 
 The real KuaiRec files are large and cannot ship with the project, so tests, demos and
 benchmarks run on this generator instead. It writes the five files the pipeline ingests
@@ -13,6 +17,7 @@ categories, watch ratios rise with taste and fall with duration, new videos appe
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +35,18 @@ class Scale:
     videos: int  # videos in item_categories.csv and the caption file (ids 0..videos-1)
     days: int  # consecutive UTC days of interactions, starting at start_date
     views_per_user_day: float  # mean views per user per day (mean of the activity levels)
-    small_matrix_users: int  # users in the fully observed small_matrix.csv block
-    small_matrix_videos: int  # videos in the fully observed small_matrix.csv block
+    small_matrix_users: int = 0  # users in the fully observed small_matrix.csv block (KuaiRec)
+    small_matrix_videos: int = 0  # videos in the fully observed small_matrix.csv block (KuaiRec)
 
 
 SCALES: dict[str, Scale] = {
     "tiny": Scale(120, 400, 4, 12, 30, 60),
-    "small": Scale(800, 2000, 7, 20, 150, 300),
-    "full": Scale(7176, 10728, 14, 60, 1411, 3327),
+    # The former "small" (byte-identical output): the KuaiRec demo's numbers are measured on it.
+    "demo": Scale(800, 2000, 7, 20, 150, 300),
+    # ~1M big_matrix rows (5,000 users x 10 days x 20 views), for throughput benchmarks.
+    "small": Scale(5000, 8000, 10, 20, 400, 800),
+    # The real release's users, videos and ~12.5M big_matrix rows (7,176 x 14 days x 125).
+    "full": Scale(7176, 10728, 14, 125, 1411, 3327),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -131,6 +140,8 @@ SMALL_MATRIX_MISSING_TIME_SHARE = 0.005
 # an unquoted field (exactly like the real file) and two in a quoted field (they hold a comma).
 CAPTIONS_WITH_CARRIAGE_RETURN = 4
 
+MANIFEST_NAME = "reelflow_manifest.json"
+
 DAY_MS = 86_400_000
 UTC8_OFFSET_MS = 8 * 3_600_000  # KuaiRec's `time` and `date` columns are Beijing time
 
@@ -175,6 +186,31 @@ CAPTION_COLUMNS = (
 MISSING_CATEGORY_ID = "-124"  # KuaiRec's sentinel for "no category at this level"
 MISSING_NAME = "UNKNOWN"
 
+
+@dataclass(frozen=True)
+class Platform:
+    """What a platform's catalog looks like. The defaults are KuaiRec's knobs above; the KuaiRand
+    and MicroLens generators pass their own (more tags, longer videos)."""
+
+    categories: int = N_CATEGORIES
+    category_size_exponent: float = CATEGORY_SIZE_EXPONENT
+    tag_count_probs: tuple[float, ...] = TAG_COUNT_PROBS
+    popularity_exponent: float = POPULARITY_EXPONENT
+    duration_median_ms: float = DURATION_MEDIAN_MS
+    duration_log_sigma: float = DURATION_LOG_SIGMA
+    duration_min_ms: float = DURATION_MIN_MS
+    duration_max_ms: float = DURATION_MAX_MS
+    new_video_share: float = NEW_VIDEO_SHARE
+    # Dirichlet concentration of user tastes: with more categories it must be lower for users
+    # to stay as focused (sum over categories ~9 for KuaiRec's 31 x 0.3).
+    taste_concentration: float = TASTE_CONCENTRATION
+    # Draw the extra tags of all videos at once (fast on catalogs of millions of videos). KuaiRec
+    # keeps its per-video draws so that its output stays byte-identical.
+    vectorized_tags: bool = False
+
+
+KUAIREC = Platform()
+
 # --------------------------------------------------------------------------------------------
 # The latent world
 # --------------------------------------------------------------------------------------------
@@ -191,7 +227,7 @@ class Catalog:
 
 @dataclass(frozen=True, eq=False)
 class Audience:
-    taste: np.ndarray  # (users, N_CATEGORIES), rows sum to 1
+    taste: np.ndarray  # (users, categories), rows sum to 1
     activity: np.ndarray  # (users,) expected views per day
     active_hour: np.ndarray  # (users,) preferred local (UTC+8) hour, 0..24
 
@@ -201,46 +237,85 @@ class World:
     scale: Scale
     catalog: Catalog
     audience: Audience
+    platform: Platform = KUAIREC
 
 
-def _streams(seed: int) -> dict[str, np.random.Generator]:
-    """Independent random streams, so changing one part of the simulation leaves the rest."""
-    names = ("catalog", "audience", "views", "small_matrix", "bad_rows", "side_files")
+def streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent random streams, so changing one part of the simulation leaves the rest.
+
+    Child i of a SeedSequence does not depend on how many children are spawned, so names can
+    be appended without changing the existing streams."""
+    names = ("catalog", "audience", "views", "small_matrix", "bad_rows", "side_files", "extra")
     return dict(zip(names, np.random.default_rng(seed).spawn(len(names)), strict=True))
 
 
-def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+def zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     """Weights 1 / rank**exponent, with ranks given to the n items in a random order."""
     rank = rng.permutation(n) + 1
     return 1.0 / rank.astype(np.float64) ** exponent
 
 
-def _some_rows(rng: np.random.Generator, n: int, share: float) -> np.ndarray:
+def some_rows(rng: np.random.Generator, n: int, share: float) -> np.ndarray:
     """A random mask with round(share * n) rows set, at least one."""
     mask = np.zeros(n, dtype=bool)
     mask[rng.choice(n, size=min(n, max(1, round(share * n))), replace=False)] = True
     return mask
 
 
-def _simulate_catalog(scale: Scale, rng: np.random.Generator) -> Catalog:
-    category_weight = _zipf_weights(N_CATEGORIES, CATEGORY_SIZE_EXPONENT, rng)
-    category_p = category_weight / category_weight.sum()
-    primary = rng.choice(N_CATEGORIES, size=scale.videos, p=category_p)
-    tag_count = rng.choice(len(TAG_COUNT_PROBS), size=scale.videos, p=TAG_COUNT_PROBS) + 1
-    tags: list[list[int]] = []
-    for video_primary, count in zip(primary.tolist(), tag_count.tolist(), strict=True):
-        extra_p = category_p.copy()
-        extra_p[video_primary] = 0.0
-        extra = rng.choice(N_CATEGORIES, size=count - 1, replace=False, p=extra_p / extra_p.sum())
-        tags.append([video_primary, *extra.tolist()])
+def _draw_extra_tags(
+    tags: list[list[int]],
+    primary: np.ndarray,
+    tag_count: np.ndarray,
+    category_p: np.ndarray,
+    rng: np.random.Generator,
+    chunk: int = 100_000,
+) -> None:
+    """Append tag_count - 1 distinct extra tags to each video's list (in place), drawn like
+    rng.choice(p=category_p, replace=False) without the primary: the smallest keys
+    Exp(1) / p (Efraimidis-Spirakis), for all multi-tag videos at once."""
+    multi = np.flatnonzero(tag_count > 1)
+    most = int(tag_count.max()) - 1 if multi.size else 0
+    for begin in range(0, multi.size, chunk):
+        videos = multi[begin : begin + chunk]
+        keys = rng.exponential(size=(videos.size, category_p.size)) / category_p
+        keys[np.arange(videos.size), primary[videos]] = np.inf
+        extra = np.argsort(keys, axis=1)[:, :most].tolist()
+        for video, drawn in zip(videos.tolist(), extra, strict=True):
+            tags[video].extend(drawn[: tag_count[video] - 1])
 
-    popularity = _zipf_weights(scale.videos, POPULARITY_EXPONENT, rng)
-    log_duration = rng.normal(np.log(DURATION_MEDIAN_MS), DURATION_LOG_SIGMA, scale.videos)
-    duration_ms = np.clip(np.rint(np.exp(log_duration)), DURATION_MIN_MS, DURATION_MAX_MS)
+
+def _simulate_catalog(scale: Scale, rng: np.random.Generator, platform: Platform) -> Catalog:
+    n_categories = platform.categories
+    category_weight = zipf_weights(n_categories, platform.category_size_exponent, rng)
+    category_p = category_weight / category_weight.sum()
+    primary = rng.choice(n_categories, size=scale.videos, p=category_p)
+    tag_probs = platform.tag_count_probs
+    tag_count = rng.choice(len(tag_probs), size=scale.videos, p=tag_probs) + 1
+    tags: list[list[int]] = [[video_primary] for video_primary in primary.tolist()]
+    if platform.vectorized_tags:
+        _draw_extra_tags(tags, primary, tag_count, category_p, rng)
+    else:
+        # Only multi-tag videos draw extra tags (a draw of size 0 consumes no random numbers,
+        # so skipping single-tag videos is exact and faster).
+        for video in np.flatnonzero(tag_count > 1).tolist():
+            extra_p = category_p.copy()
+            extra_p[primary[video]] = 0.0
+            size = int(tag_count[video]) - 1
+            p = extra_p / extra_p.sum()
+            extra = rng.choice(n_categories, size=size, replace=False, p=p)
+            tags[video].extend(extra.tolist())
+
+    popularity = zipf_weights(scale.videos, platform.popularity_exponent, rng)
+    log_duration = rng.normal(
+        np.log(platform.duration_median_ms), platform.duration_log_sigma, scale.videos
+    )
+    duration_ms = np.clip(
+        np.rint(np.exp(log_duration)), platform.duration_min_ms, platform.duration_max_ms
+    )
 
     upload_day = np.zeros(scale.videos, dtype=np.int64)
     if scale.days > 1:
-        is_new = rng.random(scale.videos) < NEW_VIDEO_SHARE
+        is_new = rng.random(scale.videos) < platform.new_video_share
         upload_day[is_new] = rng.integers(1, scale.days, size=int(is_new.sum()))
     return Catalog(
         popularity=popularity,
@@ -251,8 +326,9 @@ def _simulate_catalog(scale: Scale, rng: np.random.Generator) -> Catalog:
     )
 
 
-def _simulate_audience(scale: Scale, rng: np.random.Generator) -> Audience:
-    taste = rng.dirichlet(np.full(N_CATEGORIES, TASTE_CONCENTRATION), size=scale.users)
+def _simulate_audience(scale: Scale, rng: np.random.Generator, platform: Platform) -> Audience:
+    concentration = np.full(platform.categories, platform.taste_concentration)
+    taste = rng.dirichlet(concentration, size=scale.users)
     activity = rng.lognormal(0.0, ACTIVITY_LOG_SIGMA, scale.users)
     activity *= scale.views_per_user_day / np.exp(ACTIVITY_LOG_SIGMA**2 / 2)  # mean = target
 
@@ -265,18 +341,20 @@ def _simulate_audience(scale: Scale, rng: np.random.Generator) -> Audience:
     return Audience(taste=taste, activity=activity, active_hour=np.mod(active_hour, 24.0))
 
 
-def build_world(scale: Scale | str, seed: int = 0) -> World:
+def build_world(scale: Scale | str, seed: int = 0, platform: Platform = KUAIREC) -> World:
     """The latent videos and users behind `generate_kuairec(scale, seed)` (same seed, same world).
 
-    Useful as ground truth: tests read upload days and tastes from it.
+    Useful as ground truth: tests read upload days and tastes from it. The other datasets'
+    generators build their worlds with it too, with their own Scale and Platform.
     """
     if isinstance(scale, str):
         scale = SCALES[scale]
-    streams = _streams(seed)
+    rngs = streams(seed)
     return World(
         scale=scale,
-        catalog=_simulate_catalog(scale, streams["catalog"]),
-        audience=_simulate_audience(scale, streams["audience"]),
+        catalog=_simulate_catalog(scale, rngs["catalog"], platform),
+        audience=_simulate_audience(scale, rngs["audience"], platform),
+        platform=platform,
     )
 
 
@@ -291,7 +369,12 @@ def _search_in_groups(cdf_with_offsets: np.ndarray, group: np.ndarray, u: np.nda
     `cdf_with_offsets` holds each group's cumulative probabilities (ending at exactly 1) plus the
     group's index, concatenated; a draw `u` in [0, 1) for group g is looked up at g + u.
     """
-    return np.searchsorted(cdf_with_offsets, group + u, side="right")
+    keys = group + u
+    # Searching sorted keys is ~10x faster on large tables (cache-friendly); same result.
+    order = np.argsort(keys, kind="stable")
+    position = np.empty(keys.size, dtype=np.int64)
+    position[order] = np.searchsorted(cdf_with_offsets, keys[order], side="right")
+    return position
 
 
 def _normalised_cdf(weights: np.ndarray) -> np.ndarray:
@@ -302,30 +385,37 @@ def _normalised_cdf(weights: np.ndarray) -> np.ndarray:
     return cdf
 
 
-class _ExposureModel:
+class ExposureModel:
     """P(video | user, day) ∝ popularity**a * (floor + taste[user, category])**b over the videos
     uploaded by that day, sampled exactly in two steps: the category (a 31-way choice per
-    user-day), then the video within (day, category) by popularity."""
+    user-day), then the video within (day, category) by popularity. With a = b = 0 it is the
+    uniform draw over the videos uploaded by that day (KuaiRand's random exposures)."""
 
-    def __init__(self, world: World, popularity_power: float = EXPOSURE_POPULARITY_POWER) -> None:
+    def __init__(
+        self,
+        world: World,
+        popularity_power: float = EXPOSURE_POPULARITY_POWER,
+        taste_power: float = EXPOSURE_TASTE_POWER,
+    ) -> None:
         scale, catalog = world.scale, world.catalog
+        n_categories = self.n_categories = world.platform.categories
         self.days = scale.days
         video_weight = catalog.popularity**popularity_power
 
-        # Videos grouped by (day, primary category), group index day * N_CATEGORIES + category.
+        # Videos grouped by (day, primary category), group index day * n_categories + category.
         members: list[np.ndarray] = []
-        group_size = np.zeros(scale.days * N_CATEGORIES, dtype=np.int64)
-        category_mass = np.zeros((scale.days, N_CATEGORIES))
+        group_size = np.zeros(scale.days * n_categories, dtype=np.int64)
+        category_mass = np.zeros((scale.days, n_categories))
         for day in range(scale.days):
             available = np.flatnonzero(catalog.upload_day <= day)
             by_category = available[np.argsort(catalog.primary_category[available], kind="stable")]
             members.append(by_category)
             categories = catalog.primary_category[by_category]
-            group_size[day * N_CATEGORIES : (day + 1) * N_CATEGORIES] = np.bincount(
-                categories, minlength=N_CATEGORIES
+            group_size[day * n_categories : (day + 1) * n_categories] = np.bincount(
+                categories, minlength=n_categories
             )
             category_mass[day] = np.bincount(
-                categories, weights=video_weight[by_category], minlength=N_CATEGORIES
+                categories, weights=video_weight[by_category], minlength=n_categories
             )
         self.group_video = np.concatenate(members)
         self.group_start = np.concatenate([[0], np.cumsum(group_size)])
@@ -339,57 +429,64 @@ class _ExposureModel:
         cdf[last_in_group] = 1.0
         self.video_cdf = cdf + group_of_member
 
-        # Category weights per user-day, row index user * days + day.
-        taste_weight = (TASTE_FLOOR + world.audience.taste) ** EXPOSURE_TASTE_POWER
-        weight = taste_weight[:, None, :] * category_mass[None, :, :]
-        self.category_weight = weight.reshape(-1, N_CATEGORIES)
-        n_rows = self.category_weight.shape[0]
-        self.category_cdf = (
-            _normalised_cdf(self.category_weight) + np.arange(n_rows)[:, None]
-        ).ravel()
+        # Category weight of user-day (user * days + day) = taste_weight[user] * mass[day]; the
+        # per-user-day table is built in `sample` for the user-days drawn only (a full table
+        # would take users * days * categories floats: gigabytes for MicroLens or KuaiRand).
+        self.taste_weight = (TASTE_FLOOR + world.audience.taste) ** taste_power
+        self.category_mass = category_mass
 
     def sample(self, user_day: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         # Keep draws away from 1 so that g + u never rounds up into the next group.
         u = np.minimum(rng.random((2, user_day.size)), 1.0 - 1e-9)
-        position = _search_in_groups(self.category_cdf, user_day, u[0])
-        category = np.clip(position - user_day * N_CATEGORIES, 0, N_CATEGORIES - 1)
+        n_categories = self.n_categories
+        rows, row_of = np.unique(user_day, return_inverse=True)
+        weight = self.taste_weight[rows // self.days] * self.category_mass[rows % self.days]
+        # Each row's CDF is offset by its user-day index: a draw for user-day g looks up g + u.
+        category_cdf = (_normalised_cdf(weight) + rows[:, None]).ravel()
+        position = _search_in_groups(category_cdf, user_day, u[0])
+        category = np.clip(position - row_of * n_categories, 0, n_categories - 1)
         # A zero-weight category can only come out of float rounding: use the heaviest instead.
-        impossible = self.category_weight[user_day, category] <= 0
-        category[impossible] = np.argmax(self.category_weight[user_day[impossible]], axis=1)
+        impossible = weight[row_of, category] <= 0
+        category[impossible] = np.argmax(weight[row_of[impossible]], axis=1)
 
-        group = (user_day % self.days) * N_CATEGORIES + category
+        group = (user_day % self.days) * n_categories + category
         position = _search_in_groups(self.video_cdf, group, u[1])
         position = np.clip(position, self.group_start[group], self.group_start[group + 1] - 1)
         return self.group_video[position]
 
 
 # --------------------------------------------------------------------------------------------
-# Interactions
+# Interactions (the simulation core, shared by all datasets)
 # --------------------------------------------------------------------------------------------
 
 
-def _affinity(taste: np.ndarray) -> np.ndarray:
+def taste_affinity(taste: np.ndarray) -> np.ndarray:
     """Taste relative to the user's favourite category: 1 for the favourite, ~0 for the rest."""
     return taste / taste.max(axis=1, keepdims=True)
 
 
-def _simulate_watch_ratio(
-    rng: np.random.Generator, affinity: np.ndarray, duration_ms: np.ndarray
+def simulate_watch_ratio(
+    rng: np.random.Generator,
+    affinity: np.ndarray,
+    duration_ms: np.ndarray,
+    reference_ms: float = DURATION_MEDIAN_MS,
 ) -> np.ndarray:
+    """Watch ratio per view; `reference_ms` is the platform's median duration (the duration at
+    which the ratio is not scaled, and below which loops are more likely)."""
     log_median = (
         np.log(WATCH_RATIO_BASE)
         + WATCH_RATIO_TASTE_LIFT * affinity
-        - WATCH_RATIO_DURATION_DROP * np.log(duration_ms / DURATION_MEDIAN_MS)
+        - WATCH_RATIO_DURATION_DROP * np.log(duration_ms / reference_ms)
     )
     watch_ratio = np.exp(log_median + rng.normal(0.0, WATCH_RATIO_LOG_SIGMA, affinity.size))
-    is_short = duration_ms < DURATION_MEDIAN_MS
+    is_short = duration_ms < reference_ms
     loop_prob = LOOP_BASE_PROB + LOOP_LIKED_SHORT_PROB * affinity * is_short
     loops = rng.random(affinity.size) < loop_prob
     watch_ratio[loops] *= rng.uniform(*LOOP_FACTOR, size=int(loops.sum()))
     return watch_ratio
 
 
-def _play_duration(watch_ratio: np.ndarray, duration_ms: np.ndarray) -> np.ndarray:
+def play_duration_ms(watch_ratio: np.ndarray, duration_ms: np.ndarray) -> np.ndarray:
     return np.rint(watch_ratio * duration_ms).astype(np.int64)
 
 
@@ -402,26 +499,56 @@ class Views:
     timestamp_ms: np.ndarray  # int64 epoch ms (UTC), increasing within a user
 
 
-def _first_of_runs(key: np.ndarray) -> np.ndarray:
+def first_of_runs(key: np.ndarray) -> np.ndarray:
     """Boolean mask: True where a run of equal consecutive keys starts."""
     starts = np.ones(key.size, dtype=bool)
     starts[1:] = key[1:] != key[:-1]
     return starts
 
 
-def _choose_videos(
+def day_moods(world: World, rng: np.random.Generator) -> np.ndarray:
+    """(users, days) mean-1 log-normal factors on each user-day's expected views."""
+    scale = world.scale
+    return rng.lognormal(
+        -(DAY_MOOD_LOG_SIGMA**2) / 2, DAY_MOOD_LOG_SIGMA, (scale.users, scale.days)
+    )
+
+
+def split_sessions(
+    views_per_user_day: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows for the given view counts per user-day (index user * days + day), in row order user,
+    day, time; returns (user_day per row, sessions per user-day, session index per row): each
+    user-day's views are split into 1-3 consecutive sessions at random cut points."""
+    n_user_days = views_per_user_day.size
+    user_day = np.repeat(np.arange(n_user_days), views_per_user_day)
+    sessions_per_user_day = np.minimum(
+        rng.integers(1, MAX_SESSIONS_PER_DAY + 1, n_user_days), np.maximum(views_per_user_day, 1)
+    )
+    # user_day is sorted, so sorting u + user_day sorts the uniform draws within each user-day.
+    cut = np.sort(rng.random(user_day.size) + user_day) - user_day
+    n_sessions = sessions_per_user_day[user_day]
+    session = np.minimum(np.floor(cut * n_sessions).astype(np.int64), n_sessions - 1)
+    return user_day, sessions_per_user_day, session
+
+
+def choose_videos(
     world: World,
     user_day: np.ndarray,
     rng: np.random.Generator,
-    forbidden_users: np.ndarray,
-    forbidden_videos: np.ndarray,
+    forbidden_users: np.ndarray | None = None,
+    forbidden_videos: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Exposure draws without repeats and without the small_matrix block's (user, video) pairs
-    (kept out of big_matrix so the fully observed block stays a clean evaluation set)."""
-    exposure = _ExposureModel(world)
+    """Exposure draws without repeats (per user) and without the forbidden (user, video) pairs
+    (KuaiRec keeps the small_matrix block's pairs out of big_matrix so that the fully observed
+    block stays a clean evaluation set); -1 where a forbidden pair could not be avoided."""
+    empty = np.zeros(0, dtype=np.int64)
+    forbidden_users = empty if forbidden_users is None else forbidden_users
+    forbidden_videos = empty if forbidden_videos is None else forbidden_videos
+    exposure = ExposureModel(world)
     # Heavy users exhaust the hits of their favourite categories; redraws then go to the long
     # tail of those categories (popularity ignored), as a feed does when it runs out of hits.
-    long_tail = _ExposureModel(world, popularity_power=0.0)
+    long_tail = ExposureModel(world, popularity_power=0.0)
     user = user_day // world.scale.days
     video = exposure.sample(user_day, rng)
     forbidden_user_mask = np.zeros(world.scale.users, dtype=bool)
@@ -447,10 +574,11 @@ def _choose_videos(
     return video
 
 
-def _add_rewatches(user: np.ndarray, video: np.ndarray, rng: np.random.Generator) -> None:
-    """Replace REWATCH_SHARE of the views by a video the same user viewed earlier (in place)."""
+def add_rewatches(user: np.ndarray, video: np.ndarray, rng: np.random.Generator) -> None:
+    """Replace REWATCH_SHARE of the views by a video the same user viewed earlier (in place);
+    `user` must be sorted."""
     index = np.arange(user.size)
-    first_of_user = np.maximum.accumulate(np.where(_first_of_runs(user), index, 0))
+    first_of_user = np.maximum.accumulate(np.where(first_of_runs(user), index, 0))
     rewatch = (rng.random(user.size) < REWATCH_SHARE) & (index > first_of_user)
     offset = np.floor(rng.random(user.size) * (index - first_of_user)).astype(np.int64)
     earlier = (first_of_user + offset)[rewatch]
@@ -462,19 +590,24 @@ def _add_rewatches(user: np.ndarray, video: np.ndarray, rng: np.random.Generator
         video[rewatch] = copied
 
 
-def _view_times_in_day(
+def view_times_in_day(
     world: World,
     user_day: np.ndarray,
     session: np.ndarray,
     sessions_per_user_day: np.ndarray,
     play_duration: np.ndarray,
     rng: np.random.Generator,
+    origin_offset_ms: int = UTC8_OFFSET_MS,
 ) -> np.ndarray:
-    """Milliseconds since the UTC day's midnight for each view (views sorted by user-day)."""
+    """Milliseconds since the day's origin for each view (views sorted by user-day).
+
+    A day's origin is UTC midnight for KuaiRec and MicroLens (origin_offset_ms = 8 h: the local
+    UTC+8 clock runs 8 h ahead of it) and Beijing midnight for KuaiRand, whose log files are cut
+    at Beijing dates (origin_offset_ms = 0)."""
     n_user_days = sessions_per_user_day.size
     step = play_duration + rng.integers(SWIPE_GAP_MS[0], SWIPE_GAP_MS[1] + 1, user_day.size)
     session_key = user_day * MAX_SESSIONS_PER_DAY + session
-    session_first = _first_of_runs(session_key)
+    session_first = first_of_runs(session_key)
     elapsed_before = np.cumsum(step) - step
     session_origin = elapsed_before[session_first][np.cumsum(session_first) - 1]
     offset_in_session = elapsed_before - session_origin
@@ -483,13 +616,13 @@ def _view_times_in_day(
     ).astype(np.int64)
     session_length = session_length.reshape(n_user_days, MAX_SESSIONS_PER_DAY)
 
-    # Sessions start around the user's preferred local hour, converted to UTC time-of-day;
-    # sessions that do not exist that day are pushed past the end so they sort last.
+    # Sessions start around the user's preferred local hour, converted to time since the day's
+    # origin; sessions that do not exist that day are pushed past the end so they sort last.
     user_of_day = np.arange(n_user_days) // world.scale.days
     local_hour = world.audience.active_hour[user_of_day][:, None] + rng.normal(
         0.0, SESSION_START_SD_HOURS, (n_user_days, MAX_SESSIONS_PER_DAY)
     )
-    drawn = np.mod(np.rint(local_hour * 3_600_000).astype(np.int64) - UTC8_OFFSET_MS, DAY_MS)
+    drawn = np.mod(np.rint(local_hour * 3_600_000).astype(np.int64) - origin_offset_ms, DAY_MS)
     exists = np.arange(MAX_SESSIONS_PER_DAY)[None, :] < sessions_per_user_day[:, None]
     drawn = np.sort(np.where(exists, drawn, 4 * DAY_MS), axis=1)
     start = drawn.copy()
@@ -498,9 +631,9 @@ def _view_times_in_day(
         start[:, k] = np.maximum(drawn[:, k], previous_end)
 
     time_in_day = start.ravel()[session_key] + offset_in_session
-    # Keep every view (and its playback) inside its UTC day: shift the day's sessions earlier
+    # Keep every view (and its playback) inside its day: shift the day's sessions earlier
     # if they run past midnight; squeeze them in the (rare) case they are longer than a day.
-    day_first = _first_of_runs(user_day)
+    day_first = first_of_runs(user_day)
     day_last = np.flatnonzero(np.r_[day_first[1:], True])
     first_time = time_in_day[day_first]
     end_time = time_in_day[day_last] + play_duration[day_last]
@@ -525,36 +658,24 @@ def _simulate_big_matrix(
     small_videos: np.ndarray,
 ) -> Views:
     scale = world.scale
-    n_user_days = scale.users * scale.days
-    mood = rng.lognormal(
-        -(DAY_MOOD_LOG_SIGMA**2) / 2, DAY_MOOD_LOG_SIGMA, (scale.users, scale.days)
-    )
+    mood = day_moods(world, rng)
     views_per_user_day = rng.poisson(world.audience.activity[:, None] * mood).ravel()
     # Row order: user, then day, then time within the day (= big_matrix's sort order).
-    user_day = np.repeat(np.arange(n_user_days), views_per_user_day)
+    user_day, sessions_per_user_day, session = split_sessions(views_per_user_day, rng)
 
-    # Split each user-day's views into 1-3 consecutive sessions at random cut points.
-    sessions_per_user_day = np.minimum(
-        rng.integers(1, MAX_SESSIONS_PER_DAY + 1, n_user_days), np.maximum(views_per_user_day, 1)
-    )
-    # user_day is sorted, so sorting u + user_day sorts the uniform draws within each user-day.
-    cut = np.sort(rng.random(user_day.size) + user_day) - user_day
-    n_sessions = sessions_per_user_day[user_day]
-    session = np.minimum(np.floor(cut * n_sessions).astype(np.int64), n_sessions - 1)
-
-    video = _choose_videos(world, user_day, rng, small_users, small_videos)
+    video = choose_videos(world, user_day, rng, small_users, small_videos)
     keep = video >= 0
     user_day, session, video = user_day[keep], session[keep], video[keep]
     user = user_day // scale.days
-    _add_rewatches(user, video, rng)
+    add_rewatches(user, video, rng)
 
     catalog, audience = world.catalog, world.audience
     video_duration = catalog.duration_ms[video]
-    affinity = _affinity(audience.taste)[user, catalog.primary_category[video]]
-    play_duration = _play_duration(
-        _simulate_watch_ratio(rng, affinity, video_duration), video_duration
+    affinity = taste_affinity(audience.taste)[user, catalog.primary_category[video]]
+    play_duration = play_duration_ms(
+        simulate_watch_ratio(rng, affinity, video_duration), video_duration
     )
-    time_in_day = _view_times_in_day(
+    time_in_day = view_times_in_day(
         world, user_day, session, sessions_per_user_day, play_duration, rng
     )
     timestamp_ms = start_ms + (user_day % scale.days) * DAY_MS + time_in_day
@@ -570,12 +691,12 @@ def _simulate_small_matrix(
     video = rng.permuted(np.tile(videos, (n_users, 1)), axis=1).ravel()
     offsets = np.sort(rng.integers(0, world.scale.days * DAY_MS, (n_users, n_videos)), axis=1)
     video_duration = world.catalog.duration_ms[video]
-    affinity = _affinity(world.audience.taste)[user, world.catalog.primary_category[video]]
-    watch_ratio = _simulate_watch_ratio(rng, affinity, video_duration)
+    affinity = taste_affinity(world.audience.taste)[user, world.catalog.primary_category[video]]
+    watch_ratio = simulate_watch_ratio(rng, affinity, video_duration)
     return Views(
         user,
         video,
-        _play_duration(watch_ratio, video_duration),
+        play_duration_ms(watch_ratio, video_duration),
         video_duration,
         start_ms + offsets.ravel(),
     )
@@ -593,8 +714,34 @@ _CLOCK = np.array(
 )
 
 
-def _int_text(values: np.ndarray) -> np.ndarray:
+def int_text(values: np.ndarray) -> np.ndarray:
+    """Decimal text of each integer, as an object array (so that columns can be concatenated)."""
     return np.array(list(map(str, values.tolist())), dtype=object)
+
+
+def join_lines(columns: list[np.ndarray], sep: str = ",", newline: str = "\n") -> str:
+    """Text lines from columns of equal length (object arrays of str), one line per row."""
+    lines = zip(*(column.tolist() for column in columns), strict=True)
+    return newline.join(map(sep.join, lines)) + newline
+
+
+def write_table(
+    path: Path,
+    header: str | None,
+    n_rows: int,
+    columns: Callable[[slice], list[np.ndarray]],
+    sep: str = ",",
+    newline: str = "\n",
+    chunk_rows: int = 500_000,
+) -> None:
+    """Write a header line (unless None) and n_rows lines; `columns(rows)` gives the text columns
+    of a slice of rows. Chunked: the text of millions of rows at once would not fit in memory."""
+    with path.open("w", encoding="utf-8", newline="") as out:
+        if header is not None:
+            out.write(header + newline)
+        for begin in range(0, n_rows, chunk_rows):
+            rows = slice(begin, min(begin + chunk_rows, n_rows))
+            out.write(join_lines(columns(rows), sep, newline))
 
 
 def _matrix_chunk(
@@ -616,22 +763,21 @@ def _matrix_chunk(
     day_prefix = np.array([f"{day} " for day in iso_days], dtype=object)
     yyyymmdd = np.array([day.replace("-", "") + date_suffix for day in iso_days], dtype=object)
     columns = {
-        "user_id": _int_text(views.user_id[rows]),
-        "video_id": _int_text(views.video_id[rows]),
-        "play_duration": _int_text(views.play_duration[rows]),
-        "video_duration": _int_text(views.video_duration[rows]),
+        "user_id": int_text(views.user_id[rows]),
+        "video_id": int_text(views.video_id[rows]),
+        "play_duration": int_text(views.play_duration[rows]),
+        "video_duration": int_text(views.video_duration[rows]),
         "time": day_prefix[local_day - first_day]
         + _CLOCK[local_ms % DAY_MS // 1000]
         + _FRACTION[local_ms % 1000],
         "date": yyyymmdd[local_day - first_day],
         # Epoch seconds written as a float's repr: 1593878903.438, 1593882000.0.
-        "timestamp": _int_text(timestamp_ms // 1000) + _FRACTION[timestamp_ms % 1000],
+        "timestamp": int_text(timestamp_ms // 1000) + _FRACTION[timestamp_ms % 1000],
         "watch_ratio": watch_ratio[rows].astype(str).astype(object),  # repr of each float
     }
     for name, (mask, text) in overrides.items():
         columns[name][mask[rows]] = text
-    lines = zip(*(column.tolist() for column in columns.values()), strict=True)
-    return "\n".join(map(",".join, lines)) + "\n"
+    return join_lines(list(columns.values()))
 
 
 def _write_matrix(
@@ -650,7 +796,7 @@ def _write_matrix(
             out.write(_matrix_chunk(views, watch_ratio, rows, date_suffix, overrides or {}))
 
 
-def _csv_field(value: str) -> str:
+def csv_field(value: str) -> str:
     r"""Quote like KuaiRec's files: only fields holding a comma, a double quote or a newline.
 
     A bare \r does not trigger quoting: the real caption file has unquoted bare \r characters.
@@ -664,7 +810,7 @@ def _write_rows(path: Path, header: tuple[str, ...], rows: list[list[str]]) -> N
     with path.open("w", encoding="utf-8", newline="\n") as out:
         out.write(",".join(header) + "\n")
         for row in rows:
-            out.write(",".join(_csv_field(value) for value in row) + "\n")
+            out.write(",".join(csv_field(value) for value in row) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,26 +818,36 @@ def _write_rows(path: Path, header: tuple[str, ...], rows: list[list[str]]) -> N
 # --------------------------------------------------------------------------------------------
 
 
-def _write_big_matrix(
-    path: Path, views: Views, rng: np.random.Generator
+def plan_bad_rows(
+    n: int, kinds: tuple[str, ...], rng: np.random.Generator, share: float = BAD_ROW_SHARE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Write the log with ~BAD_ROW_SHARE bad rows; returns (timestamp_ms, bad kind index or -1)
-    for every written row."""
-    n = views.user_id.size
-    per_kind = max(1, round(n * BAD_ROW_SHARE / len(BAD_ROW_KINDS)))
-    picked = rng.choice(n, size=min(n, per_kind * len(BAD_ROW_KINDS)), replace=False)
+    """Which rows of a log of n valid rows to write, and which of them to spoil.
+
+    Returns (source, row_kind) for every written row: the index of the valid row it shows, and
+    the index in `kinds` of its bad kind (-1 for a valid row). About `share` of the rows are bad,
+    split evenly over the kinds on disjoint rows. `kinds` must hold "duplicate": the copy of a
+    duplicated row comes right after its (valid) original, as an exact copy."""
+    per_kind = max(1, round(n * share / len(kinds)))
+    picked = rng.choice(n, size=min(n, per_kind * len(kinds)), replace=False)
     kind = np.full(n, -1, dtype=np.int64)
     kind[picked] = np.arange(picked.size) // per_kind  # disjoint sets of rows per kind
-    duplicate_kind = BAD_ROW_KINDS.index("duplicate")
+    duplicate_kind = kinds.index("duplicate")
 
-    # The copy of a duplicated row comes right after its (valid) original.
     source = np.repeat(np.arange(n), np.where(kind == duplicate_kind, 2, 1))
     is_copy = np.zeros(source.size, dtype=bool)
     is_copy[1:] = source[1:] == source[:-1]
     row_kind = np.where(
         is_copy, duplicate_kind, np.where(kind[source] == duplicate_kind, -1, kind[source])
     )
+    return source, row_kind
 
+
+def _write_big_matrix(
+    path: Path, views: Views, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Write the log with ~BAD_ROW_SHARE bad rows; returns (timestamp_ms, bad kind index or -1)
+    for every written row."""
+    source, row_kind = plan_bad_rows(views.user_id.size, BAD_ROW_KINDS, rng)
     negative_duration = row_kind == BAD_ROW_KINDS.index("negative_video_duration")
     rows = Views(
         user_id=views.user_id[source],
@@ -717,7 +873,7 @@ def _write_big_matrix(
 
 def _write_small_matrix(path: Path, views: Views, rng: np.random.Generator) -> int:
     n = views.user_id.size
-    no_time = _some_rows(rng, n, SMALL_MATRIX_MISSING_TIME_SHARE)
+    no_time = some_rows(rng, n, SMALL_MATRIX_MISSING_TIME_SHARE)
     _write_matrix(
         path,
         views,
@@ -740,7 +896,7 @@ def _write_item_categories(path: Path, catalog: Catalog) -> None:
     _write_rows(path, ("video_id", "feat"), rows)
 
 
-def _range_label(values: np.ndarray, edges: list[int], labels: list[str]) -> list[str]:
+def range_label(values: np.ndarray, edges: list[int], labels: list[str]) -> list[str]:
     """Bucket label per value: labels[i] where edges[i-1] <= value < edges[i] (np.digitize)."""
     return [labels[i] for i in np.digitize(values, edges, right=False).tolist()]
 
@@ -779,7 +935,7 @@ def _write_user_features(path: Path, world: World, rng: np.random.Generator) -> 
         "full_active",
         np.where(activity_rank < 0.995, "high_active", "middle_active"),
     )
-    degree[_some_rows(rng, n, 0.016)] = "UNKNOWN"
+    degree[some_rows(rng, n, 0.016)] = "UNKNOWN"
 
     follow = np.where(
         rng.random(n) < 0.002, 0, np.clip(np.rint(rng.lognormal(np.log(30), 1.3, n)), 1, 2100)
@@ -801,12 +957,12 @@ def _write_user_features(path: Path, world: World, rng: np.random.Generator) -> 
         if feature in ONEHOT_SHARE_OF_ONES:
             values = (rng.random(n) < ONEHOT_SHARE_OF_ONES[feature]).astype(np.int64)
         else:
-            p = _zipf_weights(cardinality, 1.1, rng)
+            p = zipf_weights(cardinality, 1.1, rng)
             values = rng.choice(cardinality, size=n, p=p / p.sum())
         onehot.append(values.astype(str).tolist())
-    for row in np.flatnonzero(_some_rows(rng, n, ONEHOT_FEAT4_BLANK_SHARE)).tolist():
+    for row in np.flatnonzero(some_rows(rng, n, ONEHOT_FEAT4_BLANK_SHARE)).tolist():
         onehot[4][row] = ""
-    for row in np.flatnonzero(_some_rows(rng, n, ONEHOT_FEAT12_17_BLANK_SHARE)).tolist():
+    for row in np.flatnonzero(some_rows(rng, n, ONEHOT_FEAT12_17_BLANK_SHARE)).tolist():
         for feature in range(12, 18):
             onehot[feature][row] = ""
 
@@ -815,13 +971,13 @@ def _write_user_features(path: Path, world: World, rng: np.random.Generator) -> 
         degree.tolist(),
         *(mask.astype(np.int64).astype(str).tolist() for mask in flags.values()),
         follow.astype(np.int64).astype(str).tolist(),
-        _range_label(follow, *FOLLOW_RANGES),
+        range_label(follow, *FOLLOW_RANGES),
         fans.astype(np.int64).astype(str).tolist(),
-        _range_label(fans, *FANS_RANGES),
+        range_label(fans, *FANS_RANGES),
         friends.astype(np.int64).astype(str).tolist(),
-        _range_label(friends, *FRIEND_RANGES),
+        range_label(friends, *FRIEND_RANGES),
         register_days.astype(np.int64).astype(str).tolist(),
-        _range_label(register_days, *REGISTER_DAYS_RANGES),
+        range_label(register_days, *REGISTER_DAYS_RANGES),
         *onehot,
     ]
     _write_rows(path, USER_FEATURE_COLUMNS, [list(row) for row in zip(*columns, strict=True)])
@@ -898,7 +1054,53 @@ def _write_captions(path: Path, catalog: Catalog, rng: np.random.Generator) -> N
 
 
 # --------------------------------------------------------------------------------------------
-# Entry point
+# Manifest
+# --------------------------------------------------------------------------------------------
+
+
+def date_ms(day: str) -> int:
+    """Epoch ms of a date's UTC midnight ("2020-07-05")."""
+    return int(np.datetime64(day, "D").astype("datetime64[ms]").astype(np.int64))
+
+
+def utc_day_index(timestamp_ms: np.ndarray, days: list[str]) -> np.ndarray:
+    """Index into `days` (sorted UTC dates, gaps allowed) of each row's UTC day."""
+    starts = np.array([date_ms(day) for day in days], dtype=np.int64)
+    index = np.searchsorted(starts, timestamp_ms, side="right") - 1
+    if index.size and (index.min() < 0 or (timestamp_ms - starts[index]).max() >= DAY_MS):
+        raise AssertionError("a row's time lies outside the manifest's days")
+    return index
+
+
+def day_counts(
+    days: list[str], day_of_row: np.ndarray, row_kind: np.ndarray, kinds: tuple[str, ...]
+) -> dict[str, dict]:
+    """The manifest's rows_per_day, valid_rows_per_day and bad_rows_per_day (per kind) for the
+    written rows of an interaction log: day_of_row indexes `days`, row_kind indexes `kinds` (-1
+    for a valid row)."""
+    rows_per_day = np.bincount(day_of_row, minlength=len(days))
+    bad_per_day = np.zeros((len(days), len(kinds)), dtype=np.int64)
+    is_bad = row_kind >= 0
+    np.add.at(bad_per_day, (day_of_row[is_bad], row_kind[is_bad]), 1)
+    return {
+        "rows_per_day": {ds: int(rows_per_day[i]) for i, ds in enumerate(days)},
+        "valid_rows_per_day": {
+            ds: int(rows_per_day[i] - bad_per_day[i].sum()) for i, ds in enumerate(days)
+        },
+        "bad_rows_per_day": {
+            ds: {kind: int(bad_per_day[i, k]) for k, kind in enumerate(kinds)}
+            for i, ds in enumerate(days)
+        },
+    }
+
+
+def write_manifest(out: Path, manifest: dict) -> dict:
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
 # --------------------------------------------------------------------------------------------
 
 
@@ -911,31 +1113,29 @@ def generate_kuairec(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = build_world(SCALES[scale], seed)
-    dims, streams = world.scale, _streams(seed)
-    start_ms = int(np.datetime64(start_date, "D").astype("datetime64[ms]").astype(np.int64))
+    dims, rngs = world.scale, streams(seed)
+    start_ms = date_ms(start_date)
     days = [str(np.datetime64(start_date, "D") + day) for day in range(dims.days)]
 
     # The small_matrix block: random users, and videos that exist from the first day.
-    small_rng = streams["small_matrix"]
+    small_rng = rngs["small_matrix"]
     small_users = np.sort(small_rng.choice(dims.users, dims.small_matrix_users, replace=False))
     from_day_one = np.flatnonzero(world.catalog.upload_day == 0)
     small_videos = np.sort(small_rng.choice(from_day_one, dims.small_matrix_videos, replace=False))
 
-    views = _simulate_big_matrix(world, streams["views"], start_ms, small_users, small_videos)
-    timestamp_ms, row_kind = _write_big_matrix(out / "big_matrix.csv", views, streams["bad_rows"])
+    views = _simulate_big_matrix(world, rngs["views"], start_ms, small_users, small_videos)
+    timestamp_ms, row_kind = _write_big_matrix(out / "big_matrix.csv", views, rngs["bad_rows"])
     small = _simulate_small_matrix(world, small_rng, start_ms, small_users, small_videos)
     small_rows = _write_small_matrix(out / "small_matrix.csv", small, small_rng)
 
-    side_rng = streams["side_files"]
+    side_rng = rngs["side_files"]
     _write_item_categories(out / "item_categories.csv", world.catalog)
     _write_user_features(out / "user_features.csv", world, side_rng)
     _write_captions(out / "kuairec_caption_category.csv", world.catalog, side_rng)
 
-    day_of_row = (timestamp_ms - start_ms) // DAY_MS
-    rows_per_day = np.bincount(day_of_row, minlength=dims.days)
-    bad_per_day = np.zeros((dims.days, len(BAD_ROW_KINDS)), dtype=np.int64)
-    is_bad = row_kind >= 0
-    np.add.at(bad_per_day, (day_of_row[is_bad], row_kind[is_bad]), 1)
+    day_of_row = utc_day_index(timestamp_ms, days)
+    # No "variant" key: the manifest stays byte-identical to the one written before the other
+    # datasets existed (KuaiRec has a single variant).
     manifest = {
         "dataset": "kuairec",
         "scale": scale,
@@ -943,19 +1143,38 @@ def generate_kuairec(
         "start_date": start_date,
         "days": days,
         "rows": {"big_matrix": int(timestamp_ms.size)},
-        "rows_per_day": {ds: int(rows_per_day[i]) for i, ds in enumerate(days)},
-        "valid_rows_per_day": {
-            ds: int(rows_per_day[i] - bad_per_day[i].sum()) for i, ds in enumerate(days)
-        },
-        "bad_rows_per_day": {
-            ds: {kind: int(bad_per_day[i, k]) for k, kind in enumerate(BAD_ROW_KINDS)}
-            for i, ds in enumerate(days)
-        },
+        **day_counts(days, day_of_row, row_kind, BAD_ROW_KINDS),
         "users": dims.users,
         "videos": dims.videos,
         "small_matrix_rows": small_rows,
     }
-    (out / "reelflow_manifest.json").write_text(
-        json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
-    )
-    return manifest
+    return write_manifest(out, manifest)
+
+
+DATASETS = ("kuairec", "kuairand", "microlens")
+
+
+def generate(
+    dataset: str,
+    out_dir: str | Path,
+    scale: str = "small",
+    seed: int = 0,
+    variant: str | None = None,
+) -> dict:
+    """Write `dataset`'s native files (variant: KuaiRand "pure" | "1k" | "27k", default "pure";
+    MicroLens "100k" | "50k", default "100k"; KuaiRec has none) into out_dir, plus the manifest;
+    returns the manifest dict."""
+    if dataset == "kuairec":
+        if variant is not None:
+            raise ValueError(f"KuaiRec has no variants, got {variant!r}")
+        return generate_kuairec(out_dir, scale=scale, seed=seed)
+    # Imported here: those modules import this one.
+    if dataset == "kuairand":
+        from jobs.synthetic_kuairand import generate_kuairand
+
+        return generate_kuairand(out_dir, scale=scale, seed=seed, variant=variant or "pure")
+    if dataset == "microlens":
+        from jobs.synthetic_microlens import generate_microlens
+
+        return generate_microlens(out_dir, scale=scale, seed=seed, variant=variant or "100k")
+    raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")

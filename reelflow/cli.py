@@ -46,13 +46,15 @@ def data_days(dataset: str, raw: Path) -> list[str]:
 
 
 def cmd_generate(args) -> int:
-    from jobs.synthetic import generate_kuairec
+    from jobs.synthetic import generate
 
-    manifest = generate_kuairec(args.out, scale=args.scale, seed=args.seed)
+    manifest = generate(
+        args.dataset, args.out, scale=args.scale, seed=args.seed, variant=args.variant
+    )
     text = (
-        f"wrote KuaiRec-format data to {args.out}: {manifest['users']} users, {manifest['videos']} videos, "
-        f"{manifest['rows']['big_matrix']} log rows over {len(manifest['days'])} days "
-        f"({manifest['days'][0]} .. {manifest['days'][-1]})"
+        f"wrote {args.dataset}-format data to {args.out}: {manifest['users']} users, "
+        f"{manifest['videos']} videos, {sum(manifest['rows_per_day'].values())} log rows over "
+        f"{len(manifest['days'])} days ({manifest['days'][0]} .. {manifest['days'][-1]})"
     )
     _emit(manifest, args.json, text)
     return 0
@@ -281,9 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Write synthetic data in a dataset's native files (deterministic for a seed).",
         cmd_generate,
     )
-    p.add_argument("--dataset", choices=["kuairec"], default="kuairec")
+    p.add_argument("--dataset", choices=["kuairec", "kuairand", "microlens"], default="kuairec")
+    p.add_argument("--variant", help="kuairand: pure, 1k, 27k; microlens: 100k, 50k")
     p.add_argument("--out", required=True, help="folder to write the release files into")
-    p.add_argument("--scale", choices=["tiny", "small", "full"], default="small")
+    p.add_argument(
+        "--scale",
+        choices=["tiny", "demo", "small", "full"],
+        default="small",
+        help="tiny: tests; demo: the quickstart; small: ~1M interactions; full: the release's size",
+    )
     p.add_argument("--seed", type=int, default=0)
 
     p = add(
