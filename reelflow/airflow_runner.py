@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,11 +62,14 @@ def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: s
         result = subprocess.run(cmd, env=airflow_env(paths), stdout=fh, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         text = log.read_text(errors="replace")
-        tail = "\n".join(
-            line for line in text.splitlines()[-400:] if "Calculating Metrics" not in line
-        )
-        tail = "\n".join(tail.splitlines()[-60:])
-        raise RuntimeError(f"Airflow run failed (full log: {log}):\n{tail}")
+        lines = [line for line in text.splitlines() if "Calculating Metrics" not in line]
+        # The task's own exception line says what failed; the tail says where.
+        causes = [
+            line.strip() for line in lines if re.search(r"\b\w+(Error|Failed|Exception): ", line)
+        ]
+        cause = f"cause: {causes[-1]}\n" if causes else ""
+        tail = "\n".join(lines[-40:])
+        raise RuntimeError(f"Airflow run failed (full log: {log}):\n{cause}{tail}")
 
 
 def _main(plan_json: str) -> int:

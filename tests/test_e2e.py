@@ -160,3 +160,39 @@ def test_run_summary_reports_each_stage(pipeline_run):
     )
     assert summary["train"]["promoted"] is True
     assert summary["export"]["index"]["size"] == 400
+
+
+def test_a_failed_gate_stops_the_dag_run_before_features(tiny_raw, tmp_path):
+    """Through Airflow: a day that breaks an expectation fails `validate`, names it, and no
+    feature of that day is written."""
+    raw, manifest = tiny_raw
+    day = manifest["days"][0]
+    home = tmp_path / "home"
+    # Demand a view in the day's last 36 seconds: the generated day ends earlier, so the
+    # freshness expectation breaks.
+    env = {**os.environ, "REELFLOW_HOME": str(home), "REELFLOW_QUALITY__FRESHNESS_HOURS": "0.01"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reelflow.cli",
+            "run",
+            "--dataset",
+            "kuairec",
+            "--raw",
+            str(raw),
+            "--start",
+            day,
+            "--end",
+            day,
+            "--skip-train",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode != 0
+    assert "expect_column_max_to_be_between(hour_of_day)" in result.stderr
+    assert (home / "lake" / "normalized" / "interactions" / f"ds={day}").exists()
+    assert not (home / "lake" / "features" / "user_features" / f"ds={day}").exists()
