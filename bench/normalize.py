@@ -111,6 +111,40 @@ def checksum(path: Path) -> dict:
     return {"rows": total, "rejected": rejected, "hash": str(digest)}
 
 
+def spark_normalize(raw: Path, out: Path, threads: int, engine: str) -> tuple[float, float]:
+    """Runs the Spark job through spark-submit; returns (job seconds, spark-submit wall seconds)."""
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_SUBMIT_MODE": "1",  # the master comes from spark-submit, not the session builder
+        "REELFLOW_SPARK__CSV_ENGINE": engine,
+    }
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            str(spark_submit),
+            "--master",
+            f"local[{threads}]",
+            "--driver-memory",
+            "6g",
+            str(REPO / "bench" / "spark_land_interactions.py"),
+            str(raw),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"spark-submit ({engine}) failed:\n{result.stderr[-4000:]}")
+    line = next(x for x in result.stdout.splitlines() if x.startswith("SPARK_SECONDS="))
+    return float(line.split("=")[1]), wall
+
+
 def git_commit() -> str:
     try:
         return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
@@ -139,40 +173,12 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     duck_seconds = duckdb_normalize(raw / "big_matrix.csv", duck_out, args.threads, quality)
 
-    spark_submit = Path(sys.executable).parent / "spark-submit"
-    env = {
-        **os.environ,
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "SPARK_SUBMIT_MODE": "1",  # the master comes from spark-submit, not the session builder
-    }
-    started = time.perf_counter()
-    result = subprocess.run(
-        [
-            str(spark_submit),
-            "--master",
-            f"local[{args.threads}]",
-            "--driver-memory",
-            "6g",
-            str(REPO / "bench" / "spark_land_interactions.py"),
-            str(raw),
-            str(spark_out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    submit_seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"spark-submit failed:\n{result.stderr[-4000:]}")
-    job_seconds = float(
-        next(
-            line.split("=")[1]
-            for line in result.stdout.splitlines()
-            if line.startswith("SPARK_SECONDS=")
-        )
-    )
+    job_seconds, submit_seconds = spark_normalize(raw, spark_out, args.threads, "arrow")
+    builtin_out = work / "spark_builtin_out"
+    shutil.rmtree(builtin_out, ignore_errors=True)
+    builtin_seconds, _ = spark_normalize(raw, builtin_out, args.threads, "spark")
+    if checksum(builtin_out) != checksum(spark_out):
+        raise SystemExit("Spark's built-in CSV reader and the Arrow source disagree")
 
     spark_sum, duck_sum = checksum(spark_out), checksum(duck_out)
     if spark_sum != duck_sum:
@@ -197,6 +203,8 @@ def main() -> None:
         "spark_rows_per_s": round(rows / job_seconds),
         "duckdb_rows_per_s": round(rows / duck_seconds),
         "spark_over_duckdb": round(job_seconds / duck_seconds, 2),
+        "spark_builtin_csv_seconds": round(builtin_seconds, 2),
+        "spark_builtin_csv_over_duckdb": round(builtin_seconds / duck_seconds, 2),
     }
     out = REPO / "bench" / "results" / "normalize.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +213,8 @@ def main() -> None:
         f"{rows:,} rows, {args.threads} threads, outputs identical ({spark_sum['rejected']} rejected)\n"
         f"  Spark job  {job_seconds:7.1f} s  {report['spark_rows_per_s']:>12,} rows/s  "
         f"(spark-submit wall {submit_seconds:.1f} s)\n"
+        f"  Spark, built-in CSV reader {builtin_seconds:7.1f} s "
+        f"({report['spark_builtin_csv_over_duckdb']}x DuckDB)\n"
         f"  DuckDB     {duck_seconds:7.1f} s  {report['duckdb_rows_per_s']:>12,} rows/s\n"
         f"  Spark / DuckDB time: {report['spark_over_duckdb']}x   -> {out.relative_to(REPO)}"
     )
