@@ -28,19 +28,9 @@ import duckdb
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from jobs.readers.kuairec import MATRIX_COLUMNS as COLUMNS  # noqa: E402
 from jobs.synthetic import generate_kuairec  # noqa: E402
 from reelflow.config import QualityConfig  # noqa: E402
-
-COLUMNS = (
-    "user_id",
-    "video_id",
-    "play_duration",
-    "video_duration",
-    "time",
-    "date",
-    "timestamp",
-    "watch_ratio",
-)
 
 
 def duckdb_normalize(csv: Path, out: Path, threads: int, quality: QualityConfig) -> float:
