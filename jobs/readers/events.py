@@ -100,7 +100,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampNTZT
 
 from features.schema import INTERACTION_OPTIONAL, QUARANTINE_REASON
 from jobs.readers import Release
-from jobs.readers.native import InputFileError, exact_duplicates, first_failure
+from jobs.readers.native import InputFileError, with_quarantine_reason
 from reelflow.config import QualityConfig
 
 DATASET = "events"
@@ -503,17 +503,6 @@ def utc_day(ts: Column) -> Column:
     return F.date_add(F.lit("1970-01-01").cast("date"), days).cast("string")
 
 
-def _with_duplicates(parsed: DataFrame, rules: list[tuple[Column, str]]) -> DataFrame:
-    raw_columns = [c for c in parsed.columns if c.startswith("raw_")]
-    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
-        QUARANTINE_REASON,
-        F.when(
-            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
-            F.lit("exact duplicate row"),
-        ).otherwise(F.col(QUARANTINE_REASON)),
-    )
-
-
 def read_tables(
     spark: SparkSession, release: Release, quality: QualityConfig
 ) -> dict[str, DataFrame]:
@@ -598,7 +587,7 @@ def read_interactions(spark: SparkSession, release: Release, quality: QualityCon
                 f"watch_ratio outside [{low}, {high}]",
             )
         )
-    checked = _with_duplicates(typed_frame, rules)
+    checked = with_quarantine_reason(typed_frame, rules)
     unified = [
         F.col("_user_id").alias("user_id"),
         F.col("_video_id").alias("video_id"),
@@ -651,6 +640,6 @@ def read_videos(spark: SparkSession, release: Release) -> DataFrame:
             f"video_id (column {videos['id']!r}) missing or not an integer",
         )
     ]
-    checked = _with_duplicates(parsed, rules)
+    checked = with_quarantine_reason(parsed, rules)
     ordered = [c for c in checked.columns if c != QUARANTINE_REASON] + [QUARANTINE_REASON]
     return checked.select(*ordered)

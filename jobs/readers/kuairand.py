@@ -41,10 +41,10 @@ from jobs.readers import Release
 from jobs.readers.native import (
     InputFileError,
     check_header,
-    exact_duplicates,
-    first_failure,
     read_csv_as_strings,
     try_number,
+    utc_day,
+    with_quarantine_reason,
 )
 from reelflow.config import QualityConfig
 
@@ -226,24 +226,6 @@ def _in_range(ms: Column) -> Column:
     return ms.between(0, MAX_EPOCH_MS)
 
 
-def utc_day(ms: Column) -> Column:
-    """`yyyy-MM-dd` UTC day of epoch milliseconds, whatever the session time zone."""
-    return F.date_add(F.lit("1970-01-01").cast("date"), F.floor(ms / 86_400_000).cast("int")).cast(
-        "string"
-    )
-
-
-def _with_duplicates(parsed: DataFrame, rules: list[tuple[Column, str]]) -> DataFrame:
-    raw_columns = [c for c in parsed.columns if c.startswith("raw_")]
-    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
-        QUARANTINE_REASON,
-        F.when(
-            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
-            F.lit("exact duplicate row"),
-        ).otherwise(F.col(QUARANTINE_REASON)),
-    )
-
-
 def read_interactions(spark: SparkSession, paths: list[Path], quality: QualityConfig) -> DataFrame:
     """All logs together (standard and random; `is_rand` tells them apart), one row per view."""
     raw = _read_all(spark, paths, LOG_COLUMNS)
@@ -281,7 +263,7 @@ def read_interactions(spark: SparkSession, paths: list[Path], quality: QualityCo
             f"watch_ratio outside [{ratio_min}, {ratio_max}]",
         ),
     ]
-    checked = _with_duplicates(parsed, rules)
+    checked = with_quarantine_reason(parsed, rules)
     return checked.select(
         *[f"raw_{c}" for c in LOG_COLUMNS],
         "user_id",
@@ -320,7 +302,7 @@ def read_users(spark: SparkSession, paths: list[Path]) -> DataFrame:
         try_number("is_video_author", "int").alias("is_video_author"),
     )
     rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
-    return _with_duplicates(parsed, rules)
+    return with_quarantine_reason(parsed, rules)
 
 
 def _statistics(spark: SparkSession, paths: list[Path]) -> DataFrame:
@@ -373,7 +355,7 @@ def read_videos(
             "upload_dt not a yyyy-MM-dd date",
         ),
     ]
-    videos = _with_duplicates(parsed, rules).select(
+    videos = with_quarantine_reason(parsed, rules).select(
         *[f"raw_{c}" for c in BASIC_COLUMNS],
         "video_id",
         "categories",

@@ -31,10 +31,10 @@ from features.schema import QUARANTINE_REASON
 from jobs.readers import Release
 from jobs.readers.native import (
     InputFileError,
-    exact_duplicates,
-    first_failure,
     read_csv_as_strings,
     try_number,
+    utc_day,
+    with_quarantine_reason,
 )
 from reelflow.config import QualityConfig
 
@@ -112,24 +112,6 @@ def read_tables(
     return tables
 
 
-def utc_day(ms: Column) -> Column:
-    """`yyyy-MM-dd` UTC day of epoch milliseconds, whatever the session time zone."""
-    return F.date_add(F.lit("1970-01-01").cast("date"), F.floor(ms / 86_400_000).cast("int")).cast(
-        "string"
-    )
-
-
-def _with_duplicates(parsed: DataFrame, rules: list[tuple[Column, str]]) -> DataFrame:
-    raw_columns = [c for c in parsed.columns if c.startswith("raw_")]
-    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
-        QUARANTINE_REASON,
-        F.when(
-            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
-            F.lit("exact duplicate row"),
-        ).otherwise(F.col(QUARANTINE_REASON)),
-    )
-
-
 def read_interactions(spark: SparkSession, path: Path) -> DataFrame:
     if not Path(path).is_file():
         raise InputFileError(path, "file not found")
@@ -150,7 +132,7 @@ def read_interactions(spark: SparkSession, path: Path) -> DataFrame:
         (F.col("time_ms").isNull(), "timestamp missing or not a number"),
         (~in_range, "timestamp outside 1970-01-01..9999-12-31"),
     ]
-    return _with_duplicates(parsed, rules).select(
+    return with_quarantine_reason(parsed, rules).select(
         *[f"raw_{c}" for c in PAIRS_COLUMNS],
         "user_id",
         "video_id",
@@ -255,7 +237,9 @@ def _read_titles(spark: SparkSession, path: Path) -> DataFrame:
         (~F.col("_has_comma"), "no comma between id and title"),
         (F.col("title_video_id").isNull(), "video_id missing or not an integer"),
     ]
-    return _with_duplicates(parsed, rules).withColumnRenamed(QUARANTINE_REASON, "_title_reason")
+    return with_quarantine_reason(parsed, rules).withColumnRenamed(
+        QUARANTINE_REASON, "_title_reason"
+    )
 
 
 def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
@@ -302,7 +286,9 @@ def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
         (F.col("views").isNull(), "views missing or not an integer"),
         (F.col("views") < 0, "negative views"),
     ]
-    return _with_duplicates(parsed, rules).withColumnRenamed(QUARANTINE_REASON, "_likes_reason")
+    return with_quarantine_reason(parsed, rules).withColumnRenamed(
+        QUARANTINE_REASON, "_likes_reason"
+    )
 
 
 def read_videos(

@@ -12,6 +12,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from features.schema import QUARANTINE_REASON
+
 
 class InputFileError(RuntimeError):
     """A raw file that cannot be read at all: names the file and the problem."""
@@ -137,4 +139,24 @@ def read_log_as_strings(
         raise ValueError(f"unknown CSV engine {engine!r}: use 'arrow' or 'spark'")
     return read_csv_as_strings(spark, path, columns, sep).withColumn(
         CORRUPT, F.lit(None).cast("string")
+    )
+
+
+def utc_day(ms: Column) -> Column:
+    """`yyyy-MM-dd` UTC day of epoch milliseconds, whatever the session time zone."""
+    return F.date_add(F.lit("1970-01-01").cast("date"), F.floor(ms / 86_400_000).cast("int")).cast(
+        "string"
+    )
+
+
+def with_quarantine_reason(parsed: DataFrame, rules: list[tuple[Column, str]]) -> DataFrame:
+    """`quarantine_reason`: the first row rule broken, else "exact duplicate row" for every
+    copy of a fully identical raw row after the first, else null."""
+    raw_columns = [c for c in parsed.columns if c.startswith("raw_")]
+    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules)).withColumn(
+        QUARANTINE_REASON,
+        F.when(
+            F.col(QUARANTINE_REASON).isNull() & exact_duplicates(parsed, raw_columns),
+            F.lit("exact duplicate row"),
+        ).otherwise(F.col(QUARANTINE_REASON)),
     )
