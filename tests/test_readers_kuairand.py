@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
 from jobs.readers import kuairand
-from jobs.readers.native import InputFileError
+from jobs.readers.native import KUAISHOU_USER_COLUMNS, InputFileError
 from reelflow.config import QualityConfig
 from tests.conftest import SHARED_DATA
 
@@ -190,7 +190,7 @@ def make_release(folder: Path, variant: str, split: tuple[str, ...] = ()) -> dic
         )
     write_log(made[kuairand.LOGS[2]][0], [log_line(is_rand="1")])
     made["user_features"][0].write_text(
-        ",".join(kuairand.USER_COLUMNS) + "\n0,full_active,-124,1,5,6,7,8\n1,UNKNOWN,1,0,1,2,3,4\n"
+        ",".join(KUAISHOU_USER_COLUMNS) + "\n0,full_active,-124,1,5,6,7,8\n1,UNKNOWN,1,0,1,2,3,4\n"
     )
     made["video_features_basic"][0].write_text(
         "video_id,author_id,video_type,upload_dt,upload_type,visible_status,video_duration,"
@@ -290,7 +290,7 @@ def test_missing_column_names_the_file_and_the_column(spark, tmp_path):
 
 def test_wrong_separator_is_named(spark, tmp_path):
     path = tmp_path / "user_features_pure.csv"
-    path.write_text("\t".join(kuairand.USER_COLUMNS) + "\n")
+    path.write_text("\t".join(KUAISHOU_USER_COLUMNS) + "\n")
     with pytest.raises(InputFileError) as error:
         kuairand.read_users(spark, [path])
     assert str(error.value) == f"{path}: wrong separator: expected ',', the header uses '\\t'"

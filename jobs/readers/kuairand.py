@@ -39,8 +39,11 @@ from pyspark.sql import functions as F
 from features.schema import QUARANTINE_REASON
 from jobs.readers import Release
 from jobs.readers.native import (
+    KUAISHOU_USER_COLUMNS,
     InputFileError,
     check_header,
+    null_sentinel,
+    parse_kuaishou_users,
     read_csv_as_strings,
     try_number,
     utc_day,
@@ -99,18 +102,7 @@ FLAGS = {
     "is_rand": "is_rand",
 }
 STAYS = {"profile_stay_time": "profile_stay_ms", "comment_stay_time": "comment_stay_ms"}
-USER_COLUMNS = (
-    "user_id",
-    "user_active_degree",
-    "is_live_streamer",
-    "is_video_author",
-    "follow_user_num",
-    "fans_user_num",
-    "friend_user_num",
-    "register_days",
-)
 BASIC_COLUMNS = ("video_id", "author_id", "video_type", "upload_dt", "video_duration", "tag")
-MISSING_SENTINELS = ("-124", "UNKNOWN", "")
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31 23:59:59.999 UTC
 
 
@@ -282,27 +274,8 @@ def read_interactions(spark: SparkSession, paths: list[Path], quality: QualityCo
     )
 
 
-def _null_sentinel(column: str) -> Column:
-    value = F.trim(F.col(column))
-    return F.when(value.isin(*MISSING_SENTINELS), None).otherwise(value)
-
-
 def read_users(spark: SparkSession, paths: list[Path]) -> DataFrame:
-    raw = _read_all(spark, paths, USER_COLUMNS)
-    parsed = raw.select(
-        *[F.col(c).alias(f"raw_{c}") for c in USER_COLUMNS],
-        try_number("user_id", "long").alias("user_id"),
-        _null_sentinel("user_active_degree").alias("user_active_degree"),
-        try_number("register_days", "int").alias("register_days"),
-        try_number("follow_user_num", "int").alias("follow_user_num"),
-        try_number("fans_user_num", "int").alias("fans_user_num"),
-        try_number("friend_user_num", "int").alias("friend_user_num"),
-        # -124 is KuaiRand's "missing" code, not a flag value.
-        F.expr("try_cast(nullif(trim(is_live_streamer), '-124') as int)").alias("is_live_streamer"),
-        try_number("is_video_author", "int").alias("is_video_author"),
-    )
-    rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
-    return with_quarantine_reason(parsed, rules)
+    return parse_kuaishou_users(_read_all(spark, paths, KUAISHOU_USER_COLUMNS))
 
 
 def _statistics(spark: SparkSession, paths: list[Path]) -> DataFrame:
@@ -341,7 +314,7 @@ def read_videos(
         # UTC midnight of the upload date, whatever the session time zone.
         F.timestamp_seconds(F.unix_date(upload_day).cast("long") * 86_400).alias("upload_ts"),
         try_number("author_id", "long").alias("author_id"),
-        _null_sentinel("video_type").alias("video_type"),
+        null_sentinel("video_type").alias("video_type"),
     )
     rules = [
         (F.col("video_id").isNull(), "video_id missing or not an integer"),

@@ -19,9 +19,12 @@ from jobs.readers import Release, data_folder
 from jobs.readers.arrow_csv import CORRUPT
 from jobs.readers.native import (
     DUPLICATE_COPY,
+    KUAISHOU_USER_COLUMNS,
     InputFileError,
     find_release_file,
     first_failure,
+    null_sentinel,
+    parse_kuaishou_users,
     read_csv_as_strings,
     read_log_as_strings,
     try_number,
@@ -53,18 +56,6 @@ CAPTION_COLUMNS = (
     "third_level_category_id",
     "third_level_category_name",
 )
-USER_COLUMNS = (
-    "user_id",
-    "user_active_degree",
-    "is_lowactive_period",
-    "is_live_streamer",
-    "is_video_author",
-    "follow_user_num",
-    "fans_user_num",
-    "friend_user_num",
-    "register_days",
-)
-MISSING_SENTINELS = ("-124", "UNKNOWN", "")
 REQUIRED_FILES = (
     "big_matrix.csv",
     "item_categories.csv",
@@ -171,11 +162,6 @@ def read_interactions(
     )
 
 
-def _null_sentinel(column: str) -> F.Column:
-    value = F.trim(F.col(column))
-    return F.when(value.isin(*MISSING_SENTINELS), None).otherwise(value)
-
-
 def read_videos(spark: SparkSession, raw_dir: Path) -> DataFrame:
     """The catalog: categories from item_categories.csv, caption and names from the caption file."""
     categories = read_csv_as_strings(
@@ -197,7 +183,7 @@ def read_videos(spark: SparkSession, raw_dir: Path) -> DataFrame:
     caption_cols = captions.select(
         try_number("video_id", "long").alias("video_id"),
         F.col("caption"),
-        _null_sentinel("first_level_category_name").alias("category_name"),
+        null_sentinel("first_level_category_name").alias("category_name"),
     ).dropDuplicates(["video_id"])
     joined = videos.join(caption_cols, "video_id", "left")
     rules = [
@@ -208,23 +194,8 @@ def read_videos(spark: SparkSession, raw_dir: Path) -> DataFrame:
 
 
 def read_users(spark: SparkSession, raw_dir: Path) -> DataFrame:
-    users = read_csv_as_strings(
-        spark, find_release_file(raw_dir, "user_features.csv"), USER_COLUMNS
-    )
-    parsed = users.select(
-        F.col("user_id").alias("raw_user_id"),
-        try_number("user_id", "long").alias("user_id"),
-        _null_sentinel("user_active_degree").alias("user_active_degree"),
-        try_number("register_days", "int").alias("register_days"),
-        try_number("follow_user_num", "int").alias("follow_user_num"),
-        try_number("fans_user_num", "int").alias("fans_user_num"),
-        try_number("friend_user_num", "int").alias("friend_user_num"),
-        # -124 is KuaiRec's "missing" code, not a count.
-        F.expr("try_cast(nullif(trim(is_live_streamer), '-124') as int)").alias("is_live_streamer"),
-        try_number("is_video_author", "int").alias("is_video_author"),
-    )
-    rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
-    return parsed.withColumn(QUARANTINE_REASON, first_failure(rules))
+    path = find_release_file(raw_dir, "user_features.csv")
+    return parse_kuaishou_users(read_csv_as_strings(spark, path, KUAISHOU_USER_COLUMNS))
 
 
 def read_social_network(spark: SparkSession, path: Path) -> DataFrame:

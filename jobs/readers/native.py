@@ -160,3 +160,41 @@ def with_quarantine_reason(parsed: DataFrame, rules: list[tuple[Column, str]]) -
             F.lit("exact duplicate row"),
         ).otherwise(F.col(QUARANTINE_REASON)),
     )
+
+
+# Kuaishou's releases (KuaiRec, KuaiRand) share the user-feature file format and its codes.
+MISSING_SENTINELS = ("-124", "UNKNOWN", "")  # Kuaishou's "missing" codes
+KUAISHOU_USER_COLUMNS = (
+    "user_id",
+    "user_active_degree",
+    "is_live_streamer",
+    "is_video_author",
+    "follow_user_num",
+    "fans_user_num",
+    "friend_user_num",
+    "register_days",
+)
+
+
+def null_sentinel(column: str) -> Column:
+    value = F.trim(F.col(column))
+    return F.when(value.isin(*MISSING_SENTINELS), None).otherwise(value)
+
+
+def parse_kuaishou_users(raw: DataFrame) -> DataFrame:
+    """`user_features*.csv` of KuaiRec and KuaiRand (string columns) into the `users` table."""
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in KUAISHOU_USER_COLUMNS],
+        try_number("user_id", "long").alias("user_id"),
+        null_sentinel("user_active_degree").alias("user_active_degree"),
+        try_number("register_days", "int").alias("register_days"),
+        try_number("follow_user_num", "int").alias("follow_user_num"),
+        try_number("fans_user_num", "int").alias("fans_user_num"),
+        try_number("friend_user_num", "int").alias("friend_user_num"),
+        # -124 is the "missing" code, not a flag value.
+        F.expr("try_cast(nullif(trim(is_live_streamer), '-124') as int)").alias("is_live_streamer"),
+        try_number("is_video_author", "int").alias("is_video_author"),
+    )
+    return with_quarantine_reason(
+        parsed, [(F.col("user_id").isNull(), "user_id missing or not an integer")]
+    )
