@@ -54,6 +54,19 @@ def get_reader(dataset: str) -> ModuleType:
     return importlib.import_module(READERS[dataset])
 
 
+def locate_release(raw_dir: Path, matches, dataset_title: str, expected: str) -> tuple[Path, list]:
+    """`(folder, matches(folder))` for `raw_dir` or else its `data/`; a folder where neither
+    holds a file of the release fails with the files expected and the ones found."""
+    from jobs.readers.native import InputFileError
+
+    raw_dir = Path(raw_dir)
+    for folder in (raw_dir, raw_dir / "data"):
+        if found := matches(folder):
+            return folder, found
+    present = sorted(p.name for p in raw_dir.iterdir())[:20] if raw_dir.is_dir() else []
+    raise InputFileError(raw_dir, f"not a {dataset_title} release: {expected}; found {present}")
+
+
 def data_folder(raw_dir: Path, marker_names: tuple[str, ...]) -> Path:
     """`raw_dir` or its `data/` subfolder, whichever holds one of the marker files."""
     raw_dir = Path(raw_dir)

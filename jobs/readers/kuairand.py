@@ -37,7 +37,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
-from jobs.readers import Release
+from jobs.readers import Release, locate_release
 from jobs.readers.native import (
     KUAISHOU_USER_COLUMNS,
     InputFileError,
@@ -128,15 +128,7 @@ def _matches(folder: Path) -> list[tuple[Path, re.Match]]:
 
 def detect(raw_dir: Path) -> Release:
     """`KuaiRand-<V>/` or its `data/`; the variant comes from the file names' suffix."""
-    raw_dir = Path(raw_dir)
-    root, found = raw_dir, _matches(raw_dir)
-    if not found:
-        root, found = raw_dir / "data", _matches(raw_dir / "data")
-    if not found:
-        present = sorted(p.name for p in raw_dir.iterdir())[:20] if raw_dir.is_dir() else []
-        raise InputFileError(
-            raw_dir, f"not a KuaiRand release: {expected_files()}; found {present}"
-        )
+    root, found = locate_release(raw_dir, _matches, "KuaiRand", expected_files())
     variants = sorted({m["variant"] for _, m in found}, key=VARIANTS.index)
     if len(variants) > 1:
         raise InputFileError(

@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
-from jobs.readers import Release
+from jobs.readers import Release, locate_release
 from jobs.readers.native import (
     InputFileError,
     read_csv_as_strings,
@@ -73,15 +73,7 @@ def _matches(folder: Path) -> list[tuple[Path, re.Match]]:
 
 def detect(raw_dir: Path) -> Release:
     """`MicroLens-<size>/` or its `data/`; the size (variant) comes from the file prefix."""
-    raw_dir = Path(raw_dir)
-    root, found = raw_dir, _matches(raw_dir)
-    if not found:
-        root, found = raw_dir / "data", _matches(raw_dir / "data")
-    if not found:
-        present = sorted(p.name for p in raw_dir.iterdir())[:20] if raw_dir.is_dir() else []
-        raise InputFileError(
-            raw_dir, f"not a MicroLens release: {expected_files()}; found {present}"
-        )
+    root, found = locate_release(raw_dir, _matches, "MicroLens", expected_files())
     sizes = sorted({m["size"].lower() for _, m in found})
     if len(sizes) > 1:
         raise InputFileError(
