@@ -27,6 +27,17 @@ def service_available(host: str, port: int, name: str) -> None:
         pytest.skip(reason)
 
 
+def reelflow_cli(*args: str, env: dict | None = None, timeout: float = 1500):
+    """Runs `reelflow ARGS` in a child process, as a person would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "reelflow.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="session")
 def spark():
     from jobs.spark import spark_session
@@ -61,22 +72,8 @@ def pipeline_run(tiny_raw, tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e") / "home"
     env = {**os.environ, "REELFLOW_HOME": str(home)}
     # The release folder as unpacked (its data/ is found by the reader).
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reelflow.cli",
-            "run",
-            "--dataset",
-            "kuairec",
-            "--raw",
-            str(raw.parent),
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
+    result = reelflow_cli(
+        "run", "--dataset", "kuairec", "--raw", str(raw.parent), "--json", env=env
     )
     assert result.returncode == 0, (
         f"reelflow run failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"

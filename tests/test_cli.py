@@ -1,9 +1,8 @@
 """Every command describes itself."""
 
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import reelflow_cli as run_cli
 
 COMMANDS = [
     "generate",
@@ -17,12 +16,6 @@ COMMANDS = [
     "recommend",
     "run",
 ]
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "reelflow.cli", *args], capture_output=True, text=True
-    )
 
 
 def test_top_level_help_lists_every_command():

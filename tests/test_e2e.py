@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.conftest import reelflow_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -127,22 +127,8 @@ def test_recommend_reads_the_online_store(pipeline_run, lake):
     ds = pipeline_run["manifest"]["days"][-1]
     candidates = pd.read_parquet(lake.candidates / f"ds={ds}")
     user = int(candidates["user_id"].iloc[0])
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reelflow.cli",
-            "recommend",
-            "--user",
-            str(user),
-            "--k",
-            "5",
-            "--json",
-        ],
-        env={**os.environ, "REELFLOW_HOME": str(pipeline_run["home"])},
-        capture_output=True,
-        text=True,
-    )
+    env = {**os.environ, "REELFLOW_HOME": str(pipeline_run["home"])}
+    result = reelflow_cli("recommend", "--user", str(user), "--k", "5", "--json", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     online = json.loads(result.stdout)
     expected = (
@@ -171,27 +157,8 @@ def test_a_failed_gate_stops_the_dag_run_before_features(tiny_raw, tmp_path):
     # Demand a view in the day's last 36 seconds: the generated day ends earlier, so the
     # freshness expectation breaks.
     env = {**os.environ, "REELFLOW_HOME": str(home), "REELFLOW_QUALITY__FRESHNESS_HOURS": "0.01"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reelflow.cli",
-            "run",
-            "--dataset",
-            "kuairec",
-            "--raw",
-            str(raw),
-            "--start",
-            day,
-            "--end",
-            day,
-            "--skip-train",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    run_args = ("run", "--dataset", "kuairec", "--raw", str(raw), "--start", day, "--end", day)
+    result = reelflow_cli(*run_args, "--skip-train", env=env, timeout=900)
     assert result.returncode != 0
     assert "expect_column_max_to_be_between(hour_of_day)" in result.stderr
     assert (home / "lake" / "normalized" / "interactions" / f"ds={day}").exists()
