@@ -1,17 +1,42 @@
-"""Daily user and video features in Spark, stamped by the feature-time rule.
+"""Daily user, video and sequence features in Spark, stamped by the feature-time rule.
 
 Features computed from data through day D are stamped D+1 00:00 UTC (`feature_time(D)`),
 the first moment they could exist; a point-in-time join then never shows a label on day D a
-feature that used day D.
+feature that used day D. Every table is one `ds=D` partition per day under lake/features.
+Each feature is defined once below; the README's feature table is written from this list.
 
-user_features/ds=D   one row per user active in the long window
-  views_1d, views_7d, views_28d, mean_watch_ratio_7d, mean_watch_ratio_28d,
-  completion_rate_28d, skip_rate_28d, hours_since_last_view,
-  category_affinity (share of the user's 28-day views per primary category)
-video_features/ds=D  one row per video in the day's catalog (unseen videos get zeros)
-  exposures_1d, exposures_7d, mean_watch_ratio_7d, completion_rate_7d, skip_rate_7d,
-  trend_velocity (1-day exposures over the 7-day daily mean), duration_ms,
-  primary_category, hours_since_first_view
+user_features/ds=D  one row per user with a view in the long window (28 days)
+  views_1d, views_7d, views_28d          views on day D, in the last 7 and 28 days
+  <rate>_<h> for the horizons h = last50 (the user's last 50 views: short term),
+             7d (mid term) and 28d (long term), and the rates
+    mean_watch_ratio  mean watch_ms / duration_ms
+    completion_rate   share of views with watch_ratio >= completion_threshold
+    skip_rate         share of views with watch_ratio < skip_max_watch_ratio
+    like_rate, follow_rate, comment_rate, share_rate   share of views with that action
+  category_affinity     share of the 28-day views per primary category (a dense vector)
+  top_categories        the top categories by 28-day views, with their shares in
+  top_category_weights  (same order)
+  active_hours          share of the 28-day views in each UTC hour (24 values)
+  hours_since_last_view from the last view to the feature time
+video_features/ds=D  one row per video in day D's catalog (never-viewed videos get zeros)
+  exposures_1d, exposures_7d
+  mean_watch_ratio_<w>, completion_rate_<w>, skip_rate_<w>, like_rate_<w>   w = 1d, 7d
+  trend_velocity        exposures on day D over the 7-day daily mean (> 1: rising)
+  duration_ms, primary_category
+  hours_since_first_view  from the first view in the long window to the feature time
+  age_hours             since upload (upload_ts) where the dataset has it, else since first view
+  duration_bucket, age_bucket   the comparable-video group (config bucket bounds)
+  normalized_performance  the video's 7-day performance over the exposure-weighted mean of
+                          its group on the same day; performance is the mean watch ratio,
+                          or the like rate, or (neither logged) exposures. Cold start grows a
+                          new video's exposure when this is high.
+user_sequences/ds=D  one row per user with a view in the long window
+  seq_video_ids, seq_watch_ratios, seq_timestamps (epoch seconds): the user's last 50 views,
+  oldest first; seq_length
+labels/ds=D  one row per view on day D (see features/labels.py), stamped at the view
+
+A dataset that lacks a column (KuaiRec logs no likes, MicroLens no watch time) gets nulls in
+the features built on it: absent stays absent, it is never invented.
 """
 
 from __future__ import annotations
@@ -20,8 +45,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from features.labels import ranker_labels
 from features.schema import INTERACTIONS, VIDEOS
@@ -32,7 +58,27 @@ from reelflow.paths import Paths
 
 USER_FEATURES = "user_features"
 VIDEO_FEATURES = "video_features"
+USER_SEQUENCES = "user_sequences"
 LABELS = "labels"
+FEATURE_TABLES = (USER_FEATURES, VIDEO_FEATURES, USER_SEQUENCES, LABELS)
+ONLINE_VIEWS = (USER_FEATURES, VIDEO_FEATURES, USER_SEQUENCES)  # labels stay offline
+
+ENGAGEMENT = ("like", "follow", "comment", "share")  # is_<action> flags of the schema
+USER_HORIZONS = ("last50", "7d", "28d")
+RATE_NAMES = (
+    "mean_watch_ratio",
+    "completion_rate",
+    "skip_rate",
+    *(f"{a}_rate" for a in ENGAGEMENT),
+)
+VIDEO_RATE_NAMES = ("mean_watch_ratio", "completion_rate", "skip_rate", "like_rate")
+# The interaction column each rate is computed from: a dataset without it gets nulls.
+RATE_SOURCE = {
+    "mean_watch_ratio": "watch_ratio",
+    "completion_rate": "watch_ratio",
+    "skip_rate": "watch_ratio",
+    **{f"{a}_rate": f"is_{a}" for a in ENGAGEMENT},
+}
 
 
 def feature_time(ds: str) -> datetime:
@@ -58,114 +104,248 @@ def read_window(spark: SparkSession, table_dir: Path, ds: str, n_days: int) -> D
     return spark.read.option("basePath", str(table_dir)).parquet(*parts)
 
 
-def _rates(cfg: FeatureConfig, suffix: str, where: F.Column | None = None) -> list[F.Column]:
-    def cond(c: F.Column) -> F.Column:
-        return c if where is None else (c & where)
+def _share(flag: Column, where: Column) -> Column:
+    """The share of rows in `where` for which `flag` holds (null: no rows, or no flag)."""
+    return F.sum(F.when(where, flag.cast("double"))) / F.sum(F.when(where, 1))
 
-    in_window = F.lit(True) if where is None else where
-    n = F.sum(F.when(in_window, 1).otherwise(0))
+
+def _rates(
+    views: DataFrame, cfg: FeatureConfig, where: Column, suffix: str, names=RATE_NAMES
+) -> list[Column]:
+    """Watch-ratio and engagement rates over the rows in `where`, null where not logged."""
+    has = set(views.columns)
+    ratio = F.col("watch_ratio")
+    definitions = {
+        "mean_watch_ratio": lambda: F.avg(F.when(where, ratio)),
+        "completion_rate": lambda: _share(ratio >= cfg.completion_threshold, where),
+        "skip_rate": lambda: _share(ratio < cfg.skip_max_watch_ratio, where),
+        **{f"{a}_rate": lambda flag=f"is_{a}": _share(F.col(flag) == 1, where) for a in ENGAGEMENT},
+    }
     return [
-        F.coalesce(F.sum(F.when(in_window, F.col("watch_ratio"))) / n, F.lit(0.0)).alias(
-            f"mean_watch_ratio_{suffix}"
-        ),
-        F.coalesce(
-            F.sum(F.when(cond(F.col("watch_ratio") >= cfg.completion_threshold), 1).otherwise(0))
-            / n,
-            F.lit(0.0),
-        ).alias(f"completion_rate_{suffix}"),
-        F.coalesce(
-            F.sum(F.when(cond(F.col("watch_ratio") < cfg.skip_max_watch_ratio), 1).otherwise(0))
-            / n,
-            F.lit(0.0),
-        ).alias(f"skip_rate_{suffix}"),
+        (rate() if RATE_SOURCE[name] in has else F.lit(None).cast("double")).alias(
+            f"{name}_{suffix}"
+        )
+        for name, rate in definitions.items()
+        if name in names
     ]
 
 
+def _hours_since(stamp: datetime, ts: Column) -> Column:
+    return (F.lit(stamp).cast("timestamp").cast("double") - ts.cast("double")) / 3600.0
+
+
+def _distribution(key: str, size: int, counts: DataFrame, name: str) -> DataFrame:
+    """Per `key`: a dense vector of shares over 0..size-1 from (key, bucket, n) counts."""
+    return (
+        counts.groupBy(key)
+        .agg(
+            F.map_from_entries(F.collect_list(F.struct("bucket", "n"))).alias("_counts"),
+            F.sum("n").alias("_total"),
+        )
+        .select(
+            key,
+            F.expr(
+                f"transform(sequence(0, {size - 1}), "
+                "i -> cast(coalesce(_counts[i], 0) / _total as float))"
+            ).alias(name),
+        )
+    )
+
+
 def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
+    """`views`: the long window of interactions with `ds` and `primary_category`."""
     stamp = feature_time(ds)
-    mid_start = days_back(ds, cfg.mid_window_days)[0]
-    in_mid = F.col("ds") >= mid_start
-    base = views.groupBy("user_id").agg(
+    in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
+    recent_first = Window.partitionBy("user_id").orderBy(F.desc("event_ts"), F.desc("video_id"))
+    ranked = views.withColumn("_recency", F.row_number().over(recent_first))
+    in_short = F.col("_recency") <= cfg.short_term_views
+    horizons = {"last50": in_short, "7d": in_mid, "28d": F.lit(True)}
+    base = ranked.groupBy("user_id").agg(
         F.sum(F.when(F.col("ds") == ds, 1).otherwise(0)).alias("views_1d"),
         F.sum(F.when(in_mid, 1).otherwise(0)).alias("views_7d"),
         F.count(F.lit(1)).alias("views_28d"),
-        *[c for c in _rates(cfg, "7d", in_mid) if "mean" in str(c)],
-        *_rates(cfg, "28d"),
-        F.max("event_ts").alias("last_view_ts"),
+        *[rate for h, where in horizons.items() for rate in _rates(ranked, cfg, where, h)],
+        F.max("event_ts").alias("_last_view_ts"),
     )
-    per_category = views.groupBy("user_id", "primary_category").agg(F.count(F.lit(1)).alias("n"))
-    affinity = (
-        per_category.groupBy("user_id")
+    by_category = (
+        views.where(F.col("primary_category").isNotNull())
+        .groupBy("user_id", F.col("primary_category").alias("bucket"))
+        .agg(F.count(F.lit(1)).alias("n"))
+    )
+    affinity = _distribution("user_id", cfg.num_categories, by_category, "category_affinity")
+    # Top categories by views, ties broken by the smaller id so reruns agree.
+    top = (
+        by_category.withColumn(
+            "_share", F.col("n") / F.sum("n").over(Window.partitionBy("user_id"))
+        )
+        .groupBy("user_id")
         .agg(
-            F.map_from_entries(F.collect_list(F.struct("primary_category", "n"))).alias(
-                "cat_counts"
-            ),
-            F.sum("n").alias("cat_total"),
+            F.slice(
+                F.sort_array(
+                    F.collect_list(F.struct(-F.col("n"), F.col("bucket"), F.col("_share")))
+                ),
+                1,
+                cfg.top_categories,
+            ).alias("_top")
         )
         .select(
             "user_id",
-            F.expr(
-                f"transform(sequence(0, {cfg.num_categories - 1}), "
-                "i -> cast(coalesce(cat_counts[i], 0) / cat_total as float))"
+            F.expr("transform(_top, t -> cast(t.bucket as long))").alias("top_categories"),
+            F.expr("transform(_top, t -> cast(t._share as float))").alias("top_category_weights"),
+        )
+    )
+    by_hour = views.groupBy("user_id", F.hour("event_ts").alias("bucket")).agg(
+        F.count(F.lit(1)).alias("n")
+    )
+    active = _distribution("user_id", 24, by_hour, "active_hours")
+    rates = [f"{r}_{h}" for h in USER_HORIZONS for r in RATE_NAMES]
+    return (
+        base.join(affinity, "user_id", "left")
+        .join(top, "user_id", "left")
+        .join(active, "user_id")
+        .select(
+            F.col("user_id").cast("long"),
+            F.lit(stamp).cast("timestamp").alias("event_timestamp"),
+            *[F.col(c).cast("long") for c in ("views_1d", "views_7d", "views_28d")],
+            *[F.col(c).cast("float") for c in rates],
+            # Users whose videos have no category get an all-zero affinity, not a null.
+            F.coalesce(
+                "category_affinity",
+                F.array_repeat(F.lit(0.0).cast("float"), cfg.num_categories),
             ).alias("category_affinity"),
+            F.coalesce("top_categories", F.array().cast("array<long>")).alias("top_categories"),
+            F.coalesce("top_category_weights", F.array().cast("array<float>")).alias(
+                "top_category_weights"
+            ),
+            "active_hours",
+            _hours_since(stamp, F.col("_last_view_ts"))
+            .cast("float")
+            .alias("hours_since_last_view"),
         )
     )
-    return base.join(affinity, "user_id").select(
-        F.col("user_id").cast("long"),
-        F.lit(stamp).cast("timestamp").alias("event_timestamp"),
-        F.col("views_1d").cast("long"),
-        F.col("views_7d").cast("long"),
-        F.col("views_28d").cast("long"),
-        F.col("mean_watch_ratio_7d").cast("float"),
-        F.col("mean_watch_ratio_28d").cast("float"),
-        F.col("completion_rate_28d").cast("float"),
-        F.col("skip_rate_28d").cast("float"),
-        (
-            (F.lit(stamp).cast("timestamp").cast("double") - F.col("last_view_ts").cast("double"))
-            / 3600.0
-        )
-        .cast("float")
-        .alias("hours_since_last_view"),
-        "category_affinity",
-    )
+
+
+def _bucket(value: Column, bounds: tuple[float, ...]) -> Column:
+    """The index of the first bound above `value` (len(bounds) past the last; null stays null)."""
+    out = F.lit(len(bounds))
+    for i, bound in reversed(list(enumerate(bounds))):
+        out = F.when(value < bound, i).otherwise(out)
+    return F.when(value.isNotNull(), out)
 
 
 def video_features(views: DataFrame, catalog: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
+    """`views`: the long window of interactions with `ds`; `catalog`: day D's videos."""
     stamp = feature_time(ds)
-    mid_start = days_back(ds, cfg.mid_window_days)[0]
-    in_mid = F.col("ds") >= mid_start
+    in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
+    on_day = F.col("ds") == ds
+    has = set(views.columns)
     stats = views.groupBy("video_id").agg(
-        F.sum(F.when(F.col("ds") == ds, 1).otherwise(0)).alias("exposures_1d"),
+        F.sum(F.when(on_day, 1).otherwise(0)).alias("exposures_1d"),
         F.sum(F.when(in_mid, 1).otherwise(0)).alias("exposures_7d"),
-        *_rates(cfg, "7d", in_mid),
-        F.max("duration_ms").alias("duration_ms"),
-        F.min("event_ts").alias("first_view_ts"),
+        *_rates(views, cfg, on_day, "1d", VIDEO_RATE_NAMES),
+        *_rates(views, cfg, in_mid, "7d", VIDEO_RATE_NAMES),
+        (F.max("duration_ms") if "duration_ms" in has else F.lit(None).cast("long")).alias(
+            "_viewed_duration_ms"
+        ),
+        F.min("event_ts").alias("_first_view_ts"),
     )
-    joined = catalog.select("video_id", "primary_category").join(stats, "video_id", "left")
-    return joined.select(
+    listed = set(catalog.columns)
+    video = catalog.select(
+        "video_id",
+        (F.col("primary_category") if "primary_category" in listed else F.lit(None)).alias(
+            "primary_category"
+        ),
+        (F.col("duration_ms") if "duration_ms" in listed else F.lit(None))
+        .cast("long")
+        .alias("_listed_duration_ms"),
+        (F.col("upload_ts") if "upload_ts" in listed else F.lit(None))
+        .cast("timestamp")
+        .alias("_upload_ts"),
+    )
+    joined = video.join(stats, "video_id", "left")
+    duration = F.coalesce("_listed_duration_ms", "_viewed_duration_ms")
+    age_hours = _hours_since(stamp, F.coalesce("_upload_ts", "_first_view_ts"))
+    if "watch_ratio" in has:
+        performance = F.col("mean_watch_ratio_7d")
+    elif "is_like" in has:
+        performance = F.col("like_rate_7d")
+    else:
+        performance = F.col("exposures_7d").cast("double")
+    shaped = joined.select(
+        "*",
+        duration.alias("_duration_ms"),
+        age_hours.alias("_age_hours"),
+        _bucket(duration / 1000.0, cfg.duration_buckets_s).alias("duration_bucket"),
+        _bucket(age_hours / 24.0, cfg.age_buckets_days).alias("age_bucket"),
+        F.when(F.col("exposures_7d") > 0, performance).alias("_performance"),
+    )
+    # The group's baseline: exposure-weighted mean performance of the comparable videos.
+    group = Window.partitionBy("duration_bucket", "age_bucket")
+    exposed = F.when(F.col("_performance").isNotNull(), F.col("exposures_7d"))
+    baseline = F.try_divide(
+        F.sum(F.col("_performance") * exposed).over(group), F.sum(exposed).over(group)
+    )
+    rate_columns = [f"{r}_{w}" for w in ("1d", "7d") for r in VIDEO_RATE_NAMES]
+    return shaped.select(
         F.col("video_id").cast("long"),
         F.lit(stamp).cast("timestamp").alias("event_timestamp"),
         F.coalesce("exposures_1d", F.lit(0)).cast("long").alias("exposures_1d"),
         F.coalesce("exposures_7d", F.lit(0)).cast("long").alias("exposures_7d"),
-        F.coalesce("mean_watch_ratio_7d", F.lit(0.0)).cast("float").alias("mean_watch_ratio_7d"),
-        F.coalesce("completion_rate_7d", F.lit(0.0)).cast("float").alias("completion_rate_7d"),
-        F.coalesce("skip_rate_7d", F.lit(0.0)).cast("float").alias("skip_rate_7d"),
+        # A never-viewed video's rates are 0 where the dataset logs the signal, else null.
+        *[
+            (F.coalesce(c, F.lit(0.0)) if _logged(c, has) else F.col(c)).cast("float").alias(c)
+            for c in rate_columns
+        ],
         # Today's exposures against the 7-day daily mean: > 1 means the video is rising.
         F.coalesce(
-            F.col("exposures_1d") / (F.col("exposures_7d") / F.lit(float(cfg.mid_window_days))),
+            # Spark's ANSI mode fails on x / 0: only-older views leave exposures_7d at 0.
+            F.try_divide(F.col("exposures_1d") * cfg.mid_window_days, F.col("exposures_7d")),
             F.lit(0.0),
         )
         .cast("float")
         .alias("trend_velocity"),
-        F.coalesce("duration_ms", F.lit(0)).cast("long").alias("duration_ms"),
+        F.coalesce("_duration_ms", F.lit(0)).cast("long").alias("duration_ms"),
         F.coalesce("primary_category", F.lit(-1)).cast("long").alias("primary_category"),
-        F.coalesce(
-            (F.lit(stamp).cast("timestamp").cast("double") - F.col("first_view_ts").cast("double"))
-            / 3600.0,
-            F.lit(-1.0),
-        )
+        F.coalesce(_hours_since(stamp, F.col("_first_view_ts")), F.lit(-1.0))
         .cast("float")
         .alias("hours_since_first_view"),
+        F.col("_age_hours").cast("float").alias("age_hours"),
+        F.col("duration_bucket").cast("long"),
+        F.col("age_bucket").cast("long"),
+        F.try_divide(F.col("_performance"), baseline).cast("float").alias("normalized_performance"),
+    )
+
+
+def _logged(rate_column: str, has: set[str]) -> bool:
+    return RATE_SOURCE[rate_column.rsplit("_", 1)[0]] in has
+
+
+def user_sequences(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
+    """Each user's last `sequence_length` views in the long window, oldest first."""
+    stamp = feature_time(ds)
+    recent_first = Window.partitionBy("user_id").orderBy(F.desc("event_ts"), F.desc("video_id"))
+    ratio = F.col("watch_ratio") if "watch_ratio" in views.columns else F.lit(None)
+    last = views.withColumn("_recency", F.row_number().over(recent_first)).where(
+        F.col("_recency") <= cfg.sequence_length
+    )
+    ordered = last.groupBy("user_id").agg(
+        F.sort_array(
+            F.collect_list(F.struct("event_ts", "video_id", ratio.cast("float").alias("r")))
+        ).alias("_views")
+    )
+    return ordered.select(
+        F.col("user_id").cast("long"),
+        F.lit(stamp).cast("timestamp").alias("event_timestamp"),
+        F.expr("transform(_views, v -> cast(v.video_id as long))").alias("seq_video_ids"),
+        (
+            F.expr("transform(_views, v -> v.r)")
+            if "watch_ratio" in views.columns
+            else F.lit(None).cast("array<float>")
+        ).alias("seq_watch_ratios"),
+        F.expr("transform(_views, v -> cast(unix_seconds(v.event_ts) as long))").alias(
+            "seq_timestamps"
+        ),
+        F.size("_views").cast("long").alias("seq_length"),
     )
 
 
@@ -182,12 +362,18 @@ def compute_features(
         raise FileNotFoundError(
             f"no normalized interactions through ds={ds} under {paths.normalized(INTERACTIONS)}"
         )
-    views = views.join(catalog.select("video_id", "primary_category"), "video_id", "left").persist()
+    categories = (
+        catalog.select("video_id", "primary_category")
+        if "primary_category" in catalog.columns
+        else catalog.select("video_id", F.lit(None).cast("int").alias("primary_category"))
+    )
+    views = views.join(categories, "video_id", "left").persist()
     counts = {}
     for name, frame in (
         (USER_FEATURES, user_features(views, ds, cfg)),
         (VIDEO_FEATURES, video_features(views, catalog, ds, cfg)),
-        (LABELS, ranker_labels(views.where(F.col("ds") == ds), cfg, config.ranker)),
+        (USER_SEQUENCES, user_sequences(views, ds, cfg)),
+        (LABELS, ranker_labels(views, ds, cfg, config.ranker)),
     ):
         table = paths.features(name)
         with staged_partition(table, f"ds={ds}") as staging:

@@ -3,10 +3,14 @@
 For every normalized view on day D (one row per view, stamped with the view's own time):
   label_watch_time    min(watch_ratio, cap) / cap: watch time as a capped fraction in [0, 1]
   label_completion    watch_ratio >= completion_threshold
-  label_rewatch       watch_ratio > 1, or the user already viewed this video earlier that day
+  label_rewatch       watch_ratio > 1, or the user viewed this video before, in the long
+                      window (28 days through D)
   label_continuation  the user's next view starts within `continuation_gap_s` of this view's end
-                      (views past midnight are not looked at: a day's labels need only that day)
+                      (views past midnight are not looked at: a day's labels need only data
+                      through that day, like its features)
   label_skip          watch_ratio < skip_max_watch_ratio (a very short play)
+A label whose inputs the dataset does not log is null (MicroLens has no watch time: only
+rewatch-by-repeat is known), so the trainer switches that head off instead of learning zeros.
 """
 
 from __future__ import annotations
@@ -20,24 +24,40 @@ from reelflow.config import FeatureConfig, RankerConfig
 LABELS = ("watch_time", "completion", "rewatch", "continuation", "skip")
 
 
-def ranker_labels(views: DataFrame, features: FeatureConfig, ranker: RankerConfig) -> DataFrame:
+def ranker_labels(
+    views: DataFrame, ds: str, features: FeatureConfig, ranker: RankerConfig
+) -> DataFrame:
+    """Labels of day `ds`'s views; `views` holds the long window through `ds` (with `ds`)."""
     by_user = Window.partitionBy("user_id").orderBy("event_ts", "video_id")
     by_pair = Window.partitionBy("user_id", "video_id").orderBy("event_ts")
-    view_end = F.col("event_ts").cast("double") + F.col("watch_ms") / 1000.0
-    next_start = F.lead(F.col("event_ts").cast("double")).over(by_user)
-    ratio = F.col("watch_ratio")
-    return views.select(
+    has = set(views.columns)
+    ratio = F.col("watch_ratio") if "watch_ratio" in has else F.lit(None).cast("double")
+    repeat = F.row_number().over(by_pair) > 1
+    if "watch_ms" in has:
+        view_end = F.col("event_ts").cast("double") + F.col("watch_ms") / 1000.0
+        next_start = F.lead(F.col("event_ts").cast("double")).over(by_user)
+        # The day's last view has no next view: the session ended (not unknown).
+        continuation = F.coalesce(
+            (next_start - view_end) <= features.continuation_gap_s, F.lit(False)
+        )
+    else:
+        continuation = F.lit(None).cast("boolean")
+    labelled = views.select(
+        "ds",
         F.col("user_id").cast("long"),
         F.col("video_id").cast("long"),
         F.col("event_ts").alias("event_timestamp"),
         ratio.cast("float").alias("watch_ratio"),
-        (F.least(ratio, F.lit(ranker.watch_ratio_cap)) / ranker.watch_ratio_cap)
+        # least() skips nulls: without a ratio the label must stay null, not become the cap.
+        (
+            F.when(ratio.isNotNull(), F.least(ratio, F.lit(ranker.watch_ratio_cap)))
+            / ranker.watch_ratio_cap
+        )
         .cast("float")
         .alias("label_watch_time"),
         (ratio >= features.completion_threshold).cast("int").alias("label_completion"),
-        ((ratio > 1.0) | (F.row_number().over(by_pair) > 1)).cast("int").alias("label_rewatch"),
-        F.coalesce((next_start - view_end) <= features.continuation_gap_s, F.lit(False))
-        .cast("int")
-        .alias("label_continuation"),
+        (F.coalesce(ratio > 1.0, F.lit(False)) | repeat).cast("int").alias("label_rewatch"),
+        continuation.cast("int").alias("label_continuation"),
         (ratio < features.skip_max_watch_ratio).cast("int").alias("label_skip"),
     )
+    return labelled.where(F.col("ds") == ds).drop("ds")

@@ -1,6 +1,9 @@
 """Operations on the Feast store: apply, materialize a day, training sets, online lookups.
 
-The declarations live in `feature_repo/`; this module only drives them.
+The declarations live in `feature_repo/`; this module only drives them. Which store: the
+embedded default (`feature_repo/feature_store.yaml`: SQLite online, file registry) unless
+FEAST_FS_YAML_FILE_PATH names another config, e.g. `feature_store.redis.yaml` (Redis online,
+SQL registry on PostgreSQL); Feast's SDK and CLI both read that variable.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import hashlib
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +32,23 @@ def feature_store(paths: Paths | None = None):
     return FeatureStore(repo_path=str(FEATURE_REPO))
 
 
+# The settings that decide where `feast apply` writes: a change of any re-applies.
+STORE_SETTINGS = ("FEAST_FS_YAML_FILE_PATH", "REELFLOW_FEAST_REGISTRY_URL", "REELFLOW_FEAST_REDIS")
+
+
+@contextmanager
+def _home_lock(paths: Paths, name: str) -> Iterator[None]:
+    """One holder at a time per home: daily runs and backfills run side by side."""
+    paths.feast.mkdir(parents=True, exist_ok=True)
+    with open(paths.feast / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _definitions_digest(paths: Paths) -> str:
     digest = hashlib.sha256(str(paths.home).encode())
+    for name in STORE_SETTINGS:
+        digest.update(f"{name}={os.environ.get(name, '')}".encode())
     for path in sorted(FEATURE_REPO.glob("*.py")) + sorted(FEATURE_REPO.glob("*.yaml")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -42,10 +62,8 @@ def apply_if_changed(paths: Paths | None = None) -> dict[str, Any]:
     them apply while the others wait and then find nothing to do.
     """
     paths = paths or Paths.from_env()
-    paths.feast.mkdir(parents=True, exist_ok=True)
     marker = paths.feast / "applied.sha256"
-    with open(paths.feast / "apply.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _home_lock(paths, "apply"):
         digest = _definitions_digest(paths)
         if marker.exists() and marker.read_text() == digest:
             return {"applied": False, "digest": digest}
@@ -65,12 +83,34 @@ def apply_if_changed(paths: Paths | None = None) -> dict[str, Any]:
 
 
 def materialize_day(ds: str, views: list[str], paths: Paths | None = None) -> dict[str, Any]:
-    """Loads exactly the features computed from day `ds` (stamped `feature_time(ds)`)."""
-    store = feature_store(paths)
+    """Loads the features computed from day `ds` (stamped `feature_time(ds)`) online.
+
+    Online stores keep one value per entity and SQLite's overwrites blindly, so a backfill of
+    an older day must not simply write that day: it re-materializes from `ds` through the
+    newest interval already materialized, and Feast keeps the latest row per entity within
+    that range. Newer online values stay; entities only the older day knows get its values.
+    """
+    paths = paths or Paths.from_env()
     start = feature_time(ds)
     end = start + timedelta(days=1)
-    store.materialize(start_date=start, end_date=end, feature_views=views)
-    return {"ds": ds, "views": views, "start": start.isoformat(), "end": end.isoformat()}
+    written = {}
+    with _home_lock(paths, "materialize"):
+        store = feature_store(paths)
+        for name in views:
+            stop = max(end, materialized_until(store, name) or end)
+            store.materialize(start_date=start, end_date=stop, feature_views=[name])
+            written[name] = {"start": start.isoformat(), "end": stop.isoformat()}
+    return {"ds": ds, "views": written}
+
+
+def materialized_until(store, view: str) -> datetime | None:
+    """The end of the newest interval materialized for `view`, from the registry."""
+    fv = store.registry.get_feature_view(view, store.project, allow_cache=False)
+    ends = [end for _, end in fv.materialization_intervals]
+    if not ends:
+        return None
+    newest = max(ends)
+    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
 
 
 def historical_features(

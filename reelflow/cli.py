@@ -84,11 +84,11 @@ def cmd_features(args) -> int:
 
 
 def cmd_materialize(args) -> int:
-    from features.compute import USER_FEATURES, VIDEO_FEATURES
+    from features.compute import ONLINE_VIEWS
     from features.store import apply_if_changed, materialize_day
 
     apply_if_changed()
-    _emit(materialize_day(args.ds, [USER_FEATURES, VIDEO_FEATURES]), args.json)
+    _emit(materialize_day(args.ds, list(ONLINE_VIEWS)), args.json)
     return 0
 
 

@@ -38,6 +38,13 @@ class FeatureConfig:
     continuation_gap_s: float = (
         60.0  # a next view starting this soon after a view ends continues the session
     )
+    short_term_views: int = 50  # the short-term user horizon: the user's last N views
+    sequence_length: int = 50  # videos kept in a user's sequence (the sequence models' input)
+    top_categories: int = 5  # categories kept in a user's top-category list
+    # Comparable videos for the normalized performance (the cold-start signal): same duration
+    # bucket (seconds) and same age bucket (days since upload) on the same day.
+    duration_buckets_s: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 300.0)
+    age_buckets_days: tuple[float, ...] = (1.0, 3.0, 7.0, 14.0, 28.0)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,8 @@ def _parse(value: str, typ: type, name: str) -> Any:
             if value.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(value)
+        if typ is tuple:  # comma-separated numbers, e.g. "15,30,60"
+            return tuple(float(v) for v in value.split(",") if v.strip())
         return typ(value)
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a valid {typ.__name__}") from None

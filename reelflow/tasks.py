@@ -69,10 +69,10 @@ def features(ds: str) -> dict[str, Any]:
 
 
 def materialize(ds: str) -> dict[str, Any]:
-    from features.compute import USER_FEATURES, VIDEO_FEATURES
+    from features.compute import ONLINE_VIEWS
     from features.store import materialize_day
 
-    return record(ds, "materialize", materialize_day(ds, [USER_FEATURES, VIDEO_FEATURES]))
+    return record(ds, "materialize", materialize_day(ds, list(ONLINE_VIEWS)))
 
 
 def train_ranker(ds: str) -> dict[str, Any]:
