@@ -3,10 +3,13 @@ and one end-to-end pipeline run (through Airflow) shared by every end-to-end ass
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,50 @@ def reelflow_cli(*args: str, env: dict | None = None, timeout: float = 1500):
         text=True,
         timeout=timeout,
     )
+
+
+def feast_online_over_http(home: Path, request: dict, timeout: float = 120) -> dict:
+    """Starts Feast's own feature server (`feast serve`) on loopback against the repo as it is,
+    posts one /get-online-features request, stops the server and returns the answer."""
+    from reelflow.paths import FEATURE_REPO
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    feast = os.path.join(os.path.dirname(sys.executable), "feast")
+    server = subprocess.Popen(
+        [feast, "--chdir", str(FEATURE_REPO), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "REELFLOW_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    post = urllib.request.Request(
+        f"http://127.0.0.1:{port}/get-online-features",
+        data=json.dumps(request).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(post, timeout=10) as response:
+                    return json.load(response)
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    raise AssertionError(
+                        f"feast serve did not answer: {server.stderr.read().decode()[-3000:]}"
+                    ) from None
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def feature_values(answer: dict) -> dict[str, list]:
+    """`feast serve`'s answer as {feature name: values per entity row}."""
+    names = answer["metadata"]["feature_names"]
+    return {n: r["values"] for n, r in zip(names, answer["results"], strict=True)}
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import reelflow_cli
+from tests.conftest import feast_online_over_http, feature_values, reelflow_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +136,23 @@ def test_recommend_reads_the_online_store(pipeline_run, lake):
     )
     assert [c["video_id"] for c in online["candidates"]] == expected
     assert online["user_features"]["views_28d"] is not None
+
+
+def test_feast_serve_returns_the_latest_candidates_and_features(pipeline_run, lake):
+    """What a feed server reads, over HTTP from `feast serve`: the `serving_v1` service."""
+    ds = pipeline_run["manifest"]["days"][-1]
+    candidates = pd.read_parquet(lake.candidates / f"ds={ds}")
+    users = pd.read_parquet(lake.features("user_features") / f"ds={ds}").set_index("user_id")
+    user = int(candidates.loc[candidates["user_id"].isin(users.index), "user_id"].iloc[0])
+    answer = feast_online_over_http(
+        pipeline_run["home"], {"feature_service": "serving_v1", "entities": {"user_id": [user]}}
+    )
+    values = feature_values(answer)
+    expected = candidates[candidates["user_id"] == user].sort_values("rank")["video_id"].tolist()
+    assert values["video_ids"] == [expected]
+    latest = pd.read_parquet(lake.features("user_sequences") / f"ds={ds}").set_index("user_id")
+    assert values["seq_video_ids"] == [list(latest.loc[user, "seq_video_ids"])]
+    assert values["views_28d"] == [int(users.loc[user, "views_28d"])]
 
 
 def test_run_summary_reports_each_stage(pipeline_run):

@@ -18,20 +18,14 @@ catalog: video 10 (cat 1, 10 s, uploaded 07-01), 11 (cat 2, 20 s, 06-01),
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import service_available
+from tests.conftest import feast_online_over_http, feature_values, service_available
 
 D0, D1 = "2020-07-04", "2020-07-05"
 LOG = [
@@ -318,52 +312,17 @@ def test_online_videos_hold_the_latest_day(online_home):
     assert got["exposures_7d"] == [3, None]  # an unknown video is null, not an error
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_feast_serve_answers_over_http(online_home):
     """Feast's own feature server, started on loopback against this repo unchanged."""
-    from reelflow.paths import FEATURE_REPO
-
     paths, _ = online_home
-    port = free_port()
-    feast = os.path.join(os.path.dirname(sys.executable), "feast")
-    server = subprocess.Popen(
-        [feast, "--chdir", str(FEATURE_REPO), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "REELFLOW_HOME": str(paths.home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    answer = feast_online_over_http(
+        paths.home, {"features": LOOKUP, "entities": {"user_id": [1, 2]}}
     )
-    try:
-        body = json.dumps({"features": LOOKUP, "entities": {"user_id": [1, 2]}}).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/get-online-features",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    answer = json.load(response)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"feast serve did not answer: {server.stderr.read().decode()[-3000:]}"
-                    ) from None
-                time.sleep(1)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    names = answer["metadata"]["feature_names"]
-    values = {n: r["values"] for n, r in zip(names, answer["results"], strict=True)}
+    values = feature_values(answer)
     assert values["views_28d"] == [4, 2]
     assert values["seq_video_ids"][0] == [10, 11, 10, 12]
-    assert all(s == "PRESENT" for s in answer["results"][names.index("views_28d")]["statuses"])
+    statuses = answer["results"][answer["metadata"]["feature_names"].index("views_28d")]
+    assert statuses["statuses"] == ["PRESENT", "PRESENT"]
 
 
 @pytest.mark.services
