@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,14 @@ def _learning_curves(history: list[dict[str, float]], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     left.plot(epochs, [h["train_loss"] for h in history], marker="o")
     left.set(title="train loss", xlabel="epoch")
+    right.plot(epochs, [h.get("val_ndcg@10", np.nan) for h in history], marker="o", label="ranker")
     right.plot(
-        epochs, [h.get("holdout_ndcg@10", np.nan) for h in history], marker="o", label="ranker"
+        epochs,
+        [h.get("popularity_val_ndcg@10", np.nan) for h in history],
+        ls="--",
+        label="popularity",
     )
-    right.plot(
-        epochs, [h.get("popularity_ndcg@10", np.nan) for h in history], ls="--", label="popularity"
-    )
-    right.set(title="holdout NDCG@10", xlabel="epoch")
+    right.set(title="validation NDCG@10", xlabel="epoch")
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -86,26 +88,69 @@ def popularity_metrics(holdout) -> dict[str, float]:
     )
 
 
+KEY_METRICS = ("ndcg@10", "recall@10", "hr@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20")
+
+
+def logged(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    """MLflow names: `val_ndcg_at_10`, `popularity_test_recall_at_20`, ..."""
+    return {f"{prefix}{k}".replace("@", "_at_"): v for k, v in metrics.items()}
+
+
+@dataclass
+class Split:
+    """One evaluation day: its holdout and the features as of its first moment."""
+
+    ds: str
+    holdout: Any
+    user_frame: pd.DataFrame
+    video_frame: pd.DataFrame
+
+    @classmethod
+    def build(cls, ds: str, config: Config, paths: Paths) -> Split:
+        holdout = build_holdout(ds, config, paths)
+        if len(holdout.user_ids) == 0:
+            raise ValueError(f"evaluation day {ds} has no user with a completed, unseen video")
+        return cls(
+            ds,
+            holdout,
+            user_feature_frame(holdout.user_ids, holdout.at, paths),
+            video_feature_frame(holdout.video_ids, holdout.at, paths),
+        )
+
+    def score(self, bundle: RankerBundle) -> dict[str, float]:
+        return evaluate_bundle(bundle, self.holdout, self.user_frame, self.video_frame)
+
+    def popularity(self) -> dict[str, float]:
+        return popularity_metrics(self.holdout)
+
+
+def evaluation_days(test_ds: str | None, paths: Paths) -> tuple[str, str]:
+    """(validation day, test day): the test day (default the last) and the day before it."""
+    days = available_days(paths.features(LABELS))
+    test_ds = test_ds or (days[-1] if days else None)
+    earlier = [d for d in days if d < (test_ds or "")]
+    if len(earlier) < 2:
+        raise ValueError(
+            f"training needs two labelled days before the test day {test_ds} (one to train on, "
+            f"one to validate on); found {days}"
+        )
+    return earlier[-1], test_ds
+
+
 def train_ranker(
     holdout_ds: str | None = None, config: Config | None = None, paths: Paths | None = None
 ) -> dict[str, Any]:
+    """Trains on the days before the validation day (the day before `holdout_ds`, the test
+    day), selects nothing on the test day, logs, registers and gates the new version."""
     import mlflow
-    from mlflow import MlflowClient
 
     config = config or load_config()
     paths = paths or Paths.from_env()
-    days = available_days(paths.features(LABELS))
-    if len(days) < 2:
-        raise ValueError(f"training needs at least two labelled days, found {days}")
-    holdout_ds = holdout_ds or days[-1]
+    val_ds, test_ds = evaluation_days(holdout_ds, paths)
     rc = config.ranker
 
-    data = build_training_data(holdout_ds, config, paths)
-    holdout = build_holdout(holdout_ds, config, paths)
-    if len(holdout.user_ids) == 0:
-        raise ValueError(f"holdout day {holdout_ds} has no user with a completed, unseen video")
-    user_frame = user_feature_frame(holdout.user_ids, holdout.at, paths)
-    video_frame = video_feature_frame(holdout.video_ids, holdout.at, paths)
+    data = build_training_data(val_ds, config, paths)
+    val, test = Split.build(val_ds, config, paths), Split.build(test_ds, config, paths)
 
     model_config = RankerModelConfig(
         n_users=len(data.user_vocab),
@@ -125,29 +170,32 @@ def train_ranker(
     seed_everything(rc.seed)  # the initial weights too, not only the batch order
     model = MultiObjectiveRanker(model_config)
     bundle = RankerBundle(model, data.user_vocab, data.video_vocab, data.scaler)
-    baseline = popularity_metrics(holdout)
+    baseline = {"val": val.popularity(), "test": test.popularity()}
 
     setup_tracking(paths)
     mlflow.set_experiment(experiment_id=experiment(RANKER, paths))
-    with mlflow.start_run(run_name=f"ranker-{holdout_ds}") as run:
+    with mlflow.start_run(run_name=f"ranker-{test_ds}") as run:
         mlflow.log_params({f"ranker.{k}": v for k, v in rc.__dict__.items()})
         mlflow.log_params(
             {
-                "holdout_ds": holdout_ds,
+                "val_ds": val_ds,
+                "test_ds": test_ds,
+                "holdout_ds": test_ds,
                 "train_days": ",".join(data.train_days),
                 "train_rows": len(data.targets["exposed"]),
-                "holdout_users": len(holdout.user_ids),
-                "videos": len(holdout.video_ids),
+                "val_users": len(val.holdout.user_ids),
+                "test_users": len(test.holdout.user_ids),
+                "videos": len(test.holdout.video_ids),
             }
         )
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
-            # Reported each epoch for the curves; no model selection uses the holdout.
-            ndcg = evaluate_bundle(bundle, holdout, user_frame, video_frame)["ndcg@10"]
+            # The curves use the validation day; the test day is scored once, at the end.
+            ndcg = val.score(bundle)["ndcg@10"]
             mlflow.log_metrics(
-                {"train_loss": metrics["train_loss"], "holdout_ndcg_at_10": ndcg}, step=epoch
+                {"train_loss": metrics["train_loss"], "val_ndcg_at_10": ndcg}, step=epoch
             )
-            return {"holdout_ndcg@10": ndcg, "popularity_ndcg@10": baseline["ndcg@10"]}
+            return {"val_ndcg@10": ndcg, "popularity_val_ndcg@10": baseline["val"]["ndcg@10"]}
 
         history = fit(
             model,
@@ -162,11 +210,13 @@ def train_ranker(
             ),
             on_epoch,
         )
-        metrics = evaluate_bundle(bundle, holdout, user_frame, video_frame)
-        mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items()})
-        mlflow.log_metrics({f"popularity_{k}".replace("@", "_at_"): v for k, v in baseline.items()})
+        metrics = {"val": val.score(bundle), "test": test.score(bundle)}
+        for split in ("val", "test"):
+            mlflow.log_metrics(logged(f"{split}_", metrics[split]))
+            mlflow.log_metrics(logged(f"popularity_{split}_", baseline[split]))
         report = {
-            "holdout_ds": holdout_ds,
+            "val_ds": val_ds,
+            "test_ds": test_ds,
             "ranker": metrics,
             "popularity": baseline,
             "history": history,
@@ -181,61 +231,117 @@ def train_ranker(
             )
             _learning_curves(history, tmp / "learning_curves.png")
             mlflow.log_artifacts(str(tmp), artifact_path="report")
-        example = pd.concat(
-            [
-                user_frame.iloc[[0] * 5]
-                .reset_index(drop=True)
-                .drop(columns="event_timestamp")
-                .add_prefix("user_features__")
-                .rename(columns={"user_features__user_id": "user_id"}),
-                video_frame.head(5)
-                .reset_index(drop=True)
-                .drop(columns="event_timestamp")
-                .add_prefix("video_features__")
-                .rename(columns={"video_features__video_id": "video_id"}),
-            ],
-            axis=1,
-        )
-        example["user_features__category_affinity"] = example[
-            "user_features__category_affinity"
-        ].apply(lambda v: [float(x) for x in v])
-        log_bundle(bundle, example)
-        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", RANKER).version
-
-        metric = config.gate.metric
-        current = champion_version(RANKER)
-        champion_metric = None
-        if current is not None:
-            champion_metric = evaluate_bundle(
-                load_version(RANKER, current.version), holdout, user_frame, video_frame
-            )[metric]
-        promoted, reason = promotion_gate(
-            metrics[metric], baseline[metric], champion_metric, config.gate.min_improvement
-        )
-        client = MlflowClient()
-        client.set_model_version_tag(
-            RANKER, version, "gate", "promoted" if promoted else "rejected"
-        )
-        client.set_model_version_tag(RANKER, version, "gate_reason", reason)
-        if promoted:
-            client.set_registered_model_alias(RANKER, CHAMPION, version)
-        mlflow.set_tags({"gate": "promoted" if promoted else "rejected", "gate_reason": reason})
+        log_bundle(bundle, _signature_example(test))
+        version = int(mlflow.register_model(f"runs:/{run.info.run_id}/model", RANKER).version)
+        decision = gate_version(version, val, bundle, config)
+        mlflow.set_tags({"gate": decision["decision"], "gate_reason": decision["reason"]})
     return {
         "model": RANKER,
-        "version": int(version),
+        "version": version,
         "run_id": run.info.run_id,
-        "promoted": promoted,
-        "gate_reason": reason,
-        "holdout_ds": holdout_ds,
+        "promoted": decision["promoted"],
+        "gate_reason": decision["reason"],
+        "gate": decision,
+        "val_ds": val_ds,
+        "test_ds": test_ds,
+        "holdout_ds": test_ds,
         "metrics": {
-            k: metrics[k]
-            for k in ("ndcg@10", "recall@10", "hr@10", "mrr@10", "ndcg@20", "coverage@10")
+            f"{split}_{k}".replace("@", "_at_"): metrics[split][k]
+            for split in ("val", "test")
+            for k in KEY_METRICS
         },
         "popularity": {
-            k: baseline[k]
-            for k in ("ndcg@10", "recall@10", "hr@10", "mrr@10", "ndcg@20", "coverage@10")
+            f"popularity_{split}_{k}".replace("@", "_at_"): baseline[split][k]
+            for split in ("val", "test")
+            for k in KEY_METRICS
         },
-        "champion_version": int(version)
-        if promoted
-        else (int(current.version) if current else None),
+        "champion_version": decision["champion_version"],
     }
+
+
+def gate_version(
+    version: int, val: Split, bundle: RankerBundle, config: Config, force: bool = False
+) -> dict[str, Any]:
+    """The promotion gate on the challenger's own validation split: the challenger and the
+    current champion are both scored there now (never an old logged metric); the decision and
+    both scores become tags of the version; `force` promotes anyway, recorded as forced."""
+    from mlflow import MlflowClient
+
+    metric = config.gate.metric
+    challenger = val.score(bundle)[metric]
+    baseline = val.popularity()[metric]
+    current = champion_version(RANKER)
+    champion = None
+    if current is not None and int(current.version) != version:
+        champion = val.score(load_version(RANKER, current.version))[metric]
+    promoted, reason = promotion_gate(challenger, baseline, champion, config.gate.min_improvement)
+    decision = "promoted" if promoted else "rejected"
+    if force and not promoted:
+        promoted, decision, reason = True, "forced", f"forced by hand over: {reason}"
+    tags = {
+        "gate": decision,
+        "gate_reason": reason,
+        "gate_metric": metric,
+        "gate_split": f"val_ds={val.ds}",
+        "gate_margin": str(config.gate.min_improvement),
+        "gate_challenger_score": f"{challenger:.6f}",
+        "gate_popularity_score": f"{baseline:.6f}",
+        "gate_champion_score": "none" if champion is None else f"{champion:.6f}",
+        "gate_champion_version": "none" if current is None else str(current.version),
+    }
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(RANKER, str(version), key, value)
+    if promoted:
+        client.set_registered_model_alias(RANKER, CHAMPION, str(version))
+    return {
+        "version": version,
+        "promoted": promoted,
+        "decision": decision,
+        "reason": reason,
+        "metric": metric,
+        "challenger_score": challenger,
+        "champion_score": champion,
+        "popularity_score": baseline,
+        "champion_version": version
+        if promoted
+        else (int(current.version) if current is not None else None),
+    }
+
+
+def promote_ranker(
+    version: int, force: bool = False, config: Config | None = None, paths: Paths | None = None
+) -> dict[str, Any]:
+    """`reelflow promote`: the same gate, on the version's own validation day."""
+    from mlflow import MlflowClient
+
+    config = config or load_config()
+    paths = paths or Paths.from_env()
+    setup_tracking(paths)
+    mv = MlflowClient().get_model_version(RANKER, str(version))
+    params = MlflowClient().get_run(mv.run_id).data.params
+    val = Split.build(params["val_ds"], config, paths)
+    return gate_version(int(version), val, load_version(RANKER, version), config, force=force)
+
+
+def _signature_example(split: Split) -> pd.DataFrame:
+    """Five (user, video) rows in the pyfunc's input format, for the MLflow signature."""
+    example = pd.concat(
+        [
+            split.user_frame.iloc[[0] * 5]
+            .reset_index(drop=True)
+            .drop(columns="event_timestamp")
+            .add_prefix("user_features__")
+            .rename(columns={"user_features__user_id": "user_id"}),
+            split.video_frame.head(5)
+            .reset_index(drop=True)
+            .drop(columns="event_timestamp")
+            .add_prefix("video_features__")
+            .rename(columns={"video_features__video_id": "video_id"}),
+        ],
+        axis=1,
+    )
+    example["user_features__category_affinity"] = example["user_features__category_affinity"].apply(
+        lambda v: [float(x) for x in v]
+    )
+    return example

@@ -92,6 +92,9 @@ def cmd_materialize(args) -> int:
     return 0
 
 
+MODELS = ["ranker"]  # the sequence models join as they land (issue 5)
+
+
 def cmd_train(args) -> int:
     from models.train_ranker import train_ranker
 
@@ -100,24 +103,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from mlflow import MlflowClient
-    from models.registry import CHAMPION, RANKER, setup_tracking
+    """The same gate as after training, on the version's own validation split."""
+    from models.registry import CHAMPION, RANKER
+    from models.train_ranker import promote_ranker
 
-    setup_tracking()
-    client = MlflowClient()
-    mv = client.get_model_version(RANKER, str(args.version))
-    if mv.tags.get("gate") != "promoted":
-        raise SystemExit(
-            f"{RANKER} version {args.version} did not pass the promotion gate "
-            f"({mv.tags.get('gate_reason', 'never gated')}); only gated versions can become {CHAMPION}"
-        )
-    client.set_registered_model_alias(RANKER, CHAMPION, mv.version)
-    _emit(
-        {"model": RANKER, "version": int(mv.version), "alias": CHAMPION},
-        args.json,
-        f"{RANKER}@{CHAMPION} -> version {mv.version}",
+    decision = promote_ranker(args.version, force=args.force)
+    text = (
+        f"{RANKER} version {args.version}: {decision['decision']} ({decision['reason']}); "
+        f"@{CHAMPION} -> version {decision['champion_version']}"
     )
-    return 0
+    _emit({"model": RANKER, **decision}, args.json, text)
+    return 0 if decision["promoted"] else 2
 
 
 def cmd_export(args) -> int:
@@ -225,8 +221,10 @@ def _summary_text(summary: dict[str, Any]) -> str:
             f"model: reelflow-ranker v{t['version']} ({'promoted to @champion' if t['promoted'] else 'not promoted'}: {t['gate_reason']})"
         )
         lines.append(
-            f"  holdout {t['holdout_ds']} full ranking: NDCG@10 {m['ndcg@10']:.4f} (popularity {p['ndcg@10']:.4f}), "
-            f"Recall@10 {m['recall@10']:.4f} (popularity {p['recall@10']:.4f}), HR@10 {m['hr@10']:.4f}"
+            f"  test day {t['test_ds']} full ranking: NDCG@10 {m['test_ndcg_at_10']:.4f} "
+            f"(popularity {p['popularity_test_ndcg_at_10']:.4f}), Recall@10 "
+            f"{m['test_recall_at_10']:.4f} (popularity {p['popularity_test_recall_at_10']:.4f}), "
+            f"HR@10 {m['test_hr_at_10']:.4f}"
         )
     e = summary["export"]
     if e:
@@ -319,14 +317,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ds", required=True)
     p = add(
         "train",
-        "Train the ranker, log it to MLflow, register it and run the promotion gate.",
+        "Train a model, log it to MLflow, register it and run the promotion gate.",
         cmd_train,
     )
-    p.add_argument("--holdout", help="held-out UTC day (default: the last labelled day)")
-    p = add(
-        "promote", "Point reelflow-ranker@champion at a version that passed the gate.", cmd_promote
+    p.add_argument("--model", choices=MODELS, default="ranker")
+    p.add_argument(
+        "--holdout",
+        help="test UTC day (default: the last labelled day); the day before validates",
     )
+    p = add(
+        "promote",
+        "Run the promotion gate for a registered version (re-scored on its validation day).",
+        cmd_promote,
+    )
+    p.add_argument("--model", choices=MODELS, default="ranker")
     p.add_argument("--version", type=int, required=True)
+    p.add_argument(
+        "--force", action="store_true", help="promote even if the gate says no (recorded)"
+    )
     p = add(
         "export",
         "Build the FAISS index and candidate table for a day and publish them online.",

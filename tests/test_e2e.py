@@ -72,9 +72,60 @@ def test_champion_is_registered_and_beats_popularity(pipeline_run, lake):
     assert champion.tags["gate"] == "promoted"
     metrics = client.get_run(champion.run_id).data.metrics
     last_day = pipeline_run["manifest"]["days"][-1]
-    assert client.get_run(champion.run_id).data.params["holdout_ds"] == last_day
-    assert metrics["ndcg_at_10"] > metrics["popularity_ndcg_at_10"]
-    assert metrics["recall_at_10"] > metrics["popularity_recall_at_10"]
+    params = client.get_run(champion.run_id).data.params
+    assert params["test_ds"] == last_day and params["val_ds"] < last_day
+    for split in ("val", "test"):
+        assert metrics[f"{split}_ndcg_at_10"] > metrics[f"popularity_{split}_ndcg_at_10"]
+        assert metrics[f"{split}_recall_at_10"] > metrics[f"popularity_{split}_recall_at_10"]
+    assert {"test_mrr_at_10", "test_ndcg_at_20", "val_mrr_at_20"} <= set(metrics)
+
+
+def test_gate_keeps_a_worse_challenger_out_and_promote_reruns_it(pipeline_run, lake):
+    """A barely trained challenger is rejected on its own validation day; forcing it is
+    recorded; `promote` of the better version re-scores both and moves the alias back."""
+    from mlflow import MlflowClient
+    from models.registry import CHAMPION, RANKER, setup_tracking
+
+    setup_tracking(lake)
+    client = MlflowClient()
+    good = str(client.get_model_version_by_alias(RANKER, CHAMPION).version)
+    env = {
+        **pipeline_run["env"],
+        "REELFLOW_RANKER__EPOCHS": "1",
+        "REELFLOW_RANKER__LR": "0.000001",
+    }
+    trained = reelflow_cli("train", "--model", "ranker", "--json", env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    bad = json.loads(trained.stdout)
+    assert bad["promoted"] is False and bad["gate"]["decision"] == "rejected"
+    assert str(client.get_model_version_by_alias(RANKER, CHAMPION).version) == good
+    tags = client.get_model_version(RANKER, str(bad["version"])).tags
+    assert float(tags["gate_champion_score"]) > float(tags["gate_challenger_score"])
+    assert tags["gate_champion_version"] == good and tags["gate_split"].startswith("val_ds=")
+
+    forced = reelflow_cli(
+        "promote",
+        "--model",
+        "ranker",
+        "--version",
+        str(bad["version"]),
+        "--force",
+        "--json",
+        env=pipeline_run["env"],
+    )
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert json.loads(forced.stdout)["decision"] == "forced"
+    assert str(client.get_model_version_by_alias(RANKER, CHAMPION).version) == str(bad["version"])
+
+    back = reelflow_cli(
+        "promote", "--model", "ranker", "--version", good, "--json", env=pipeline_run["env"]
+    )
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert json.loads(back.stdout)["decision"] == "promoted"
+    assert str(client.get_model_version_by_alias(RANKER, CHAMPION).version) == good
+    # History is kept: every version stays registered with its gate decision.
+    versions = client.search_model_versions(f"name='{RANKER}'")
+    assert {str(v.version): v.tags["gate"] for v in versions}[str(bad["version"])] == "forced"
 
 
 def test_index_holds_every_video_and_matches_exact_search(pipeline_run, lake):
