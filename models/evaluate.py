@@ -67,3 +67,26 @@ def full_ranking_metrics(
             share = (popularity + 1.0) / (popularity.sum() + n_videos)
             metrics[f"novelty@{k}"] = float(-np.log2(share[lists]).mean())
     return metrics
+
+
+def next_item_metrics(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    history: list[np.ndarray],
+    ks: tuple[int, ...] = (10, 20),
+    popularity: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Leave-one-out: one relevant column per row (`targets[u]`), so Recall@k equals HR@k."""
+    return full_ranking_metrics(
+        scores, [np.array([t]) for t in targets], history, ks, popularity=popularity
+    )
+
+
+def popularity_scores(counts: np.ndarray, n_rows: int) -> np.ndarray:
+    """The popularity baseline's score matrix: every row ranks by the training counts."""
+    return np.broadcast_to(counts.astype(np.float64), (n_rows, len(counts)))
+
+
+def metric_names(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """`ndcg@10` -> `<prefix>_ndcg_at_10`: names MLflow accepts, ready to log as they are."""
+    return {f"{prefix}_{k}".replace("@", "_at_"): float(v) for k, v in metrics.items()}

@@ -25,6 +25,7 @@ from features.labels import LABELS as LABEL_NAMES
 from features.schema import VIDEOS
 from features.store import historical_features
 from models.ranker import USER_DENSE, VIDEO_DENSE
+from models.vocab import Vocabulary  # moved to models/vocab.py; still importable from here
 from reelflow.config import Config
 from reelflow.paths import Paths
 
@@ -52,23 +53,6 @@ def read_partitions(table_dir, days: list[str] | None = None) -> pd.DataFrame:
 
 def available_days(table_dir) -> list[str]:
     return sorted(p.name.split("=", 1)[1] for p in table_dir.glob("ds=*") if p.is_dir())
-
-
-@dataclass
-class Vocabulary:
-    """Raw id -> dense index; index 0 means "not seen in training"."""
-
-    ids: np.ndarray
-
-    def __post_init__(self) -> None:
-        self._index = pd.Index(self.ids)
-
-    def lookup(self, raw: np.ndarray) -> np.ndarray:
-        pos = self._index.get_indexer(raw)
-        return np.where(pos >= 0, pos + 1, 0).astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self.ids) + 1
 
 
 @dataclass

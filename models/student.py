@@ -1,0 +1,85 @@
+"""A small BERT4Rec distilled from a large one: the same inference, a fraction of the size.
+
+The student is a BERT4Rec with a narrow, shallow config. Training (`Distillation`) masks each
+window once, runs the frozen teacher and the student on the same masked tokens, and mixes
+  alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))   (soft targets)
+  + (1 - alpha) * cross-entropy(student, true item)                  (hard label)
+T^2 keeps the soft term's gradients on the hard term's scale as T changes (Hinton et al.).
+Only the student is saved; it scores exactly like a BERT4Rec (`predict_next`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.bert4rec import BERT4Rec, BERT4RecConfig
+
+
+@dataclass
+class StudentConfig(BERT4RecConfig):
+    hidden_dim: int = 24  # narrower than the teacher's tokens
+    num_layers: int = 1  # shallower than the teacher
+    num_heads: int = 1
+    ffn_dim: int = 64
+    temperature: float = 2.0  # softens both distributions in the soft term
+    alpha: float = 0.5  # weight of the soft term; 1 - alpha goes to the hard label
+
+
+class Student(BERT4Rec):
+    config: StudentConfig
+
+    def __init__(self, config: StudentConfig):
+        super().__init__(config)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    t = temperature
+    soft = F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.log_softmax(teacher_logits / t, dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    hard = F.cross_entropy(student_logits, labels)
+    return alpha * t * t * soft + (1 - alpha) * hard
+
+
+class Distillation(nn.Module):
+    """What the trainer fits: the student, with the teacher frozen beside it."""
+
+    def __init__(self, student: Student, teacher: BERT4Rec):
+        super().__init__()
+        if teacher.config.n_items != student.config.n_items:
+            raise ValueError("teacher and student must share one item vocabulary")
+        self.student = student
+        self.teacher = teacher.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Distillation:
+        super().train(mode)
+        self.teacher.eval()  # the teacher's soft targets come without dropout
+        return self
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None
+    ):
+        if targets is None:
+            return self.student(batch)
+        tokens, labels = self.student.mask(targets["next"])
+        with torch.no_grad():
+            teacher_logits = self.teacher.masked_logits(tokens, labels)
+        logits = self.student.masked_logits(tokens, labels)
+        cfg = self.student.config
+        loss = distillation_loss(
+            logits, teacher_logits.float(), labels[labels > 0], cfg.temperature, cfg.alpha
+        )
+        return logits, loss

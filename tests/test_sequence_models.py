@@ -1,0 +1,166 @@
+"""Sequence models (GRU4Rec, BERT4Rec, distilled student), their data split and evaluation.
+
+Two tiny data sets. The generated KuaiRec log (big_matrix.csv read with pandas, no Spark) checks
+that the whole path runs on the pipeline's data; its simulated views carry almost no order
+signal beyond popularity (a GRU lands within noise of the baseline there), so it cannot show
+that a model learns sequences. `walk_interactions` can: each user steps through the catalog
+with a user-specific stride, plus noise, so the next item follows from the last ones while
+popularity is flat. Every model must beat popularity there by full-ranking NDCG@10.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from jobs.synthetic import generate_kuairec
+from models.evaluate import next_item_metrics
+from models.sequence_data import from_frame
+from models.train_sequence import SequenceBundle, score_items, train_sequence_model
+from models.vocab import Vocabulary
+
+FAST = {"epochs": 8, "batch_size": 32, "lr": 5e-3, "progress": False}
+
+
+def walk_interactions(users: int = 150, items: int = 60, length: int = 30, seed: int = 0):
+    """Users walking the catalog: next item = last + stride (1, 2 or 3 by user) mod items,
+    replaced by a random item 10% of the time."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(users):
+        stride, item = 1 + user % 3, int(rng.integers(items))
+        for t in range(length):
+            rows.append((user, 1000 + item, t))
+            item = int(rng.integers(items)) if rng.random() < 0.1 else (item + stride) % items
+    return pd.DataFrame(rows, columns=["user_id", "video_id", "event_ts"])
+
+
+def tiny_interactions(out_dir) -> pd.DataFrame:
+    """(user_id, video_id, event_ts) of the tiny generated KuaiRec log, bad rows dropped."""
+    generate_kuairec(out_dir, scale="tiny", seed=0)
+    raw = pd.read_csv(out_dir / "big_matrix.csv", dtype=str)
+    frame = pd.DataFrame(
+        {
+            "user_id": pd.to_numeric(raw["user_id"], errors="coerce"),
+            "video_id": pd.to_numeric(raw["video_id"], errors="coerce"),
+            "event_ts": pd.to_numeric(raw["timestamp"], errors="coerce"),
+        }
+    ).dropna()
+    return frame.astype({"user_id": "int64", "video_id": "int64"})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models on a shared 2-core machine: a second intra-op thread only adds contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return from_frame(walk_interactions(), max_len=20)
+
+
+@pytest.fixture(scope="module")
+def bert(split):
+    return train_sequence_model("bert4rec", split, trainer_overrides=FAST)
+
+
+def test_split_by_hand():
+    # User 7: a(t=1) b(t=2) c(t=3) d(t=4) -> train [a, b], val c, test d. User 9: too short.
+    frame = pd.DataFrame(
+        {
+            "user_id": [7, 7, 9, 7, 7, 9],
+            "video_id": [30, 10, 10, 20, 40, 30],
+            "event_ts": [3, 1, 5, 2, 4, 6],
+        }
+    )
+    s = from_frame(frame, max_len=2)
+    idx = {raw: int(s.vocab.lookup(np.array([raw]))[0]) for raw in (10, 20, 30, 40)}
+    val, test = s.stage("val"), s.stage("test")
+    assert val.user_ids.tolist() == [7] and val.targets.tolist() == [idx[30]]
+    assert val.inputs.tolist() == [[idx[10], idx[20]]]
+    assert test.targets.tolist() == [idx[40]]
+    assert test.inputs.tolist() == [[idx[20], idx[30]]]  # the last max_len items, val included
+    assert sorted(test.history[0].tolist()) == sorted([idx[10], idx[20], idx[30]])
+    # Training windows: user 7's [a, b] and user 9's whole [10, 30], left-padded to 3.
+    assert s.training_windows().tolist() == [[0, idx[10], idx[20]], [0, idx[10], idx[30]]]
+    # Test popularity counts training items and the validation item, never the test item.
+    assert test.popularity[idx[30]] == 2 and test.popularity[idx[40]] == 0
+    roles = s.split_frame().query("user_id == 7")["split"].tolist()
+    assert roles == ["train", "train", "val", "test"]
+
+
+def test_vocabulary_only_grows(tmp_path):
+    vocab = Vocabulary.build(np.array([5, 3, 9]))
+    grown = vocab.extend(np.array([9, 42, 1]))
+    assert grown.lookup(np.array([3, 5, 9])).tolist() == vocab.lookup(np.array([3, 5, 9])).tolist()
+    assert grown.lookup(np.array([42, 1, 77])).tolist() == [4, 5, 0]
+    grown.save(tmp_path / "vocab.json")
+    assert Vocabulary.load(tmp_path / "vocab.json").ids.tolist() == [3, 5, 9, 42, 1]
+
+
+def test_next_item_metrics_by_hand():
+    # Row 0: item 0 masked, ranking 1, 2, 3 -> target 2 at rank 2. Row 1: target 0 at rank 4.
+    scores = np.array([[9.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    m = next_item_metrics(scores, np.array([2, 0]), [np.array([0]), np.array([], int)], ks=(2, 4))
+    assert m["ndcg@2"] == pytest.approx((1 / math.log2(3)) / 2)
+    assert m["hr@2"] == m["recall@2"] == pytest.approx(0.5)
+    assert m["mrr@4"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert m["ndcg@4"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / 2)
+
+
+def test_gru_beats_popularity(split):
+    result = train_sequence_model("gru", split, trainer_overrides=FAST)
+    m = result.metrics
+    assert m["test_ndcg_at_10"] > m["popularity_test_ndcg_at_10"], m
+    assert {"val_ndcg_at_10", "test_recall_at_10", "test_mrr_at_10", "test_ndcg_at_20"} <= set(m)
+    assert all(isinstance(v, float) for v in m.values())
+    assert [set(h) >= {"train_loss", "val_ndcg_at_10"} for h in result.history] == [True] * len(
+        result.history
+    )
+
+
+def test_bert4rec_beats_popularity(bert):
+    m = bert.metrics
+    assert m["test_ndcg_at_10"] > m["popularity_test_ndcg_at_10"], m
+
+
+def test_student_is_small_and_beats_popularity(split, bert):
+    before = {k: v.clone() for k, v in bert.model.state_dict().items()}
+    student = train_sequence_model("student", split, teacher=bert.bundle, trainer_overrides=FAST)
+    m = student.metrics
+    assert m["teacher_parameters"] >= 4 * m["parameters"], m
+    assert m["test_ndcg_at_10"] > m["popularity_test_ndcg_at_10"], m
+    # Distillation trains the student only: the teacher's weights are untouched.
+    assert all(torch.equal(v, bert.model.state_dict()[k]) for k, v in before.items())
+
+
+def test_bundle_round_trip(split, bert, tmp_path):
+    folder = bert.bundle.save(tmp_path / "bert4rec")
+    loaded = SequenceBundle.load(folder)
+    val = split.stage("val")
+    assert np.allclose(score_items(bert.model, val.inputs), score_items(loaded.model, val.inputs))
+    history = [split.vocab.raw(split.train_part(i)) for i in range(3)]
+    top = loaded.recommend(history, k=5)
+    assert top.shape == (3, 5)
+    assert not any(set(top[i]) & set(history[i].tolist()) for i in range(3))
+
+
+def test_runs_on_generated_kuairec(tmp_path):
+    kuairec = from_frame(tiny_interactions(tmp_path), max_len=20)
+    result = train_sequence_model("gru", kuairec, trainer_overrides={**FAST, "epochs": 2})
+    assert result.metrics["val_users"] == result.metrics["test_users"] > 100
+    assert 0.0 < result.metrics["test_ndcg_at_10"] <= 1.0
+    assert result.metrics["test_videos"] == kuairec.n_items
+
+
+def test_unknown_model_is_rejected(split):
+    with pytest.raises(ValueError, match="unknown sequence model"):
+        train_sequence_model("sasrec", split)
