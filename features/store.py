@@ -114,15 +114,35 @@ def materialized_until(store, view: str) -> datetime | None:
 
 
 def historical_features(
-    entity_df: pd.DataFrame, features: str | list[str], paths: Paths | None = None
+    entity_df: pd.DataFrame,
+    features: str | list[str],
+    paths: Paths | None = None,
+    engine: str | None = None,
+    full_feature_names: bool = False,
 ) -> pd.DataFrame:
     """Point-in-time join: each entity row gets the feature values as of its event_timestamp.
 
-    `features` is a feature service name or a list of `view:feature` references.
+    `features` is a feature service name or a list of `view:feature` references. `engine`
+    (default: config `features.training_join`): "feast", Feast's file offline store (pandas:
+    drops rows with nothing in a view's TTL window, de-duplicates on the first view's keys and
+    time, and runs out of time and memory on large frames), or "spark" (features/pit_join.py:
+    the same answer for every entity row, in order, with nulls where a view has nothing).
     """
+    if engine is None:
+        from reelflow.config import load_config
+
+        engine = load_config().features.training_join
+    if engine == "spark":
+        from features.pit_join import spark_historical_features
+
+        return spark_historical_features(entity_df, features, paths, full_feature_names)
+    if engine != "feast":
+        raise ValueError(f"training join engine must be 'spark' or 'feast', not {engine!r}")
     store = feature_store(paths)
     refs = store.get_feature_service(features) if isinstance(features, str) else features
-    return store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    return store.get_historical_features(
+        entity_df=entity_df, features=refs, full_feature_names=full_feature_names
+    ).to_df()
 
 
 def online_features(

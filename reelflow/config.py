@@ -45,6 +45,10 @@ class FeatureConfig:
     # bucket (seconds) and same age bucket (days since upload) on the same day.
     duration_buckets_s: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 300.0)
     age_buckets_days: tuple[float, ...] = (1.0, 3.0, 7.0, 14.0, 28.0)
+    # Point-in-time join of training sets: "feast" (its file offline store, fine for small
+    # sets) or "spark" (features/pit_join.py: 1M label rows in ~1.5 min where Feast's takes
+    # over 20; see bench/training_set.py).
+    training_join: str = "feast"
 
 
 @dataclass(frozen=True)

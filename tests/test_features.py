@@ -228,8 +228,10 @@ def test_labels_equal_hand_computed_values(hand_home):
     assert labels["event_timestamp"].iloc[0] == ts("2020-07-05 08:00:00")
 
 
-def test_training_set_never_sees_features_of_the_label_day(hand_home):
-    """Features change every day; a label on D1 gets the values computed through D0."""
+@pytest.mark.parametrize("engine", ["feast", "spark"])
+def test_training_set_never_sees_features_of_the_label_day(hand_home, engine):
+    """Features change every day; a label on D1 gets the values computed through D0, with
+    Feast's file offline store and with the Spark join alike."""
     from features.store import apply_if_changed, historical_features
 
     paths, _ = hand_home
@@ -247,7 +249,7 @@ def test_training_set_never_sees_features_of_the_label_day(hand_home):
     entity = pd.concat([entity, edges], ignore_index=True)
     entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
     got = historical_features(
-        entity, ["user_features:views_28d", "video_features:exposures_7d"], paths
+        entity, ["user_features:views_28d", "video_features:exposures_7d"], paths, engine
     )
     through = {
         ds: (
