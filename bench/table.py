@@ -25,7 +25,111 @@ def rows() -> list[str]:
                 f"| Spark takes {r['spark_over_duckdb']}x DuckDB's time (built-in CSV reader: "
                 f"{r['spark_builtin_csv_seconds']} s, {r['spark_builtin_csv_over_duckdb']}x) | {r['git_commit'][:8]} |"
             )
+        elif r["benchmark"] == "online_lookup":
+            out.extend(_online_rows(r))
+        elif r["benchmark"] == "training_set_pit_join":
+            out.append(
+                f"| training set: point-in-time join of `{r['feature_service']}` "
+                f"(`bench/training_set.py`) | {r['rows']:,} label rows, {r['scale']}, "
+                f"{r['spark_master']}, cap {r['memory_cap_gib']:g} GiB each side "
+                f"| Spark join {_side(r['spark'])} | Feast file offline store {_side(r['feast'])} "
+                f"| {_pit_ratio(r)} | {r['git_commit'][:8]} |"
+            )
+        elif r["benchmark"] == "train_seq_movielens_100k":
+            out.append(_train_seq_row(r))
     return out
+
+
+def _train_seq_row(r: dict) -> str:
+    """Sequence models on MovieLens-100K: accuracy and time to the reference's accuracy."""
+    ref = r["reference"]
+    parts = []
+    for name, entry in r["models"].items():
+        s = entry["summary"]
+        reach = s.get("wall_seconds_to_reference")
+        parts.append(
+            f"{name} NDCG@10 {s['test_ndcg_at_10']['mean']:.4f} ± {s['test_ndcg_at_10']['std']:.4f}, "
+            f"{s['train_sequences_per_s']['mean']:,.0f} seq/s, "
+            + (f"reference reached in {reach['mean']:.0f} s" if reach else "reference not reached")
+        )
+    pop = r["models"][next(iter(r["models"]))]["runs"][0]["popularity_test_ndcg_at_10"]
+    distill = r.get("distillation")
+    ratio = "; ".join(
+        f"{name} {e['vs_reference']['ndcg_ratio']}x NDCG"
+        + (
+            f", {e['vs_reference']['speedup_to_reference']}x faster"
+            if e["vs_reference"]["speedup_to_reference"]
+            else ""
+        )
+        for name, e in r["models"].items()
+    )
+    if distill:
+        ratio += (
+            f"; student keeps {distill['ndcg_kept']:.0%} of the teacher's NDCG with "
+            f"{distill['parameter_ratio']}x fewer parameters, {distill['latency_ratio']}x lower latency"
+        )
+    return (
+        f"| sequence models, leave-one-out full ranking (`bench/train_seq.py`) "
+        f"| MovieLens-100K, {r['data']['evaluated_users']} users, {r['data']['items']} items, "
+        f"seeds {r['seeds']}, {r['threads']} CPU thread(s) | {'; '.join(parts)} "
+        f"(popularity {pop:.4f}) | {ref['name']}: NDCG@10 {ref['test_ndcg_at_10']}, "
+        f"{ref['seconds_to_best']} s to its best | {ratio} | {r['git_commit'][:8]} |"
+    )
+
+
+def _online_rows(r: dict) -> list[str]:
+    """One row per online store: Feast's SDK against the store's own read, same keys."""
+    rows = []
+    for store, label in (("sqlite", "SQLite"), ("redis", "Redis (local server)")):
+        cases = r["results"].get(store)
+        if not isinstance(cases, list):
+            rows.append(f"| online lookup, {label} (`bench/online_lookup.py`) | {cases} | | | | |")
+            continue
+        sdk = ", ".join(
+            f"{c['batch']} user{'s' if c['batch'] > 1 else ''}: p50 {c['p50_ms']} ms, "
+            f"p99 {c['p99_ms']} ms"
+            for c in cases
+        )
+        floor = ", ".join(
+            f"{c['batch']}: p50 {c['store_read']['p50_ms']} ms, p99 {c['store_read']['p99_ms']} ms"
+            for c in cases
+        )
+        ratio = ", ".join(f"{c['sdk_over_store_read_p50']}x ({c['batch']})" for c in cases)
+        rows.append(
+            f"| online lookup, {label} (`bench/online_lookup.py`) | {r['users_in_store']:,} "
+            f"users, {cases[0]['features']} features (user + sequence views), "
+            f"{cases[0]['lookups']:,} lookups per case | Feast `get_online_features` {sdk} "
+            f"| the store's own `online_read` {floor} | SDK over store read (p50): {ratio} "
+            f"| {r['git_commit'][:8]} |"
+        )
+    return rows
+
+
+def _side(s: dict) -> str:
+    """One side of the training-set benchmark: time, peak memory and rows, or how it ended."""
+    peak = s.get("peak_rss_gib", s.get("peak_rss_sampled_gib"))
+    if s["status"] == "ok":
+        return (
+            f"{s['wall_seconds']} s ({s['join_seconds']} s in the join), peak {peak} GiB, "
+            f"{s['rows_out']:,} rows out"
+        )
+    if s["status"] == "killed":
+        return f"killed after {s['wall_seconds']} s ({s['killed_by']}, peak {peak} GiB)"
+    return f"{s['status']} after {s.get('wall_seconds', '?')} s"
+
+
+def _pit_ratio(r: dict) -> str:
+    if "feast_over_spark_join" in r:
+        return f"Feast's join takes {r['feast_over_spark_join']}x Spark's time"
+    if r["feast"]["status"] != "ok":
+        agreement = r.get("agreement", {})
+        if "mismatched_values" in agreement:
+            return (
+                f"Feast did not finish; on a {agreement['spark']['rows_out']:,}-row subset "
+                f"{agreement['mismatched_values']} of {agreement['compared_values']:,} values differ"
+            )
+        return "Feast did not finish"
+    return ""
 
 
 def main() -> None:
