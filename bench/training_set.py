@@ -44,6 +44,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from features.pit_join import same_value  # noqa: E402
+
 SERVICE = "ranker_v1"
 ROW_ID = "row_id"  # the extra entity column: kept by both sides, and matches rows across them
 ENTITY = ["user_id", "video_id", "event_timestamp"]
@@ -293,18 +295,6 @@ def measure(
 # ----------------------------------------------------------------------------------------
 
 
-def same(a, b) -> bool:
-    a_null = a is None or (np.isscalar(a) and pd.isna(a))
-    b_null = b is None or (np.isscalar(b) and pd.isna(b))
-    if a_null or b_null:
-        return a_null and b_null
-    if isinstance(a, np.ndarray | list) or isinstance(b, np.ndarray | list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float | np.floating) or isinstance(b, float | np.floating):
-        return float(a) == float(b)
-    return a == b
-
-
 def compare(work: Path, feast_tag: str, spark_tag: str) -> dict:
     """Rows both sides returned: equal in every column? Rows only Spark returned: why?"""
     feast_rows = pd.read_parquet(work / f"{feast_tag}.parquet").set_index(ROW_ID)
@@ -314,7 +304,7 @@ def compare(work: Path, feast_tag: str, spark_tag: str) -> dict:
     mismatched = []
     for row_id in common:
         for column in feast_rows.columns:
-            if not same(feast_rows.at[row_id, column], spark_rows.at[row_id, column]):
+            if not same_value(feast_rows.at[row_id, column], spark_rows.at[row_id, column]):
                 mismatched.append({"row_id": int(row_id), "column": column})
     only_spark = spark_rows.loc[spark_rows.index.difference(feast_rows.index)]
     # Why Feast left a row out: some view had no stored row in the window (Feast drops the

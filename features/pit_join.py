@@ -394,3 +394,17 @@ def spark_historical_features(
         return pd.concat(parts, axis=1, copy=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def same_value(a, b) -> bool:
+    """Equal feature values, nulls equal to nulls, arrays element-wise: how the tests and
+    bench/training_set.py compare this join's answer with Feast's."""
+    a_null = a is None or (np.isscalar(a) and pd.isna(a))
+    b_null = b is None or (np.isscalar(b) and pd.isna(b))
+    if a_null or b_null:
+        return a_null and b_null
+    if isinstance(a, np.ndarray | list) or isinstance(b, np.ndarray | list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float | np.floating) or isinstance(b, float | np.floating):
+        return float(a) == float(b)
+    return a == b

@@ -85,6 +85,17 @@ def feature_values(answer: dict) -> dict[str, list]:
     return {n: r["values"] for n, r in zip(names, answer["results"], strict=True)}
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    # Tiny models on a shared 2-core machine: a second intra-op thread only adds contention.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from jobs.spark import spark_session

@@ -14,9 +14,10 @@ which stored row it came from. The rows are built from the views' schemas in the
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
+
+from features.pit_join import same_value
 
 USER_ROWS = [(1, "2020-07-01"), (2, "2020-07-01"), (1, "2020-07-02"), (2, "2020-07-02")]
 USER_ROWS += [(1, "2020-07-05"), (2, "2020-07-05"), (3, "2020-07-05")]
@@ -129,17 +130,6 @@ def joined(spark, tmp_path_factory):
     mp.undo()
 
 
-def same(a, b) -> bool:
-    """Equal values, nulls equal to nulls, arrays element-wise (numpy or list)."""
-    a_null = a is None or (np.isscalar(a) and pd.isna(a))
-    b_null = b is None or (np.isscalar(b) and pd.isna(b))
-    if a_null or b_null:
-        return a_null and b_null
-    if isinstance(a, np.ndarray | list) or isinstance(b, np.ndarray | list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
 def expected_row(joined, row) -> dict:
     out = {}
     for name, fv in joined["views"].items():
@@ -177,7 +167,7 @@ def test_values_equal_the_brute_force_reference(joined):
     for row in joined["spark"].itertuples(index=False):
         want = expected_row(joined, row)
         for column, value in want.items():
-            assert same(getattr(row, column), value), (row.label, column)
+            assert same_value(getattr(row, column), value), (row.label, column)
 
 
 def test_boundary_cases_pick_the_rows_worked_out_by_hand(joined):
@@ -218,7 +208,7 @@ def test_rows_feast_returns_are_identical_and_the_rest_are_its_known_gaps(joined
     for _, theirs in feast_out.iterrows():
         mine = ours_by_key[tuple(theirs[key])]
         for column in feast_out.columns:
-            assert same(mine[column], theirs[column]), (theirs["label"], column)
+            assert same_value(mine[column], theirs[column]), (theirs["label"], column)
     returned = feast_out["label"].tolist()
     assert not NO_MATCH & set(returned)
     assert returned.count("dup") == 1
@@ -239,7 +229,9 @@ def test_feature_refs_and_feast_name_rules(joined):
     full = joined["spark"]
     for ref in refs:
         view, name = ref.split(":")
-        assert all(same(a, b) for a, b in zip(got[name], full[f"{view}__{name}"], strict=True))
+        assert all(
+            same_value(a, b) for a, b in zip(got[name], full[f"{view}__{name}"], strict=True)
+        )
     with pytest.raises(FeatureNameCollisionError):
         store.get_historical_features(
             entity_df=entity, features=store.get_feature_service("ranker_v1")

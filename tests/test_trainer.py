@@ -18,12 +18,8 @@ from tests.test_sequence_models import tiny_interactions
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second intra-op thread only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs torch on one thread (see conftest)."""
 
 
 @pytest.fixture(scope="module")
