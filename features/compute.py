@@ -152,19 +152,24 @@ def _distribution(key: str, size: int, counts: DataFrame, name: str) -> DataFram
     )
 
 
+def with_recency(views: DataFrame) -> DataFrame:
+    """Adds `_recency`: 1 for a user's latest view, 2 for the one before, ... Computed once
+    (one sort of the window) for both the short-term horizon and the sequences."""
+    recent_first = Window.partitionBy("user_id").orderBy(F.desc("event_ts"), F.desc("video_id"))
+    return views.withColumn("_recency", F.row_number().over(recent_first))
+
+
 def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
-    """`views`: the long window of interactions with `ds` and `primary_category`."""
+    """`views`: the long window of interactions with `ds`, `primary_category`, `_recency`."""
     stamp = feature_time(ds)
     in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
-    recent_first = Window.partitionBy("user_id").orderBy(F.desc("event_ts"), F.desc("video_id"))
-    ranked = views.withColumn("_recency", F.row_number().over(recent_first))
     in_short = F.col("_recency") <= cfg.short_term_views
     horizons = {"last50": in_short, "7d": in_mid, "28d": F.lit(True)}
-    base = ranked.groupBy("user_id").agg(
+    base = views.groupBy("user_id").agg(
         F.sum(F.when(F.col("ds") == ds, 1).otherwise(0)).alias("views_1d"),
         F.sum(F.when(in_mid, 1).otherwise(0)).alias("views_7d"),
         F.count(F.lit(1)).alias("views_28d"),
-        *[rate for h, where in horizons.items() for rate in _rates(ranked, cfg, where, h)],
+        *[rate for h, where in horizons.items() for rate in _rates(views, cfg, where, h)],
         F.max("event_ts").alias("_last_view_ts"),
     )
     by_category = (
@@ -321,13 +326,11 @@ def _logged(rate_column: str, has: set[str]) -> bool:
 
 
 def user_sequences(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
-    """Each user's last `sequence_length` views in the long window, oldest first."""
+    """Each user's last `sequence_length` views in the long window (`views` with `_recency`),
+    oldest first."""
     stamp = feature_time(ds)
-    recent_first = Window.partitionBy("user_id").orderBy(F.desc("event_ts"), F.desc("video_id"))
     ratio = F.col("watch_ratio") if "watch_ratio" in views.columns else F.lit(None)
-    last = views.withColumn("_recency", F.row_number().over(recent_first)).where(
-        F.col("_recency") <= cfg.sequence_length
-    )
+    last = views.where(F.col("_recency") <= cfg.sequence_length)
     ordered = last.groupBy("user_id").agg(
         F.sort_array(
             F.collect_list(F.struct("event_ts", "video_id", ratio.cast("float").alias("r")))
@@ -367,7 +370,7 @@ def compute_features(
         if "primary_category" in catalog.columns
         else catalog.select("video_id", F.lit(None).cast("int").alias("primary_category"))
     )
-    views = views.join(categories, "video_id", "left").persist()
+    views = with_recency(views.join(categories, "video_id", "left")).persist()
     counts = {}
     for name, frame in (
         (USER_FEATURES, user_features(views, ds, cfg)),
