@@ -91,9 +91,15 @@ def popularity_metrics(holdout) -> dict[str, float]:
 KEY_METRICS = ("ndcg@10", "recall@10", "hr@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20")
 
 
-def logged(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
-    """MLflow names: `val_ndcg_at_10`, `popularity_test_recall_at_20`, ..."""
-    return {f"{prefix}{k}".replace("@", "_at_"): v for k, v in metrics.items()}
+def logged(
+    prefix: str, metrics: dict[str, float], only: tuple[str, ...] | None = None
+) -> dict[str, float]:
+    """MLflow names: `val_ndcg_at_10`, `popularity_test_recall_at_20`, ... (of `only`)."""
+    return {
+        f"{prefix}{k}".replace("@", "_at_"): v
+        for k, v in metrics.items()
+        if only is None or k in only
+    }
 
 
 @dataclass
@@ -233,7 +239,9 @@ def train_ranker(
             mlflow.log_artifacts(str(tmp), artifact_path="report")
         log_bundle(bundle, _signature_example(test))
         version = int(mlflow.register_model(f"runs:/{run.info.run_id}/model", RANKER).version)
-        decision = gate_version(version, val, bundle, config)
+        decision = gate_version(
+            version, val, bundle, config, scored=(metrics["val"], baseline["val"])
+        )
         mlflow.set_tags({"gate": decision["decision"], "gate_reason": decision["reason"]})
     return {
         "model": RANKER,
@@ -246,30 +254,36 @@ def train_ranker(
         "test_ds": test_ds,
         "holdout_ds": test_ds,
         "metrics": {
-            f"{split}_{k}".replace("@", "_at_"): metrics[split][k]
-            for split in ("val", "test")
-            for k in KEY_METRICS
+            **logged("val_", metrics["val"], KEY_METRICS),
+            **logged("test_", metrics["test"], KEY_METRICS),
         },
         "popularity": {
-            f"popularity_{split}_{k}".replace("@", "_at_"): baseline[split][k]
-            for split in ("val", "test")
-            for k in KEY_METRICS
+            **logged("popularity_val_", baseline["val"], KEY_METRICS),
+            **logged("popularity_test_", baseline["test"], KEY_METRICS),
         },
         "champion_version": decision["champion_version"],
     }
 
 
 def gate_version(
-    version: int, val: Split, bundle: RankerBundle, config: Config, force: bool = False
+    version: int,
+    val: Split,
+    bundle: RankerBundle,
+    config: Config,
+    force: bool = False,
+    scored: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The promotion gate on the challenger's own validation split: the challenger and the
     current champion are both scored there now (never an old logged metric); the decision and
-    both scores become tags of the version; `force` promotes anyway, recorded as forced."""
+    both scores become tags of the version; `force` promotes anyway, recorded as forced.
+    `scored`: the challenger's and popularity's metrics on `val`, when training just
+    computed them (scoring a whole catalog again would give the same numbers)."""
     from mlflow import MlflowClient
 
     metric = config.gate.metric
-    challenger = val.score(bundle)[metric]
-    baseline = val.popularity()[metric]
+    challenger_metrics, popularity = scored or (val.score(bundle), val.popularity())
+    challenger = challenger_metrics[metric]
+    baseline = popularity[metric]
     current = champion_version(RANKER)
     champion = None
     if current is not None and int(current.version) != version:
