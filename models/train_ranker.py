@@ -18,6 +18,7 @@ import pandas as pd
 
 from features.compute import LABELS
 from models.evaluate import full_ranking_metrics
+from models.gate import gate_version, run_params
 from models.ranker import MultiObjectiveRanker, RankerModelConfig
 from models.ranker_data import (
     available_days,
@@ -27,14 +28,11 @@ from models.ranker_data import (
     video_feature_frame,
 )
 from models.registry import (
-    CHAMPION,
     RANKER,
     RankerBundle,
-    champion_version,
     experiment,
     load_version,
     log_bundle,
-    promotion_gate,
     setup_tracking,
 )
 from models.trainer import TrainerConfig, fit, seed_everything
@@ -239,7 +237,7 @@ def train_ranker(
             mlflow.log_artifacts(str(tmp), artifact_path="report")
         log_bundle(bundle, _signature_example(test))
         version = int(mlflow.register_model(f"runs:/{run.info.run_id}/model", RANKER).version)
-        decision = gate_version(
+        decision = gate_ranker(
             version, val, bundle, config, scored=(metrics["val"], baseline["val"])
         )
         mlflow.set_tags({"gate": decision["decision"], "gate_reason": decision["reason"]})
@@ -265,7 +263,7 @@ def train_ranker(
     }
 
 
-def gate_version(
+def gate_ranker(
     version: int,
     val: Split,
     bundle: RankerBundle,
@@ -273,69 +271,31 @@ def gate_version(
     force: bool = False,
     scored: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """The promotion gate on the challenger's own validation split: the challenger and the
-    current champion are both scored there now (never an old logged metric); the decision and
-    both scores become tags of the version; `force` promotes anyway, recorded as forced.
-    `scored`: the challenger's and popularity's metrics on `val`, when training just
-    computed them (scoring a whole catalog again would give the same numbers)."""
-    from mlflow import MlflowClient
-
-    metric = config.gate.metric
-    challenger_metrics, popularity = scored or (val.score(bundle), val.popularity())
-    challenger = challenger_metrics[metric]
-    baseline = popularity[metric]
-    current = champion_version(RANKER)
-    champion = None
-    if current is not None and int(current.version) != version:
-        champion = val.score(load_version(RANKER, current.version))[metric]
-    promoted, reason = promotion_gate(challenger, baseline, champion, config.gate.min_improvement)
-    decision = "promoted" if promoted else "rejected"
-    if force and not promoted:
-        promoted, decision, reason = True, "forced", f"forced by hand over: {reason}"
-    tags = {
-        "gate": decision,
-        "gate_reason": reason,
-        "gate_metric": metric,
-        "gate_split": f"val_ds={val.ds}",
-        "gate_margin": str(config.gate.min_improvement),
-        "gate_challenger_score": f"{challenger:.6f}",
-        "gate_popularity_score": f"{baseline:.6f}",
-        "gate_champion_score": "none" if champion is None else f"{champion:.6f}",
-        "gate_champion_version": "none" if current is None else str(current.version),
-    }
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(RANKER, str(version), key, value)
-    if promoted:
-        client.set_registered_model_alias(RANKER, CHAMPION, str(version))
-    return {
-        "version": version,
-        "promoted": promoted,
-        "decision": decision,
-        "reason": reason,
-        "metric": metric,
-        "challenger_score": challenger,
-        "champion_score": champion,
-        "popularity_score": baseline,
-        "champion_version": version
-        if promoted
-        else (int(current.version) if current is not None else None),
-    }
+    """The promotion gate (models/gate.py) on the ranker's validation day. `scored`: the
+    challenger's and popularity's metrics on `val` when training just computed them (scoring
+    a whole catalog again would give the same numbers)."""
+    challenger, popularity = scored or (val.score(bundle), val.popularity())
+    return gate_version(
+        RANKER,
+        version,
+        f"val_ds={val.ds}",
+        challenger,
+        popularity,
+        lambda champion: val.score(load_version(RANKER, champion)),
+        config,
+        force=force,
+    )
 
 
 def promote_ranker(
     version: int, force: bool = False, config: Config | None = None, paths: Paths | None = None
 ) -> dict[str, Any]:
     """`reelflow promote`: the same gate, on the version's own validation day."""
-    from mlflow import MlflowClient
-
     config = config or load_config()
     paths = paths or Paths.from_env()
     setup_tracking(paths)
-    mv = MlflowClient().get_model_version(RANKER, str(version))
-    params = MlflowClient().get_run(mv.run_id).data.params
-    val = Split.build(params["val_ds"], config, paths)
-    return gate_version(int(version), val, load_version(RANKER, version), config, force=force)
+    val = Split.build(run_params(RANKER, version)["val_ds"], config, paths)
+    return gate_ranker(int(version), val, load_version(RANKER, version), config, force=force)
 
 
 def _signature_example(split: Split) -> pd.DataFrame:

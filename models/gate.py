@@ -1,0 +1,84 @@
+"""The promotion gate, one for every model: a registered version becomes `@champion` only when
+it beats the popularity baseline and the current champion on the challenger's own validation
+split, both scored there now (never an old logged metric), by a configurable margin.
+
+The decision, the split and both scores are written as tags on the version, so the registry
+keeps the history of every decision; `force` promotes anyway and is recorded as forced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from models.registry import CHAMPION, champion_version, promotion_gate
+from reelflow.config import Config
+
+
+def gate_version(
+    model_name: str,
+    version: int,
+    split: str,
+    challenger: dict[str, float],
+    popularity: dict[str, float],
+    score_champion: Callable[[int], dict[str, float]],
+    config: Config,
+    force: bool = False,
+) -> dict[str, Any]:
+    """`challenger` / `popularity`: metrics (`ndcg@10`, ...) on `split`, the challenger's
+    validation split; `score_champion(version)` scores another registered version there."""
+    from mlflow import MlflowClient
+
+    metric = config.gate.metric
+    challenger_score = challenger[metric]
+    baseline = popularity[metric]
+    current = champion_version(model_name)
+    champion = None
+    if current is not None and int(current.version) != version:
+        champion = score_champion(int(current.version))[metric]
+    promoted, reason = promotion_gate(
+        challenger_score, baseline, champion, config.gate.min_improvement
+    )
+    decision = "promoted" if promoted else "rejected"
+    if force and not promoted:
+        promoted, decision, reason = True, "forced", f"forced by hand over: {reason}"
+    tags = {
+        "gate": decision,
+        "gate_reason": reason,
+        "gate_metric": metric,
+        "gate_split": split,
+        "gate_margin": str(config.gate.min_improvement),
+        "gate_challenger_score": f"{challenger_score:.6f}",
+        "gate_popularity_score": f"{baseline:.6f}",
+        "gate_champion_score": "none" if champion is None else f"{champion:.6f}",
+        "gate_champion_version": "none" if current is None else str(current.version),
+    }
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)
+    if promoted:
+        client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    return {
+        "model": model_name,
+        "version": version,
+        "promoted": promoted,
+        "decision": decision,
+        "reason": reason,
+        "metric": metric,
+        "split": split,
+        "challenger_score": challenger_score,
+        "champion_score": champion,
+        "popularity_score": baseline,
+        "champion_version": version
+        if promoted
+        else (int(current.version) if current is not None else None),
+    }
+
+
+def run_params(model_name: str, version: int) -> dict[str, str]:
+    """The params of the run that logged a registered version (its split, its config)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    mv = client.get_model_version(model_name, str(version))
+    return client.get_run(mv.run_id).data.params
