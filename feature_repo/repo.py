@@ -77,6 +77,11 @@ user_features = FeatureView(
             dtype=Array(Float32),
             description="share of 28-day views per category id",
         ),
+        Field(
+            name="recent_category_share",
+            dtype=Array(Float32),
+            description="share of the last features.fatigue_views views per category id (fatigue)",
+        ),
         Field(name="top_categories", dtype=Array(Int64), description="most viewed first"),
         Field(name="top_category_weights", dtype=Array(Float32)),
         Field(name="active_hours", dtype=Array(Float32), description="share per UTC hour"),

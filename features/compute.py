@@ -14,6 +14,9 @@ user_features/ds=D  one row per user with a view in the long window (28 days)
     skip_rate         share of views with watch_ratio < skip_max_watch_ratio
     like_rate, follow_rate, comment_rate, share_rate   share of views with that action
   category_affinity     share of the 28-day views per primary category (a dense vector)
+  recent_category_share share of the user's last `fatigue_views` (20) views per primary
+                        category (a dense vector; uncategorized views count in the total):
+                        what the user just binged, the ranker's fatigue signal
   top_categories        the top categories by 28-day views, with their shares in
   top_category_weights  (same order)
   active_hours          share of the 28-day views in each UTC hour (24 values)
@@ -178,6 +181,16 @@ def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
         .agg(F.count(F.lit(1)).alias("n"))
     )
     affinity = _distribution("user_id", cfg.num_categories, by_category, "category_affinity")
+    # Fatigue: shares of the last views themselves, so an uncategorized view (bucket -1, outside
+    # the vector) still counts in the total: one tagged video in 20 views is no binge.
+    recent = _distribution(
+        "user_id",
+        cfg.num_categories,
+        views.where(F.col("_recency") <= cfg.fatigue_views)
+        .groupBy("user_id", F.coalesce("primary_category", F.lit(-1)).alias("bucket"))
+        .agg(F.count(F.lit(1)).alias("n")),
+        "recent_category_share",
+    )
     # Top categories by views, ties broken by the smaller id so reruns agree.
     top = (
         by_category.withColumn(
@@ -206,6 +219,7 @@ def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
     rates = [f"{r}_{h}" for h in USER_HORIZONS for r in RATE_NAMES]
     return (
         base.join(affinity, "user_id", "left")
+        .join(recent, "user_id", "left")
         .join(top, "user_id", "left")
         .join(active, "user_id")
         .select(
@@ -213,11 +227,13 @@ def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
             F.lit(stamp).cast("timestamp").alias("event_timestamp"),
             *[F.col(c).cast("long") for c in ("views_1d", "views_7d", "views_28d")],
             *[F.col(c).cast("float") for c in rates],
-            # Users whose videos have no category get an all-zero affinity, not a null.
-            F.coalesce(
-                "category_affinity",
-                F.array_repeat(F.lit(0.0).cast("float"), cfg.num_categories),
-            ).alias("category_affinity"),
+            # Users whose videos have no category get all-zero shares, not a null.
+            *[
+                F.coalesce(
+                    name, F.array_repeat(F.lit(0.0).cast("float"), cfg.num_categories)
+                ).alias(name)
+                for name in ("category_affinity", "recent_category_share")
+            ],
             F.coalesce("top_categories", F.array().cast("array<long>")).alias("top_categories"),
             F.coalesce("top_category_weights", F.array().cast("array<float>")).alias(
                 "top_category_weights"

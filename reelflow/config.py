@@ -41,6 +41,10 @@ class FeatureConfig:
     short_term_views: int = 50  # the short-term user horizon: the user's last N views
     sequence_length: int = 50  # videos kept in a user's sequence (the sequence models' input)
     top_categories: int = 5  # categories kept in a user's top-category list
+    # The fatigue horizon: the user's last N views, over which `recent_category_share` counts
+    # each category. Short on purpose: fatigue is a binge of one category now, not a taste
+    # (`category_affinity` covers 28 days); 20 is a few minutes of a short-video session.
+    fatigue_views: int = 20
     # Comparable videos for the normalized performance (the cold-start signal): same duration
     # bucket (seconds) and same age bucket (days since upload) on the same day.
     duration_buckets_s: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 300.0)

@@ -117,6 +117,13 @@ def test_user_features_equal_hand_computed_values(hand_home):
     assert u1.category_affinity[1] == pytest.approx(0.75)
     assert u1.category_affinity[2] == pytest.approx(0.25)
     assert sum(u1.category_affinity) == pytest.approx(1.0)
+    # Fatigue: the last 20 views (all four here) per category: 10, 11, 10, 12 -> 1, 2, 1, 1.
+    expected_recent = np.zeros(31)
+    expected_recent[[1, 2]] = (0.75, 0.25)
+    np.testing.assert_allclose(u1.recent_category_share, expected_recent, rtol=1e-6)
+    assert list(u2.recent_category_share) == pytest.approx([0.0] * 2 + [1.0] + [0.0] * 28)
+    u1_d0 = table(paths, "user_features", D0, "user_id").loc[1]  # 10 (06-20), 11: one each
+    assert (u1_d0.recent_category_share[1], u1_d0.recent_category_share[2]) == (0.5, 0.5)
     assert list(u1.top_categories) == [1, 2]
     assert list(u1.top_category_weights) == pytest.approx([0.75, 0.25])
     hours = np.asarray(u1.active_hours)
@@ -129,7 +136,7 @@ def test_user_features_equal_hand_computed_values(hand_home):
     assert u2.hours_since_last_view == pytest.approx(1.0)
 
 
-def test_short_term_horizon_is_the_last_n_views(spark, tmp_path, monkeypatch):
+def test_short_term_and_fatigue_horizons_are_the_last_n_views(spark, tmp_path, monkeypatch):
     from features.compute import compute_features
     from reelflow.config import load_config
     from reelflow.paths import Paths
@@ -137,11 +144,17 @@ def test_short_term_horizon_is_the_last_n_views(spark, tmp_path, monkeypatch):
     monkeypatch.setenv("REELFLOW_HOME", str(tmp_path / "home"))
     paths = Paths.from_env()
     write_hand_log(paths)
-    config = load_config({"REELFLOW_FEATURES__SHORT_TERM_VIEWS": "2"})
+    config = load_config(
+        {"REELFLOW_FEATURES__SHORT_TERM_VIEWS": "2", "REELFLOW_FEATURES__FATIGUE_VIEWS": "2"}
+    )
     compute_features(D1, config, paths)
-    u1 = table(paths, "user_features", D1, "user_id").loc[1]
+    users = table(paths, "user_features", D1, "user_id")
+    u1 = users.loc[1]
     assert u1.mean_watch_ratio_last50 == pytest.approx((1.5 + 0.5) / 2)  # the two latest
     assert u1.like_rate_last50 == pytest.approx(0.5)
+    # The two latest views, videos 10 and 12, are both category 1 (the 28 days: 0.75).
+    assert u1.recent_category_share[1] == 1.0 and sum(u1.recent_category_share) == 1.0
+    assert users.loc[2].recent_category_share[2] == 1.0  # video 11 twice
 
 
 def test_a_log_without_watch_time_gets_nulls_not_invented_values(spark, tmp_path, monkeypatch):
