@@ -69,7 +69,11 @@ def rank_candidates(
         v["category"][flat],
         v["video_dense"][flat],
     )
-    return model.combined_score(logits).view(n_users, n_cand).numpy()
+    fatigue = None  # the pyfunc's score: fatigue penalty included where the features have it
+    if "recent_share" in u:
+        shares = u["recent_share"].repeat_interleave(n_cand, 0)
+        fatigue = model.category_share(shares, v["category"][flat]).squeeze(1)
+    return model.combined_score(logits, fatigue).view(n_users, n_cand).numpy()
 
 
 def _write_parquet(frame: pd.DataFrame, table_dir: Path, ds: str) -> None:

@@ -90,3 +90,39 @@ def popularity_scores(counts: np.ndarray, n_rows: int) -> np.ndarray:
 def metric_names(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     """`ndcg@10` -> `<prefix>_ndcg_at_10`: names MLflow accepts, ready to log as they are."""
     return {f"{prefix}_{k}".replace("@", "_at_"): float(v) for k, v in metrics.items()}
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of binary `labels` by `scores`: the Mann-Whitney rank statistic, ties counted
+    half (average ranks). NaN unless both classes are present."""
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int((labels == 1).sum())
+    n_neg = int((labels == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)  # 1-based, ties averaged
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def rmse(labels: np.ndarray, predictions: np.ndarray) -> float:
+    diff = np.asarray(predictions, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
+    return float(np.sqrt(np.mean(diff**2))) if len(diff) else float("nan")
+
+
+def head_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """One ranker head on logged views: RMSE of the predicted probability against the label
+    over the rows whose label is known (not NaN), and AUC where the label is binary with both
+    classes present (watch time is a fraction: RMSE only)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    known = ~np.isnan(labels)
+    y, p = labels[known], np.asarray(probabilities, dtype=np.float64)[known]
+    if len(y) == 0:
+        return {}
+    out = {"rmse": rmse(y, p)}
+    if np.isin(y, (0.0, 1.0)).all() and 0 < y.sum() < len(y):
+        out["auc"] = auc(y, p)
+    return out

@@ -4,10 +4,14 @@ A user tower and a video tower each turn id embeddings plus dense features into 
 their dot product is both a retrieval score (the FAISS index holds the video vectors) and an
 input of the shared bottom, whose heads predict, each in [0, 1]:
   watch_time (capped fraction), completion, rewatch, continuation, skip.
-Final score = sum of weight * head - skip_penalty * skip (weights from config).
+Final score = sum of weight * head - skip_penalty * skip - fatigue_penalty * fatigue
+(weights from config), over the active heads only: a head whose label the dataset does not log
+is switched off, never trained on invented labels. Fatigue is the user's share of the video's
+category among their last views (`recent_category_share`): a fixed penalty, not learned.
 
 Trained on logged views plus sampled unexposed videos (labels all 0, skip masked), so the
-combined score ranks a whole catalog, not only what was shown.
+combined score ranks a whole catalog, not only what was shown. A row whose label is null for
+an active head (`<head>_known` = 0) is left out of that head's loss.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class RankerModelConfig:
         }
     )
     skip_penalty: float = 0.05
+    fatigue_penalty: float = 0.05  # times the user's recent share of the video's category
     active_heads: tuple[str, ...] = HEADS  # heads whose labels the dataset has
 
     def to_dict(self) -> dict:
@@ -101,11 +106,14 @@ class MultiObjectiveRanker(nn.Module):
         cat = self.category_emb(self._category_index(category))
         return self.video_tower(torch.cat([self.video_emb(video_idx), cat, video_dense], dim=-1))
 
+    def category_share(self, shares: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """`shares[i, category[i]]`, 0 where the video has no category: shape (n, 1)."""
+        idx = self._category_index(category)
+        return F.pad(shares, (0, 1)).gather(1, idx.unsqueeze(1))
+
     def head_logits(self, user_vec, video_vec, affinity, category, video_dense) -> torch.Tensor:
         # The user's affinity for this video's category: the explicit taste signal.
-        idx = self._category_index(category)
-        padded = F.pad(affinity, (0, 1))
-        taste = padded.gather(1, idx.unsqueeze(1))
+        taste = self.category_share(affinity, category)
         dot = (user_vec * video_vec).sum(-1, keepdim=True)
         x = torch.cat([user_vec, video_vec, user_vec * video_vec, dot, taste], dim=-1)
         wide = torch.cat([video_dense, taste, torch.log(taste + 1e-3)], dim=-1)
@@ -123,23 +131,28 @@ class MultiObjectiveRanker(nn.Module):
         return logits, loss
 
     def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean BCE per active head over the rows whose label is known (`<head>_known`, all
+        rows when absent); skip only over logged views."""
         total = logits.new_zeros(())
         exposed = targets["exposed"]
         for i, head in enumerate(HEADS):
             if head not in self.config.active_heads:
                 continue
-            per_row = F.binary_cross_entropy_with_logits(
-                logits[:, i], targets[head], reduction="none"
-            )
+            known = targets.get(f"{head}_known", torch.ones_like(exposed))
             if head == "skip":
                 # Whether an unshown video would be skipped is unknown: learn skip on views only.
-                per_row = per_row * exposed
-                total = total + per_row.sum() / exposed.sum().clamp(min=1.0)
-            else:
-                total = total + per_row.mean()
+                known = known * exposed
+            # A masked row's target is replaced, not only weighted by 0: 0 * NaN is still NaN.
+            target = torch.where(known > 0, targets[head], torch.zeros_like(targets[head]))
+            per_row = F.binary_cross_entropy_with_logits(logits[:, i], target, reduction="none")
+            total = total + (per_row * known).sum() / known.sum().clamp(min=1.0)
         return total
 
-    def combined_score(self, logits: torch.Tensor) -> torch.Tensor:
+    def combined_score(
+        self, logits: torch.Tensor, fatigue: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Weighted active heads - skip penalty - fatigue penalty; `fatigue` (n,) in [0, 1],
+        None: no fatigue known (no penalty)."""
         probs = torch.sigmoid(logits)
         score = torch.zeros_like(probs[:, 0])
         for i, head in enumerate(HEADS):
@@ -147,7 +160,20 @@ class MultiObjectiveRanker(nn.Module):
                 score = score + self.config.head_weights[head] * probs[:, i]
         if "skip" in self.config.active_heads:
             score = score - self.config.skip_penalty * probs[:, HEADS.index("skip")]
+        if fatigue is not None:
+            score = score - self.config.fatigue_penalty * fatigue
         return score
+
+    def fatigue(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Per row: the user's recent share of the video's category (None without the shares)."""
+        if "recent_share" not in batch:
+            return None
+        return self.category_share(batch["recent_share"], batch["category"]).squeeze(1)
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The combined score of each (user, video) row of `batch`, fatigue included."""
+        logits, _ = self(batch)
+        return self.combined_score(logits, self.fatigue(batch))
 
 
 @torch.no_grad()
@@ -157,7 +183,8 @@ def score_matrix(
     videos: dict[str, torch.Tensor],
     chunk_pairs: int = 1 << 18,
 ) -> torch.Tensor:
-    """Combined score of every (user, video) pair: shape (n_users, n_videos)."""
+    """Combined score of every (user, video) pair: shape (n_users, n_videos). Fatigue is
+    applied when `users` carries `recent_share`."""
     model.eval()
     user_vec = model.user_vector(users["user_idx"], users["user_dense"], users["affinity"])
     video_vec = model.video_vector(videos["video_idx"], videos["video_dense"], videos["category"])
@@ -175,5 +202,10 @@ def score_matrix(
             videos["category"].repeat(n),
             videos["video_dense"].repeat(n, 1),
         )
-        out.append(model.combined_score(logits).view(n, n_videos))
+        fatigue = None
+        if "recent_share" in users:
+            # Row-major like the logits: user i's n_videos pairs are rows i*n_videos, ...
+            shares = F.pad(users["recent_share"][start : start + rows_per_chunk], (0, 1))
+            fatigue = shares[:, model._category_index(videos["category"])].reshape(-1)
+        out.append(model.combined_score(logits, fatigue).view(n, n_videos))
     return torch.cat(out) if out else torch.zeros(0, n_videos)

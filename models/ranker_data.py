@@ -1,7 +1,10 @@
 """Training and evaluation data for the ranker, from the lake's labels and Feast point-in-time joins.
 
 Training rows: every labelled view before the holdout day, plus `negatives_per_positive`
-unexposed catalog videos sampled for the same user and moment (labels 0). Features come from
+unexposed catalog videos sampled for the same user and moment (labels 0). A head is active only
+when its label is known for at least one logged view (MicroLens logs no watch time: watch_time,
+completion and skip are off, and reported); a view whose label is null for an active head is
+masked out of that head's loss (`<head>_known`), never filled in. Features come from
 Feast `get_historical_features` as of each row's timestamp, so a view on day D only ever sees
 features computed through day D-1.
 
@@ -90,9 +93,13 @@ def _raw(frame: pd.DataFrame, column: str) -> np.ndarray:
     return np.log1p(np.clip(values, 0, None)) if column in LOG_SCALED else values
 
 
-def affinity_matrix(frame: pd.DataFrame, num_categories: int) -> np.ndarray:
+def affinity_matrix(
+    frame: pd.DataFrame, num_categories: int, column: str = "category_affinity"
+) -> np.ndarray:
+    """A per-category share vector column (`category_affinity`, `recent_category_share`) as a
+    dense (rows, num_categories) matrix; a missing vector is all zeros."""
     out = np.zeros((len(frame), num_categories), dtype=np.float32)
-    for i, vec in enumerate(frame["category_affinity"].to_numpy()):
+    for i, vec in enumerate(frame[column].to_numpy()):
         if vec is not None and not (isinstance(vec, float) and np.isnan(vec)) and len(vec):
             arr = np.asarray(vec, dtype=np.float32)[:num_categories]
             out[i, : len(arr)] = arr
@@ -107,6 +114,7 @@ class RankerData:
     video_vocab: Vocabulary
     scaler: FeatureScaler
     active_heads: tuple[str, ...]
+    inactive_heads: dict[str, str]  # head -> why it is switched off
     train_days: list[str]
     holdout_ds: str
 
@@ -118,7 +126,7 @@ def feature_refs(view: str, columns) -> list[str]:
 def user_feature_frame(user_ids: np.ndarray, at, paths: Paths) -> pd.DataFrame:
     """User features as of `at` (one moment, or one per user)."""
     entity = pd.DataFrame({"user_id": user_ids.astype(np.int64), "event_timestamp": at})
-    refs = feature_refs(USER_FEATURES, (*USER_DENSE, "category_affinity"))
+    refs = feature_refs(USER_FEATURES, (*USER_DENSE, "category_affinity", "recent_category_share"))
     return (
         historical_features(entity, refs, paths)
         .sort_values(["user_id", "event_timestamp"])
@@ -150,6 +158,10 @@ def encode(
     if "views_28d" in frame:
         out["user_dense"] = torch.from_numpy(scaler.transform(frame, "user", USER_DENSE))
         out["affinity"] = torch.from_numpy(affinity_matrix(frame, num_categories))
+    if "recent_category_share" in frame:
+        out["recent_share"] = torch.from_numpy(
+            affinity_matrix(frame, num_categories, "recent_category_share")
+        )
     if "video_id" in frame:
         out["video_idx"] = torch.from_numpy(video_vocab.lookup(frame["video_id"].to_numpy()))
     if "exposures_7d" in frame:
@@ -160,12 +172,55 @@ def encode(
     return out
 
 
+# Why a label can be null for every view: the inputs it is computed from (features/labels.py).
+MISSING_LABEL_REASON = {
+    "watch_time": "the dataset logs no watch time",
+    "completion": "the dataset logs no watch time",
+    "rewatch": "the dataset logs neither watch time nor repeat views",
+    "continuation": "the dataset logs no watch time (no view end)",
+    "skip": "the dataset logs no watch time",
+}
+
+
+def label_heads(views: pd.DataFrame) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(active heads, {inactive head: reason}): a head is active when its label is known for
+    at least one logged view."""
+    active, inactive = [], {}
+    for name in LABEL_NAMES:
+        column = f"label_{name}"
+        if column in views and views[column].notna().any():
+            active.append(name)
+        else:
+            inactive[name] = (
+                f"{column} is null for every row: {MISSING_LABEL_REASON.get(name, 'not logged')}"
+            )
+    return tuple(active), inactive
+
+
+def label_targets(rows: pd.DataFrame, active_heads: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Per active head its label (nulls as 0) and `<head>_known` (0 where the label is null,
+    so the loss leaves that row out), plus `exposed`."""
+    targets = {}
+    for name in active_heads:
+        label = rows[f"label_{name}"].to_numpy(dtype=np.float64, na_value=np.nan)
+        known = ~np.isnan(label)
+        targets[name] = torch.from_numpy(np.where(known, label, 0.0).astype(np.float32))
+        targets[f"{name}_known"] = torch.from_numpy(known.astype(np.float32))
+    targets["exposed"] = torch.tensor(rows["exposed"].to_numpy(np.float32))
+    return targets
+
+
 def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> RankerData:
     labels_dir = paths.features(LABELS)
     train_days = [d for d in available_days(labels_dir) if d < holdout_ds]
     if not train_days:
         raise ValueError(f"no labelled days before the holdout day {holdout_ds} under {labels_dir}")
     views = read_partitions(labels_dir, train_days)
+    active_heads, inactive_heads = label_heads(views)
+    if not active_heads:
+        raise ValueError(
+            f"no ranker label is known for any view before {holdout_ds}: {inactive_heads}"
+        )
     catalog = read_partitions(paths.normalized(VIDEOS), [train_days[-1]])
     users = np.unique(views["user_id"].to_numpy())
     rng = np.random.default_rng(config.ranker.seed)
@@ -179,7 +234,8 @@ def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> Ranker
     )
     for name in LABEL_NAMES:
         negatives[f"label_{name}"] = 0.0
-    views = views.assign(exposed=1.0)
+    # Nullable ints to floats with NaN: a null label stays unknown through the concat below.
+    views = views.astype({f"label_{name}": "float64" for name in LABEL_NAMES}).assign(exposed=1.0)
     negatives["exposed"] = 0.0
     entity = pd.concat([views.drop(columns=["ds", "watch_ratio"]), negatives], ignore_index=True)
     entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
@@ -207,17 +263,14 @@ def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> Ranker
         scaler,
         num_categories,
     )
-    targets = {
-        name: torch.tensor(joined[f"label_{name}"].to_numpy(np.float32)) for name in LABEL_NAMES
-    }
-    targets["exposed"] = torch.tensor(joined["exposed"].to_numpy(np.float32))
     return RankerData(
         train={**user_part, **video_part},
-        targets=targets,
+        targets=label_targets(joined, active_heads),
         user_vocab=user_vocab,
         video_vocab=video_vocab,
         scaler=scaler,
-        active_heads=tuple(LABEL_NAMES),
+        active_heads=active_heads,
+        inactive_heads=inactive_heads,
         train_days=train_days,
         holdout_ds=holdout_ds,
     )
@@ -251,6 +304,7 @@ class HoldoutSet:
     categories: np.ndarray
     popularity: np.ndarray  # training-period views per video (the baseline's score)
     at: datetime
+    views: pd.DataFrame | None = None  # the day's logged views with their labels (head metrics)
 
 
 def build_holdout(holdout_ds: str, config: Config, paths: Paths) -> HoldoutSet:
@@ -286,4 +340,5 @@ def build_holdout(holdout_ds: str, config: Config, paths: Paths) -> HoldoutSet:
         categories=catalog["primary_category"].fillna(-1).to_numpy(np.int64),
         popularity=popularity,
         at=datetime.fromisoformat(holdout_ds).replace(tzinfo=UTC),
+        views=day.drop(columns="ds").reset_index(drop=True),
     )

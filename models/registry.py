@@ -63,7 +63,8 @@ class RankerBundle:
 
     @torch.no_grad()
     def score_rows(self, rows: pd.DataFrame) -> np.ndarray:
-        """Scores (user, video) rows carrying Feast full feature names (`user_features__x`)."""
+        """Scores (user, video) rows carrying Feast full feature names (`user_features__x`);
+        the fatigue penalty needs `user_features__recent_category_share` (absent: none)."""
         batch = {}
         for view, id_col in (("user_features", "user_id"), ("video_features", "video_id")):
             part = rows[[id_col]].copy()
@@ -71,8 +72,7 @@ class RankerBundle:
                 if column.startswith(f"{view}__"):
                     part[column.split("__", 1)[1]] = rows[column].to_numpy()
             batch.update(self.encode(part))
-        logits, _ = self.model(batch)
-        return self.model.combined_score(logits).numpy()
+        return self.model.score(batch).numpy()
 
     def score_all(self, user_frame: pd.DataFrame, video_frame: pd.DataFrame) -> np.ndarray:
         return score_matrix(self.model, self.encode(user_frame), self.encode(video_frame)).numpy()
@@ -105,6 +105,9 @@ class RankerBundle:
         folder = Path(folder)
         raw = json.loads((folder / "model_config.json").read_text())
         raw["active_heads"] = tuple(raw["active_heads"])
+        # A bundle saved before the fatigue penalty existed was evaluated and gated without it:
+        # it keeps scoring as it was registered.
+        raw.setdefault("fatigue_penalty", 0.0)
         model = MultiObjectiveRanker(RankerModelConfig(**raw))
         model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
         model.eval()

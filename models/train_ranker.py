@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from features.compute import LABELS
-from models.evaluate import full_ranking_metrics
+from models.evaluate import full_ranking_metrics, head_metrics
 from models.gate import gate_version, run_params
-from models.ranker import MultiObjectiveRanker, RankerModelConfig
+from models.ranker import HEADS, MultiObjectiveRanker, RankerModelConfig
 from models.ranker_data import (
     available_days,
     build_holdout,
@@ -102,27 +103,59 @@ def logged(
 
 @dataclass
 class Split:
-    """One evaluation day: its holdout and the features as of its first moment."""
+    """One evaluation day: its holdout and the features as of its first moment. `user_frame`:
+    the holdout's users (full ranking); `viewer_frame`: every user who viewed that day (the
+    per-head metrics, on the day's logged views)."""
 
     ds: str
     holdout: Any
     user_frame: pd.DataFrame
     video_frame: pd.DataFrame
+    viewer_frame: pd.DataFrame | None = None
 
     @classmethod
     def build(cls, ds: str, config: Config, paths: Paths) -> Split:
         holdout = build_holdout(ds, config, paths)
         if len(holdout.user_ids) == 0:
             raise ValueError(f"evaluation day {ds} has no user with a completed, unseen video")
+        # One feature lookup for both: the holdout's users are among the day's viewers.
+        viewers = np.union1d(holdout.user_ids, holdout.views["user_id"].to_numpy(np.int64))
+        viewer_frame = user_feature_frame(viewers, holdout.at, paths)
         return cls(
             ds,
             holdout,
-            user_feature_frame(holdout.user_ids, holdout.at, paths),
+            viewer_frame[viewer_frame["user_id"].isin(holdout.user_ids)].reset_index(drop=True),
             video_feature_frame(holdout.video_ids, holdout.at, paths),
+            viewer_frame,
         )
 
     def score(self, bundle: RankerBundle) -> dict[str, float]:
         return evaluate_bundle(bundle, self.holdout, self.user_frame, self.video_frame)
+
+    @torch.no_grad()
+    def per_head_metrics(self, bundle: RankerBundle) -> dict[str, float]:
+        """Per active head on the day's logged views (features as of the day's start):
+        `<head>_rmse` of the predicted probability against the label, `<head>_auc` where the
+        label is binary and both classes occur."""
+        videos = self.video_frame.set_index("video_id")
+        # A view of a video missing from the day's catalog has no features to score it with.
+        views = self.holdout.views[self.holdout.views["video_id"].isin(videos.index)]
+        users = self.viewer_frame.set_index("user_id")
+        batch = {
+            **bundle.encode(users.loc[views["user_id"]].reset_index()),
+            **bundle.encode(videos.loc[views["video_id"]].reset_index()),
+        }
+        bundle.model.eval()
+        logits, _ = bundle.model(batch)
+        probabilities = torch.sigmoid(logits).numpy()
+        out = {}
+        for i, head in enumerate(HEADS):
+            if head not in bundle.model.config.active_heads:
+                continue
+            labels = views[f"label_{head}"].to_numpy(dtype=np.float64, na_value=np.nan)
+            for name, value in head_metrics(labels, probabilities[:, i]).items():
+                out[f"{head}_{name}"] = value
+        return out
 
     def popularity(self) -> dict[str, float]:
         return popularity_metrics(self.holdout)
@@ -169,6 +202,7 @@ def train_ranker(
             "continuation": rc.weight_continuation,
         },
         skip_penalty=rc.weight_skip_penalty,
+        fatigue_penalty=rc.weight_fatigue_penalty,
         active_heads=data.active_heads,
     )
     seed_everything(rc.seed)  # the initial weights too, not only the batch order
@@ -190,6 +224,9 @@ def train_ranker(
                 "val_users": len(val.holdout.user_ids),
                 "test_users": len(test.holdout.user_ids),
                 "videos": len(test.holdout.video_ids),
+                "active_heads": ",".join(data.active_heads),
+                # head -> why it is off ("{}": every head trained)
+                "inactive_heads": json.dumps(data.inactive_heads),
             }
         )
 
@@ -215,13 +252,18 @@ def train_ranker(
             on_epoch,
         )
         metrics = {"val": val.score(bundle), "test": test.score(bundle)}
+        heads = {"val": val.per_head_metrics(bundle), "test": test.per_head_metrics(bundle)}
         for split in ("val", "test"):
             mlflow.log_metrics(logged(f"{split}_", metrics[split]))
             mlflow.log_metrics(logged(f"popularity_{split}_", baseline[split]))
+            mlflow.log_metrics(logged(f"{split}_head_", heads[split]))
         report = {
             "val_ds": val_ds,
             "test_ds": test_ds,
+            "active_heads": list(data.active_heads),
+            "inactive_heads": data.inactive_heads,
             "ranker": metrics,
+            "heads": heads,
             "popularity": baseline,
             "history": history,
         }
@@ -251,9 +293,13 @@ def train_ranker(
         "val_ds": val_ds,
         "test_ds": test_ds,
         "holdout_ds": test_ds,
+        "active_heads": list(data.active_heads),
+        "inactive_heads": data.inactive_heads,
         "metrics": {
             **logged("val_", metrics["val"], KEY_METRICS),
             **logged("test_", metrics["test"], KEY_METRICS),
+            **logged("val_head_", heads["val"]),
+            **logged("test_head_", heads["test"]),
         },
         "popularity": {
             **logged("popularity_val_", baseline["val"], KEY_METRICS),
@@ -315,7 +361,6 @@ def _signature_example(split: Split) -> pd.DataFrame:
         ],
         axis=1,
     )
-    example["user_features__category_affinity"] = example["user_features__category_affinity"].apply(
-        lambda v: [float(x) for x in v]
-    )
+    for column in ("user_features__category_affinity", "user_features__recent_category_share"):
+        example[column] = example[column].apply(lambda v: [float(x) for x in v])
     return example

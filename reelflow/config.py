@@ -67,12 +67,14 @@ class RankerConfig:
     # "how long will they watch, given it was shown" and cannot rank a whole catalog.
     negatives_per_positive: int = 3
     watch_ratio_cap: float = 2.0  # watch time head predicts min(watch_ratio, cap) / cap
-    # Final score = weighted heads minus the skip penalty (heads are all in [0, 1]).
+    # Final score = weighted heads minus the skip penalty and the fatigue penalty (heads are
+    # all in [0, 1]; fatigue is the user's recent share of the video's category, in [0, 1]).
     weight_watch_time: float = 0.4
     weight_completion: float = 0.2
     weight_rewatch: float = 0.15
     weight_continuation: float = 0.15
     weight_skip_penalty: float = 0.05
+    weight_fatigue_penalty: float = 0.05
     seed: int = 0
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from models.evaluate import full_ranking_metrics, gini, top_k
+from models.evaluate import auc, full_ranking_metrics, gini, head_metrics, rmse, top_k
 
 
 def test_history_is_masked_and_order_is_best_first():
@@ -40,3 +40,25 @@ def test_metrics_by_hand():
 def test_gini():
     assert gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
     assert gini(np.array([0, 0, 0, 8])) == pytest.approx(0.75)
+
+
+def test_auc_and_rmse_by_hand():
+    # Positives score 0.9 and 0.4, negatives 0.4 and 0.1: of the 4 (positive, negative) pairs
+    # 3 are ordered right and one is a tie (counts half) -> 3.5 / 4.
+    assert auc(np.array([1, 0, 1, 0]), np.array([0.9, 0.4, 0.4, 0.1])) == pytest.approx(0.875)
+    assert auc(np.array([1, 0]), np.array([0.2, 0.8])) == pytest.approx(0.0)
+    assert math.isnan(auc(np.array([1, 1]), np.array([0.2, 0.8])))  # one class only
+    assert rmse(np.array([0.0, 1.0]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert rmse(np.array([0.0, 1.0]), np.array([0.0, 0.0])) == pytest.approx(math.sqrt(0.5))
+
+
+def test_head_metrics_skip_unknown_labels_and_omit_auc_where_undefined():
+    # The NaN row is left out: errors 0.2 and 0.2 -> RMSE 0.2; the positive outranks the negative.
+    m = head_metrics(np.array([1.0, np.nan, 0.0]), np.array([0.8, 0.3, 0.2]))
+    assert m == pytest.approx({"rmse": 0.2, "auc": 1.0})
+    # A fraction label (watch time) or a single class: RMSE only.
+    assert head_metrics(np.array([0.75, 0.25]), np.array([0.5, 0.5])) == pytest.approx(
+        {"rmse": 0.25}
+    )
+    assert set(head_metrics(np.array([1.0, 1.0]), np.array([0.5, 0.9]))) == {"rmse"}
+    assert head_metrics(np.array([np.nan]), np.array([0.5])) == {}

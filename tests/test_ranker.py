@@ -1,5 +1,9 @@
-"""Ranker smoke tests on tiny tensors: losses, masking, and batch scoring = pairwise scoring."""
+"""Ranker smoke tests on tiny tensors: losses, masking, heads off for missing labels, the
+fatigue penalty, and batch scoring = pairwise scoring."""
 
+import numpy as np
+import pandas as pd
+import pytest
 import torch
 
 from models.ranker import (
@@ -21,6 +25,7 @@ def batch(n_users=3, n_videos=5, rows=8, seed=0):
         "video_idx": torch.randint(0, n_videos, (rows,), generator=g),
         "video_dense": torch.randn(rows, len(VIDEO_DENSE), generator=g),
         "category": torch.randint(-1, 31, (rows,), generator=g),
+        "recent_share": torch.softmax(torch.randn(rows, 31, generator=g), -1),
     }
 
 
@@ -58,8 +63,11 @@ def test_skip_head_ignores_unexposed_rows_and_switched_off_heads_do_not_train():
 def test_score_matrix_equals_scoring_each_pair():
     torch.manual_seed(0)
     model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=5)).eval()
-    users = {k: batch(rows=3, seed=1)[k] for k in ("user_idx", "user_dense", "affinity")}
+    users = {
+        k: batch(rows=3, seed=1)[k] for k in ("user_idx", "user_dense", "affinity", "recent_share")
+    }
     videos = {k: batch(rows=4, seed=2)[k] for k in ("video_idx", "video_dense", "category")}
+    videos["category"][0] = -1  # a video without a category: no fatigue
     matrix = score_matrix(model, users, videos, chunk_pairs=5)
     for u in range(3):
         for v in range(4):
@@ -67,5 +75,117 @@ def test_score_matrix_equals_scoring_each_pair():
                 **{k: t[u : u + 1] for k, t in users.items()},
                 **{k: t[v : v + 1] for k, t in videos.items()},
             }
-            logits, _ = model(pair)
-            assert torch.isclose(matrix[u, v], model.combined_score(logits)[0], atol=1e-5)
+            assert torch.isclose(matrix[u, v], model.score(pair)[0], atol=1e-5)
+
+
+def test_fatigue_lowers_the_score_of_the_category_the_user_just_binged():
+    torch.manual_seed(0)
+    model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=5, fatigue_penalty=0.05))
+    model.eval()
+    # Four rows of one user and one video's features; only the video's category and the
+    # user's recent views change. Row 0: nothing recent; row 1: the last views were all
+    # category 3 and the video is category 3; row 2: same binge, a category-4 video;
+    # row 3: same binge, a video without a category.
+    one = batch(rows=1)
+    rows = {k: v.repeat(4, *([1] * (v.dim() - 1))) for k, v in one.items()}
+    rows["category"] = torch.tensor([3, 3, 4, -1])
+    binge = torch.zeros(31)
+    binge[3] = 1.0
+    rows["recent_share"] = torch.stack([torch.zeros(31), binge, binge, binge])
+    with torch.no_grad():
+        scores = model.score(rows)
+        unpenalized = model.combined_score(model(rows)[0])
+    assert scores[1] < scores[0]
+    assert scores[0] - scores[1] == pytest.approx(0.05, abs=1e-6)  # penalty * share 1.0
+    assert torch.allclose(scores[2:], unpenalized[2:])  # other category, or none: no fatigue
+    assert torch.allclose(model.fatigue(rows), torch.tensor([0.0, 1.0, 0.0, 0.0]))
+
+
+def microlens_like_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training rows as build_training_data assembles them for a log without watch time
+    (labels as features/labels.py writes them: null where not logged): three views, one
+    whose rewatch label is unknown, and three sampled unexposed videos (labels 0)."""
+    views = pd.DataFrame(
+        {
+            "label_watch_time": pd.array([None, None, None], dtype="Float32"),
+            "label_completion": pd.array([None, None, None], dtype="Int32"),
+            "label_rewatch": pd.array([1, None, 0], dtype="Int32"),
+            "label_continuation": pd.array([None, None, None], dtype="Int32"),
+            "label_skip": pd.array([None, None, None], dtype="Int32"),
+            "exposed": 1.0,
+        }
+    )
+    negatives = pd.DataFrame({c: [0.0] * 3 for c in views.columns if c.startswith("label_")})
+    negatives["exposed"] = 0.0
+    return views, pd.concat([views.astype("float64"), negatives], ignore_index=True)
+
+
+def test_heads_without_labels_are_off_reported_and_the_loss_has_no_nan(one_torch_thread):
+    from models.ranker_data import label_heads, label_targets
+    from models.trainer import TrainerConfig, fit
+
+    views, rows = microlens_like_rows()
+    active, inactive = label_heads(views)
+    assert active == ("rewatch",)
+    assert set(inactive) == {"watch_time", "completion", "continuation", "skip"}
+    assert inactive["watch_time"] == (
+        "label_watch_time is null for every row: the dataset logs no watch time"
+    )
+    targets = label_targets(rows, active)
+    assert set(targets) == {"rewatch", "rewatch_known", "exposed"}  # nothing invented
+    assert targets["rewatch_known"].tolist() == [1, 0, 1, 1, 1, 1]  # the null view is masked
+    assert not any(torch.isnan(t).any() for t in targets.values())
+
+    torch.manual_seed(0)
+    model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=5, active_heads=active))
+    inputs = batch(rows=6)
+    logits, loss = model(inputs, targets)
+    # The loss is the rewatch BCE over the five known rows, whatever the unknown row says.
+    known = targets["rewatch_known"].bool()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[known, HEADS.index("rewatch")], targets["rewatch"][known]
+    )
+    assert torch.isclose(loss, expected)
+    targets_nan = {**targets, "rewatch": targets["rewatch"].clone()}
+    targets_nan["rewatch"][1] = float("nan")  # even a NaN label under the mask stays out
+    assert torch.isclose(model(inputs, targets_nan)[1], expected)
+    history = fit(model, inputs, targets, TrainerConfig(epochs=2, batch_size=4, progress=False))
+    assert all(np.isfinite(h["train_loss"]) for h in history)
+    # The combined score only counts the rewatch head (skip is off: no skip penalty).
+    logits, _ = model(inputs)
+    rewatch = torch.sigmoid(logits[:, HEADS.index("rewatch")])
+    assert torch.allclose(model.combined_score(logits), 0.15 * rewatch)
+
+
+def test_a_bundle_saved_before_the_fatigue_penalty_loads_and_scores_as_registered(tmp_path):
+    import json
+
+    from models.ranker_data import FeatureScaler, Vocabulary
+    from models.registry import RankerBundle
+
+    torch.manual_seed(0)
+    model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=5)).eval()
+    keys = [f"user:{c}" for c in USER_DENSE] + [f"video:{c}" for c in VIDEO_DENSE]
+    scaler = FeatureScaler(dict.fromkeys(keys, 0.0), dict.fromkeys(keys, 1.0))
+    folder = RankerBundle(
+        model, Vocabulary(np.array([7, 8])), Vocabulary(np.arange(4)), scaler
+    ).save(tmp_path / "ranker")
+    config = json.loads((folder / "model_config.json").read_text())
+    del config["fatigue_penalty"]  # what an older version wrote
+    (folder / "model_config.json").write_text(json.dumps(config))
+    old = RankerBundle.load(folder)
+    assert old.model.config.fatigue_penalty == 0.0
+    rows = pd.DataFrame({"user_id": [7, 7], "video_id": [1, 2]})
+    for c in USER_DENSE:
+        rows[f"user_features__{c}"] = 1.0
+    rows["user_features__category_affinity"] = [[0.5] * 31] * 2
+    rows["user_features__recent_category_share"] = [[1.0] + [0.0] * 30] * 2
+    for c in VIDEO_DENSE:
+        rows[f"video_features__{c}"] = 1.0
+    rows["video_features__primary_category"] = [0, 0]  # the category just binged
+    # Scored as registered: the recent shares change nothing.
+    unpenalized = old.score_rows(rows.drop(columns="user_features__recent_category_share"))
+    np.testing.assert_allclose(old.score_rows(rows), unpenalized, atol=1e-6)
+    # The same weights with today's default config do pay the penalty.
+    current = RankerBundle(model, old.user_vocab, old.video_vocab, scaler)
+    np.testing.assert_allclose(current.score_rows(rows), unpenalized - 0.05, atol=1e-6)
