@@ -49,7 +49,8 @@ def full_ranking_metrics(
             rel = set(relevant[u].tolist())
             hits = np.array([v in rel for v in ranked[u, :k]], dtype=np.float64)
             ideal = discounts[: min(len(rel), k)].sum()
-            ndcg += (hits * discounts[:k]).sum() / ideal if ideal > 0 else 0.0
+            # A catalog smaller than k gives shorter lists.
+            ndcg += (hits * discounts[: len(hits)]).sum() / ideal if ideal > 0 else 0.0
             recall += hits.sum() / len(rel) if rel else 0.0
             hr += float(hits.any())
             mrr += 1.0 / (np.argmax(hits) + 1) if hits.any() else 0.0

@@ -9,10 +9,13 @@ keeps the history of every decision; `force` promotes anyway and is recorded as 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from models.registry import CHAMPION, champion_version, promotion_gate
 from reelflow.config import Config
+
+HISTORY_LINES = 30  # decisions kept per version (an MLflow tag holds a few thousand characters)
 
 
 def gate_version(
@@ -54,6 +57,14 @@ def gate_version(
         "gate_champion_version": "none" if current is None else str(current.version),
     }
     client = MlflowClient()
+    # Each decision overwrites the tags above; `gate_history` keeps every decision, one line each.
+    previous = client.get_model_version(model_name, str(version)).tags.get("gate_history", "")
+    line = (
+        f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {decision} {metric} "
+        f"{tags['gate_challenger_score']} vs champion {tags['gate_champion_score']} "
+        f"(v{tags['gate_champion_version']}) on {split}"
+    )
+    tags["gate_history"] = "\n".join([*previous.splitlines(), line][-HISTORY_LINES:])
     for key, value in tags.items():
         client.set_model_version_tag(model_name, str(version), key, value)
     if promoted:

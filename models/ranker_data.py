@@ -315,7 +315,10 @@ def build_holdout(holdout_ds: str, config: Config, paths: Paths) -> HoldoutSet:
     video_ids = catalog["video_id"].to_numpy(np.int64)
     col = pd.Series(np.arange(len(video_ids)), index=video_ids)
     seen = past.groupby("user_id")["video_id"].apply(lambda s: np.unique(s.to_numpy()))
-    engaged = day[day["label_completion"] == 1]
+    # Relevant: completed. A log without watch time (MicroLens: null completion) records
+    # only chosen views (clicks, likes): there every view of the day counts.
+    logs_completion = day["label_completion"].notna().any()
+    engaged = day[day["label_completion"] == 1] if logs_completion else day
     relevant_by_user = engaged.groupby("user_id")["video_id"].apply(
         lambda s: np.unique(s.to_numpy())
     )

@@ -147,7 +147,7 @@ def log_bundle(bundle: RankerBundle, example: pd.DataFrame) -> None:
         output = bundle.score_rows(example)
         mlflow.pyfunc.log_model(
             name="model",
-            python_model=RankerPyfunc(),
+            python_model=str(Path(__file__).with_name("pyfunc_ranker.py")),
             artifacts={"ranker": str(folder)},
             signature=infer_signature(example, output),
             input_example=example.head(5),

@@ -8,9 +8,7 @@ Usage (what the `reelflow_train` DAG's task calls):
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,33 +34,16 @@ from models.registry import (
     log_bundle,
     setup_tracking,
 )
+from models.report import log_report
 from models.trainer import TrainerConfig, fit, seed_everything
+from models.unbiased import (
+    SLICE_METRICS,
+    random_exposure_slice,
+    slice_metric_names,
+    small_matrix_slice,
+)
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
-
-
-def _learning_curves(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = range(1, len(history) + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    left.set(title="train loss", xlabel="epoch")
-    right.plot(epochs, [h.get("val_ndcg@10", np.nan) for h in history], marker="o", label="ranker")
-    right.plot(
-        epochs,
-        [h.get("popularity_val_ndcg@10", np.nan) for h in history],
-        ls="--",
-        label="popularity",
-    )
-    right.set(title="validation NDCG@10", xlabel="epoch")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def evaluate_bundle(bundle: RankerBundle, holdout, user_frame, video_frame) -> dict[str, float]:
@@ -161,6 +142,30 @@ class Split:
         return popularity_metrics(self.holdout)
 
 
+def unbiased_metrics(
+    bundle: RankerBundle, test: Split, config: Config, paths: Paths
+) -> dict[str, float]:
+    """The unbiased slices the data has (models/unbiased.py), scored with the features as of
+    the test day's start, next to popularity (training-period views)."""
+    threshold = config.features.completion_threshold
+    slices = (
+        small_matrix_slice(paths, threshold),
+        random_exposure_slice(paths, test.ds, threshold),
+    )
+    views = pd.Series(test.holdout.popularity, index=test.holdout.video_ids)
+    out: dict[str, float] = {}
+    for found in (s for s in slices if s is not None):
+        results = found.evaluate(
+            lambda users, videos: bundle.score_all(
+                user_feature_frame(users, test.holdout.at, paths),
+                video_feature_frame(videos, test.holdout.at, paths),
+            ),
+            views.reindex(found.video_ids, fill_value=0.0).to_numpy(np.float64),
+        )
+        out.update(slice_metric_names(found.name, results, SLICE_METRICS))
+    return out
+
+
 def evaluation_days(test_ds: str | None, paths: Paths) -> tuple[str, str]:
     """(validation day, test day): the test day (default the last) and the day before it."""
     days = available_days(paths.features(LABELS))
@@ -233,10 +238,12 @@ def train_ranker(
         def on_epoch(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
             # The curves use the validation day; the test day is scored once, at the end.
             ndcg = val.score(bundle)["ndcg@10"]
+            # `epoch_` names: the curves stay apart from the final metrics.
             mlflow.log_metrics(
-                {"train_loss": metrics["train_loss"], "val_ndcg_at_10": ndcg}, step=epoch
+                {"epoch_train_loss": metrics["train_loss"], "epoch_val_ndcg_at_10": ndcg},
+                step=epoch,
             )
-            return {"val_ndcg@10": ndcg, "popularity_val_ndcg@10": baseline["val"]["ndcg@10"]}
+            return {"val_ndcg@10": ndcg}
 
         history = fit(
             model,
@@ -257,6 +264,8 @@ def train_ranker(
             mlflow.log_metrics(logged(f"{split}_", metrics[split]))
             mlflow.log_metrics(logged(f"popularity_{split}_", baseline[split]))
             mlflow.log_metrics(logged(f"{split}_head_", heads[split]))
+        unbiased = unbiased_metrics(bundle, test, config, paths)
+        mlflow.log_metrics(unbiased)
         report = {
             "val_ds": val_ds,
             "test_ds": test_ds,
@@ -265,18 +274,17 @@ def train_ranker(
             "ranker": metrics,
             "heads": heads,
             "popularity": baseline,
+            "unbiased": unbiased,
             "history": history,
         }
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            (tmp / "evaluation.json").write_text(json.dumps(report, indent=2))
-            (tmp / "config.json").write_text(
-                json.dumps(
-                    {"reelflow": config.to_dict(), "model": model_config.to_dict()}, indent=2
-                )
-            )
-            _learning_curves(history, tmp / "learning_curves.png")
-            mlflow.log_artifacts(str(tmp), artifact_path="report")
+        log_report(
+            report,
+            {"reelflow": config.to_dict(), "model": model_config.to_dict()},
+            history,
+            "val_ndcg@10",
+            baseline["val"]["ndcg@10"],
+            label="ranker",
+        )
         log_bundle(bundle, _signature_example(test))
         version = int(mlflow.register_model(f"runs:/{run.info.run_id}/model", RANKER).version)
         decision = gate_ranker(
@@ -295,6 +303,7 @@ def train_ranker(
         "holdout_ds": test_ds,
         "active_heads": list(data.active_heads),
         "inactive_heads": data.inactive_heads,
+        "unbiased": unbiased,
         "metrics": {
             **logged("val_", metrics["val"], KEY_METRICS),
             **logged("test_", metrics["test"], KEY_METRICS),

@@ -138,8 +138,11 @@ class SequenceTrainingResult:
 def score_items(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """(users, n_items) scores; column j is item index j + 1 (padding dropped)."""
     model.eval()
+    # Wherever the model lives (a GPU during training's per-epoch validation): inputs go
+    # there, scores come back to the CPU.
+    dev = next(model.parameters()).device
     parts = [
-        model.predict_next(inputs[start : start + batch_size])[:, 1:].float().numpy()
+        model.predict_next(inputs[start : start + batch_size].to(dev))[:, 1:].float().cpu().numpy()
         for start in range(0, len(inputs), batch_size)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, model.config.n_items), np.float32)

@@ -52,4 +52,23 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        return cls(np.asarray(json.loads(Path(path).read_text())["ids"]))
+        ids = np.asarray(json.loads(Path(path).read_text())["ids"])
+        return cls(ids if ids.size else ids.astype(np.int64))
+
+
+def persisted_vocabulary(path: str | Path, raw: np.ndarray | None = None) -> Vocabulary:
+    """The vocabulary kept at `path` (empty when there is none yet), grown with the unseen ids
+    of `raw` and written back, so that every model and every day shares one id -> index map.
+    The write is a rename: a crash leaves the old or the new file, never half of one."""
+    path = Path(path)
+    dtype = np.int64 if raw is None else np.asarray(raw).dtype
+    vocab = Vocabulary.load(path) if path.exists() else Vocabulary(np.zeros(0, dtype=dtype))
+    if raw is not None:
+        grown = vocab.extend(raw)
+        if len(grown) != len(vocab) or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = path.with_suffix(".tmp")
+            grown.save(staging)
+            staging.replace(path)
+        vocab = grown
+    return vocab

@@ -92,27 +92,57 @@ def cmd_materialize(args) -> int:
     return 0
 
 
-MODELS = ["ranker"]  # the sequence models join as they land (issue 5)
+MODELS = ["ranker", "gru", "bert4rec", "student"]
+
+
+def _train_text(summary: dict[str, Any]) -> str:
+    m, p = summary["metrics"], summary["popularity"]
+    gate = "promoted to @champion" if summary["promoted"] else "not promoted"
+    return "\n".join(
+        [
+            f"{summary['model']} v{summary['version']} (run {summary['run_id']}): "
+            f"{gate}: {summary['gate_reason']}",
+            *(
+                f"  {name}: {value:.4f} (popularity {p.get('popularity_' + name, float('nan')):.4f})"
+                for name, value in m.items()
+            ),
+        ]
+    )
 
 
 def cmd_train(args) -> int:
-    from models.train_ranker import train_ranker
+    if args.model == "ranker":
+        from models.train_ranker import train_ranker
 
-    _emit(train_ranker(holdout_ds=args.holdout), args.json)
+        summary = train_ranker(holdout_ds=args.holdout)
+    else:
+        from models.sequence_run import train_sequence_run
+
+        summary = train_sequence_run(
+            args.model, ds=args.holdout, teacher_version=args.teacher_version
+        )
+    _emit(summary, args.json, _train_text(summary))
     return 0
 
 
 def cmd_promote(args) -> int:
     """The same gate as after training, on the version's own validation split."""
-    from models.registry import CHAMPION, RANKER
-    from models.train_ranker import promote_ranker
+    from models.registry import CHAMPION
 
-    decision = promote_ranker(args.version, force=args.force)
+    if args.model == "ranker":
+        from models.train_ranker import promote_ranker
+
+        decision = promote_ranker(args.version, force=args.force)
+    else:
+        from models.sequence_run import promote_sequence
+
+        decision = promote_sequence(args.model, args.version, force=args.force)
+    name = f"reelflow-{args.model}"
     text = (
-        f"{RANKER} version {args.version}: {decision['decision']} ({decision['reason']}); "
+        f"{name} version {args.version}: {decision['decision']} ({decision['reason']}); "
         f"@{CHAMPION} -> version {decision['champion_version']}"
     )
-    _emit({"model": RANKER, **decision}, args.json, text)
+    _emit({**decision, "model": name}, args.json, text)
     return 0 if decision["promoted"] else 2
 
 
@@ -202,6 +232,9 @@ def summarize(paths: Paths, days: list[str]) -> dict[str, Any]:
     return {
         "days": per_day,
         "train": load(days[-1], "train_ranker"),
+        "sequence_models": {
+            m: load(days[-1], f"train_{m}") for m in MODELS[1:] if load(days[-1], f"train_{m}")
+        },
         "export": load(days[-1], "export"),
     }
 
@@ -225,6 +258,13 @@ def _summary_text(summary: dict[str, Any]) -> str:
             f"(popularity {p['popularity_test_ndcg_at_10']:.4f}), Recall@10 "
             f"{m['test_recall_at_10']:.4f} (popularity {p['popularity_test_recall_at_10']:.4f}), "
             f"HR@10 {m['test_hr_at_10']:.4f}"
+        )
+    for t in summary.get("sequence_models", {}).values():
+        m, p = t["metrics"], t["popularity"]
+        lines.append(
+            f"model: {t['model']} v{t['version']} ({'promoted to @champion' if t['promoted'] else 'not promoted'}), "
+            f"leave-one-out full ranking: NDCG@10 {m['test_ndcg_at_10']:.4f} (popularity "
+            f"{p['popularity_test_ndcg_at_10']:.4f}), Recall@10 {m['test_recall_at_10']:.4f}"
         )
     e = summary["export"]
     if e:
@@ -323,7 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODELS, default="ranker")
     p.add_argument(
         "--holdout",
-        help="test UTC day (default: the last labelled day); the day before validates",
+        help="ranker: the test UTC day (default: the last labelled day; the day before "
+        "validates); sequence models: the last day of data (default: all; leave-one-out)",
+    )
+    p.add_argument(
+        "--teacher-version",
+        type=int,
+        help="student only: the reelflow-bert4rec version to distill (default: its @champion)",
     )
     p = add(
         "promote",

@@ -79,6 +79,19 @@ class RankerConfig:
 
 
 @dataclass(frozen=True)
+class SequenceConfig:
+    """The sequence models (GRU4Rec, BERT4Rec, the distilled student) in the pipeline; they
+    read `features.sequence_length` items, the same sequences Feast serves online."""
+
+    # 0 keeps each model's tuned default (models/train_sequence.py TRAINER_DEFAULTS): the
+    # knobs a pipeline owner turns to trade training time for accuracy.
+    epochs: int = 0
+    patience: int = 0
+    batch_size: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class GateConfig:
     metric: str = "ndcg@10"  # the holdout metric the promotion gate compares
     min_improvement: float = 0.0  # a challenger must beat the champion by at least this
@@ -104,6 +117,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)

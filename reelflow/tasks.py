@@ -81,6 +81,12 @@ def train_ranker(ds: str) -> dict[str, Any]:
     return record(ds, "train_ranker", train(holdout_ds=ds))
 
 
+def train_sequence(ds: str, model: str, teacher_version: int | None = None) -> dict[str, Any]:
+    from models.sequence_run import train_sequence_run
+
+    return record(ds, f"train_{model}", train_sequence_run(model, ds, teacher_version))
+
+
 def export(ds: str) -> dict[str, Any]:
     from features.store import materialize_day
     from jobs.export import USER_CANDIDATES, export_candidates

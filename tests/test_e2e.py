@@ -78,6 +78,9 @@ def test_champion_is_registered_and_beats_popularity(pipeline_run, lake):
         assert metrics[f"{split}_ndcg_at_10"] > metrics[f"popularity_{split}_ndcg_at_10"]
         assert metrics[f"{split}_recall_at_10"] > metrics[f"popularity_{split}_recall_at_10"]
     assert {"test_mrr_at_10", "test_ndcg_at_20", "val_mrr_at_20"} <= set(metrics)
+    # KuaiRec's fully observed block: scored too, next to popularity.
+    assert {"small_matrix_ndcg_at_10", "popularity_small_matrix_ndcg_at_10"} <= set(metrics)
+    assert metrics["small_matrix_users"] > 0
 
 
 def test_gate_keeps_a_worse_challenger_out_and_promote_reruns_it(pipeline_run, lake):
@@ -126,6 +129,39 @@ def test_gate_keeps_a_worse_challenger_out_and_promote_reruns_it(pipeline_run, l
     # History is kept: every version stays registered with its gate decision.
     versions = client.search_model_versions(f"name='{RANKER}'")
     assert {str(v.version): v.tags["gate"] for v in versions}[str(bad["version"])] == "forced"
+
+
+def test_sequence_models_are_trained_registered_and_gated_by_the_dag(pipeline_run, lake):
+    """reelflow_train trains GRU, BERT4Rec and the student (distilling this run's BERT4Rec);
+    each is a registered `reelflow-<model>` version with its gate decision; `reelflow train
+    --model gru` from the command line adds a version gated the same way."""
+    from mlflow import MlflowClient
+    from models.registry import setup_tracking
+
+    setup_tracking(lake)
+    client = MlflowClient()
+    for model in ("gru", "bert4rec", "student"):
+        version = client.get_model_version(f"reelflow-{model}", "1")
+        assert version.tags["gate"] in ("promoted", "rejected"), model
+        metrics = client.get_run(version.run_id).data.metrics
+        assert {"test_ndcg_at_10", "val_ndcg_at_10", "popularity_test_ndcg_at_10"} <= set(metrics)
+    student = client.get_model_version("reelflow-student", "1")
+    assert client.get_run(student.run_id).data.params["teacher_version"] == "1"
+
+    trained = reelflow_cli(
+        "train",
+        "--model",
+        "gru",
+        "--holdout",
+        pipeline_run["manifest"]["days"][-1],
+        "--json",
+        env=pipeline_run["env"],
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    summary = json.loads(trained.stdout)
+    assert summary["model"] == "reelflow-gru" and summary["version"] == 2
+    assert summary["gate"]["decision"] in ("promoted", "rejected")
+    assert "test_ndcg_at_10" in summary["metrics"]
 
 
 def test_index_holds_every_video_and_matches_exact_search(pipeline_run, lake):
@@ -213,6 +249,7 @@ def test_run_summary_reports_each_stage(pipeline_run):
         day["validation"] == "passed" and day["materialized"] for day in summary["days"].values()
     )
     assert summary["train"]["promoted"] is True
+    assert set(summary["sequence_models"]) == {"gru", "bert4rec", "student"}
     assert summary["export"]["index"]["size"] == 400
 
 
