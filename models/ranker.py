@@ -184,8 +184,12 @@ def score_matrix(
     chunk_pairs: int = 1 << 18,
 ) -> torch.Tensor:
     """Combined score of every (user, video) pair: shape (n_users, n_videos). Fatigue is
-    applied when `users` carries `recent_share`."""
+    applied when `users` carries `recent_share`. Computed where the model lives (a GPU
+    during training's per-epoch validation); the scores come back on the CPU."""
     model.eval()
+    dev = next(model.parameters()).device
+    users = {k: v.to(dev) for k, v in users.items()}
+    videos = {k: v.to(dev) for k, v in videos.items()}
     user_vec = model.user_vector(users["user_idx"], users["user_dense"], users["affinity"])
     video_vec = model.video_vector(videos["video_idx"], videos["video_dense"], videos["category"])
     n_videos = video_vec.shape[0]
@@ -207,5 +211,5 @@ def score_matrix(
             # Row-major like the logits: user i's n_videos pairs are rows i*n_videos, ...
             shares = F.pad(users["recent_share"][start : start + rows_per_chunk], (0, 1))
             fatigue = shares[:, model._category_index(videos["category"])].reshape(-1)
-        out.append(model.combined_score(logits, fatigue).view(n, n_videos))
+        out.append(model.combined_score(logits, fatigue).view(n, n_videos).cpu())
     return torch.cat(out) if out else torch.zeros(0, n_videos)
