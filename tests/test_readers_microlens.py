@@ -201,6 +201,15 @@ def test_agreeing_pairs_tsv_is_checked_and_no_users_table_is_made(spark, tmp_pat
     assert tables["interactions"].count() == 4
 
 
+def test_pairs_tsv_lists_only_what_the_reader_keeps_of_pairs_csv(spark, tmp_path):
+    """Rows that go to quarantine (no user, an item that is no number) and the second copy
+    of an exact duplicate are not in the tsv, which is derived from the kept log."""
+    write_pairs(tmp_path, ["1,10,1000", ",11,2000", "1,x,2500", "1,10,1000", "2,12,1500"])
+    (tmp_path / f"{PREFIX}pairs.tsv").write_text("1\t10\n2\t12\n")
+    tables = microlens.read_tables(spark, microlens.detect(tmp_path), QualityConfig())
+    assert tables["interactions"].count() == 5  # every row kept, bad ones with a reason
+
+
 def test_disagreeing_pairs_tsv_names_both_files(spark, tmp_path):
     csv = write_pairs(tmp_path, ["1,10,1000", "1,11,2000", "2,12,1500"])
     tsv = tmp_path / f"{PREFIX}pairs.tsv"

@@ -136,15 +136,24 @@ def read_interactions(spark: SparkSession, path: Path) -> DataFrame:
 
 
 def check_sequences_agree(spark: SparkSession, csv_path: Path, tsv_path: Path) -> None:
-    """pairs.tsv must hold the same user -> items multiset as pairs.csv, else InputFileError."""
+    """pairs.tsv must hold the same user -> items multiset as the valid rows of pairs.csv,
+    else InputFileError."""
 
     def key(column: Column) -> Column:
         text = F.trim(column)
         return F.coalesce(text.try_cast("bigint").cast("string"), text)
 
+    # What a reader keeps of pairs.csv: the rows that pass the row rules (the rest go to
+    # quarantine, and the tsv, derived from the kept log, never lists them), each exact
+    # duplicate once.
     from_csv = (
-        read_csv_as_strings(spark, csv_path, PAIRS_COLUMNS)
-        .select(key(F.col("user")).alias("user"), key(F.col("item")).alias("item"))
+        read_interactions(spark, csv_path)
+        .where(F.col(QUARANTINE_REASON).isNull())
+        .dropDuplicates(["user_id", "video_id", "event_ts"])
+        .select(
+            F.col("user_id").cast("string").alias("user"),
+            F.col("video_id").cast("string").alias("item"),
+        )
         .groupBy("user", "item")
         .agg(F.count(F.lit(1)).alias("in_csv"))
     )
