@@ -100,6 +100,19 @@ class GateConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     candidates_per_user: int = 20  # K: rows per user in the candidate table
+    # The video index (jobs/ann.py). Up to this many videos it is exact (IndexFlatIP): at 50k
+    # (dim 64, 2 threads) exact search answers about 1,500 batched queries/s, 100k users in
+    # about a minute, with nothing to train and recall 1; above, an IVF index is tuned.
+    exact_max_videos: int = 50_000
+    recall_floor: float = 0.95  # recall@recall_k against exact search below this: not exported
+    recall_k: int = 10
+    recall_queries: int = 1_000  # user queries sampled to measure recall on
+    ivf_nlist: int = 0  # IVF lists; 0: about 4·sqrt(videos), a power of two (4,096 at 1M)
+    # nprobe values tried in order, the first reaching the floor kept. The top rung scans 1/16
+    # of a 1M catalog's 4,096 lists; an index that needs more is no longer worth its recall
+    # loss (uniform random vectors at 1M: see bench/faiss_index.py).
+    nprobe_ladder: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    index_threads: int = 0  # faiss threads; 0: every core
 
 
 @dataclass(frozen=True)
