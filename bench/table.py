@@ -37,6 +37,8 @@ def rows() -> list[str]:
             )
         elif r["benchmark"] == "train_seq_movielens_100k":
             out.append(_train_seq_row(r))
+        elif r["benchmark"] == "faiss_index":
+            out.extend(_faiss_rows(r))
     return out
 
 
@@ -101,6 +103,56 @@ def _online_rows(r: dict) -> list[str]:
             f"{cases[0]['lookups']:,} lookups per case | Feast `get_online_features` {sdk} "
             f"| the store's own `online_read` {floor} | SDK over store read (p50): {ratio} "
             f"| {r['git_commit'][:8]} |"
+        )
+    return rows
+
+
+def _faiss_rows(r: dict) -> list[str]:
+    """One row per catalog: the index jobs/ann.py chooses against exact search."""
+    rows = []
+    real = r.get("real_model") or {}
+    for c in r["cases"]:
+        ex, ch = c["exact"], c["chosen"]
+        if c["kind"].startswith("real"):
+            data = (
+                f"MovieLens-100K GRU4Rec ({real['epochs']} epochs): {c['videos']:,} item vectors, "
+                f"dim {c['dim']}, {real['users'] - real['users'] // 2} held-out user states"
+            )
+            if c["kind"] != "real":
+                data += ", IVF forced (`exact_max_videos=0`)"
+        else:
+            data = (
+                f"{c['videos']:,} videos, dim {c['dim']}, L2-normalized, "
+                + ("clustered (1,000 centers)" if c["kind"] == "clustered" else "uniform random")
+                + f", {r['queries']['held_out']:,} held-out queries"
+            )
+        data += f", {r['threads']} threads"
+        ratio = f"{c['speedup_batched']}x batched, {c['speedup_one_at_a_time']}x one at a time"
+        chosen = (
+            f"`{ch['factory']}`"
+            + "".join(f" {k} {v}" for k, v in ch["search_params"].items())
+            + f": build {ch['build_seconds']} s + tune {ch['tune_seconds']} s, "
+            f"{ch['queries_per_s']:,.0f} q/s batched, {ch['one_at_a_time_per_s']:,.0f} one at a "
+            f"time, recall@{r['k']} {ch['held_out_recall']}"
+        )
+        if ch["type"] == "IndexFlatIP":
+            chosen = (
+                f"exact `IndexFlatIP` chosen ({c['videos']:,} <= `exact_max_videos` "
+                f"{r['config']['exact_max_videos']:,}): the reference itself, recall@{r['k']} 1.0"
+            )
+            ratio = "1x (the same index)"
+        if "refused" in c:
+            ref = c["refused"]
+            chosen = (
+                f"refused by the {r['config']['recall_floor']} floor: `{ref['factory']}` reached "
+                f"recall@{r['k']} {ref['recall']} at nprobe {ref['tuning'][-1]['nprobe']}; "
+                f"with every nprobe allowed: {chosen}"
+            )
+        rows.append(
+            f"| ANN index, {c['case']} (`bench/faiss_index.py`) | {data} | {chosen} "
+            f"| exact `IndexFlatIP`: build {ex['build_seconds']} s, "
+            f"{ex['queries_per_s']:,.0f} q/s batched, {ex['one_at_a_time_per_s']:,.0f} one at a "
+            f"time | {ratio} | {r['git_commit'][:8]} |"
         )
     return rows
 
