@@ -109,8 +109,8 @@ class ExportConfig:
     recall_queries: int = 1_000  # user queries sampled to measure recall on
     ivf_nlist: int = 0  # IVF lists; 0: about 4·sqrt(videos), a power of two (4,096 at 1M)
     # nprobe values tried in order, the first reaching the floor kept. The top rung scans 1/16
-    # of a 1M catalog's 4,096 lists; an index that needs more is no longer worth its recall
-    # loss (uniform random vectors at 1M: see bench/faiss_index.py).
+    # of a 1M catalog's 4,096 lists; an index that needs more is refused: uniform random
+    # vectors at 1M need 2,048, no faster than exact search (bench/faiss_index.py).
     nprobe_ladder: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
     index_threads: int = 0  # faiss threads; 0: every core
 
