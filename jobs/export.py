@@ -1,13 +1,19 @@
-"""Nightly export: FAISS index over the champion ranker's video vectors and a candidate table.
+"""Nightly export for day D (features through D, stamped D+1 00:00 UTC): an ANN index of the
+video embeddings and each user's candidate list, published only when the index is good enough.
 
-For ds=D (features through D, stamped D+1 00:00):
-  exports/ds=D/{index.faiss, video_ids.npy, manifest.json}, published via `exports/latest`
+  exports/ds=D/{index.faiss, video_ids.npy, fallback.json, manifest.json}; `exports/latest`
+                                       points at the last good one (an atomic symlink swap)
   lake/candidates/ds=D                 user_id, rank, video_id, score, source
   lake/features/user_candidates/ds=D   one row per user (arrays), materialized online
+  lake/exposure_plan/ds=D              the cold-start plan (jobs/cold_start.py)
 
-Candidates: ANN top-N by the user vector, already-watched videos removed, the survivors
-scored by the ranker's multi-objective score, top K kept. Users without features (no view
-in the long window) get the most-viewed videos they have not watched (source `popular`).
+Embeddings come from `@champion` versions only: the video table of the sequence model named by
+`candidates.embedding_model` (default the student) and each active user's query from their
+recent views through it (models/sequence_run.py: query . video = the model's next-video
+score). Without such a champion the ranker champion's two-tower vectors stand in, and the
+manifest says so. Candidate lists: jobs/candidates.py. Users without a view in the active
+window get the fallback list (trending, then most viewed), which `reelflow recommend` also
+answers for a user the store does not know.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,57 +29,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.compute import USER_FEATURES, feature_time
+from features.compute import USER_FEATURES, VIDEO_FEATURES, days_back, feature_time
 from features.schema import INTERACTIONS, USERS, VIDEOS
+from jobs.ann import build_ann_index, mlflow_fields
+from jobs.candidates import Catalog, build_lists, trending
+from jobs.cold_start import EXPOSURE_PLAN, assign_cohorts, plan_exposure
 from jobs.commit import staged_partition
-from models.ranker_data import read_partitions, user_feature_frame, video_feature_frame
-from models.registry import RANKER, RankerBundle, champion_version, load_version, setup_tracking
+from models.ranker_data import read_partitions
+from models.registry import (
+    RANKER,
+    RankerBundle,
+    champion_version,
+    experiment,
+    load_version,
+    setup_tracking,
+)
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 
 USER_CANDIDATES = "user_candidates"
-
-
-def build_index(vectors: np.ndarray):
-    """Exact inner-product index: the ranker's retrieval score is a dot product."""
-    import faiss
-
-    faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
-
-
-def watched_by_user(paths: Paths, ds: str, spark=None) -> dict[int, np.ndarray]:
-    views = read_partitions(paths.normalized(INTERACTIONS))
-    views = views[views["ds"] <= ds]
-    return {int(u): np.unique(v.to_numpy()) for u, v in views.groupby("user_id")["video_id"]}
-
-
-@torch.no_grad()
-def rank_candidates(
-    bundle: RankerBundle, user_frame: pd.DataFrame, video_frame: pd.DataFrame, cand_pos: np.ndarray
-) -> np.ndarray:
-    """Multi-objective scores of each user's candidate videos (positions into video_frame)."""
-    model = bundle.model
-    u = bundle.encode(user_frame)
-    v = bundle.encode(video_frame)
-    user_vec = model.user_vector(u["user_idx"], u["user_dense"], u["affinity"])
-    video_vec = model.video_vector(v["video_idx"], v["video_dense"], v["category"])
-    n_users, n_cand = cand_pos.shape
-    flat = torch.from_numpy(cand_pos.reshape(-1))
-    logits = model.head_logits(
-        user_vec.repeat_interleave(n_cand, 0),
-        video_vec[flat],
-        u["affinity"].repeat_interleave(n_cand, 0),
-        v["category"][flat],
-        v["video_dense"][flat],
-    )
-    fatigue = None  # the pyfunc's score: fatigue penalty included where the features have it
-    if "recent_share" in u:
-        shares = u["recent_share"].repeat_interleave(n_cand, 0)
-        fatigue = model.category_share(shares, v["category"][flat]).squeeze(1)
-    return model.combined_score(logits, fatigue).view(n_users, n_cand).numpy()
 
 
 def _write_parquet(frame: pd.DataFrame, table_dir: Path, ds: str) -> None:
@@ -91,99 +65,269 @@ def publish(export_root: Path, ds: str) -> None:
     os.replace(tmp, export_root / "latest")
 
 
+def sequence_embeddings(
+    paths: Paths, config: Config, catalog_ids: np.ndarray, histories: list
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray] | None:
+    """(model info, catalog positions in the index, their vectors, user queries) from the
+    champion of `candidates.embedding_model`, or None when it has no champion."""
+    from models.sequence_run import item_table, load_sequence_version, registered_name, user_queries
+
+    name = registered_name(config.candidates.embedding_model)
+    champion = champion_version(name)
+    if champion is None:
+        return None
+    bundle = load_sequence_version(config.candidates.embedding_model, champion.version)
+    index = bundle.vocab.lookup(catalog_ids)  # videos the model never saw have no embedding
+    known = np.flatnonzero(index > 0)
+    vectors = item_table(bundle)[index[known] - 1]
+    info = {"name": name, "version": int(champion.version), "run_id": champion.run_id}
+    return info, known, vectors, user_queries(bundle, histories)
+
+
+def recent_histories(views: pd.DataFrame, user_ids: np.ndarray, n: int) -> list[np.ndarray]:
+    """Each user's last n video ids, oldest first (views sorted by time)."""
+    last = views.groupby("user_id").tail(n).groupby("user_id")["video_id"].apply(np.asarray)
+    return [last.get(int(u), np.zeros(0, dtype=np.int64)) for u in user_ids]
+
+
+@torch.no_grad()
+def pair_scorer(bundle: RankerBundle, user_frame: pd.DataFrame, video_frame: pd.DataFrame):
+    """score(rows, positions) -> the ranker's combined score (fatigue included) of those
+    (user row, catalog position) pairs; towers computed once, pairs in chunks."""
+    model = bundle.model.eval()
+    u, v = bundle.encode(user_frame), bundle.encode(video_frame)
+    user_vec = model.user_vector(u["user_idx"], u["user_dense"], u["affinity"])
+    video_vec = model.video_vector(v["video_idx"], v["video_dense"], v["category"])
+
+    @torch.no_grad()
+    def score(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(rows), 1 << 17):
+            r = torch.from_numpy(np.asarray(rows[start : start + (1 << 17)], dtype=np.int64))
+            p = torch.from_numpy(np.asarray(positions[start : start + (1 << 17)], dtype=np.int64))
+            logits = model.head_logits(
+                user_vec[r], video_vec[p], u["affinity"][r], v["category"][p], v["video_dense"][p]
+            )
+            fatigue = None
+            if "recent_share" in u:
+                fatigue = model.category_share(u["recent_share"][r], v["category"][p]).squeeze(1)
+            out.append(model.combined_score(logits, fatigue).numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    return score
+
+
+def _previous_plan(paths: Paths, ds: str) -> pd.DataFrame | None:
+    day_before = (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
+    part = paths.lake / EXPOSURE_PLAN / f"ds={day_before}"
+    return pd.read_parquet(part) if part.exists() else None
+
+
 def export_candidates(
     ds: str, config: Config | None = None, paths: Paths | None = None
 ) -> dict[str, Any]:
-    import faiss
 
     config = config or load_config()
     paths = paths or Paths.from_env()
-    k = config.export.candidates_per_user
+    cc, k = config.candidates, config.export.candidates_per_user
     setup_tracking(paths)
     champion = champion_version(RANKER)
     if champion is None:
         raise RuntimeError(f"no '{RANKER}@champion' in the MLflow registry: run training first")
-    bundle = load_version(RANKER, champion.version)
-    at = feature_time(ds)
+    ranker = load_version(RANKER, champion.version)
 
-    catalog = read_partitions(paths.normalized(VIDEOS), [ds]).sort_values("video_id")
-    video_ids = catalog["video_id"].to_numpy(np.int64)
-    video_frame = video_feature_frame(video_ids, at, paths)
-    active = read_partitions(paths.features(USER_FEATURES), [ds])["user_id"].to_numpy(np.int64)
-    all_users = read_partitions(paths.normalized(USERS), [ds])["user_id"].to_numpy(np.int64)
-    user_frame = user_feature_frame(np.unique(active), at, paths)
-    watched = watched_by_user(paths, ds)
+    videos = read_partitions(paths.normalized(VIDEOS), [ds]).sort_values("video_id")
+    video_ids = videos["video_id"].to_numpy(np.int64)
+    video_frame = (
+        read_partitions(paths.features(VIDEO_FEATURES), [ds])
+        .set_index("video_id")
+        .reindex(video_ids)
+        .rename_axis("video_id")
+        .reset_index()
+    )
+    catalog = Catalog(
+        video_ids=video_ids,
+        categories=pd.to_numeric(video_frame["primary_category"], errors="coerce")
+        .fillna(-1)
+        .to_numpy(np.int64),
+        trend_velocity=video_frame["trend_velocity"].to_numpy(np.float64, na_value=np.nan),
+        performance=video_frame["normalized_performance"].to_numpy(np.float64, na_value=np.nan),
+        exposures_7d=video_frame["exposures_7d"].fillna(0).to_numpy(np.float64),
+    )
+    views = read_partitions(paths.normalized(INTERACTIONS), days_back(ds, cc.active_days))
+    views = views[views["video_id"].notna()].sort_values(["event_ts", "video_id"], kind="stable")
+    active = np.unique(views["user_id"].to_numpy(np.int64))
+    user_frame = (
+        read_partitions(paths.features(USER_FEATURES), [ds])
+        .set_index("user_id")
+        .reindex(active)
+        .rename_axis("user_id")
+        .reset_index()
+    )
+
+    # Watched: every view through D, not only the active window.
+    seen = read_partitions(paths.normalized(INTERACTIONS))
+    seen = seen[seen["ds"] <= ds][["user_id", "video_id"]].drop_duplicates()
+    row_of = pd.Series(np.arange(len(active)), index=active)
+    watched = pd.DataFrame(
+        {
+            "row": row_of.reindex(seen["user_id"]).to_numpy(),
+            "pos": catalog.positions(seen["video_id"].to_numpy()),
+        }
+    ).dropna()
+    watched = watched[watched["pos"] >= 0].astype(np.int64)
 
     started = time.perf_counter()
-    video_vecs = bundle.video_vectors(video_frame)
-    index = build_index(video_vecs)
-    build_seconds = time.perf_counter() - started
-    user_vecs = bundle.user_vectors(user_frame)
-    most_watched = max((len(v) for v in watched.values()), default=0)
-    # Enough neighbours that K survive removing everything the user has watched.
-    n_search = min(index.ntotal, k + most_watched)
-    _, neighbours = index.search(np.ascontiguousarray(user_vecs, dtype=np.float32), n_search)
-    scores = rank_candidates(bundle, user_frame, video_frame, neighbours)
+    histories = recent_histories(views, active, config.features.sequence_length)
+    found = sequence_embeddings(paths, config, video_ids, histories)
+    if found is not None:
+        embedding_model, in_index, vectors, queries = found
+    else:
+        embedding_model = {
+            "name": RANKER,
+            "version": int(champion.version),
+            "run_id": champion.run_id,
+            "note": f"no reelflow-{cc.embedding_model}@champion: the ranker's two-tower vectors",
+        }
+        in_index = np.arange(len(video_ids))
+        vectors = ranker.video_vectors(video_frame)
+        queries = ranker.user_vectors(user_frame)
+    # Below the recall floor this raises before anything is written: the last export stays live.
+    ann = build_ann_index(vectors, queries, config.export)
+    n_search = min(cc.ann_candidates, len(in_index))
+    _, neighbours = ann.search(queries, n_search)
+    neighbours = np.where(neighbours >= 0, in_index[np.maximum(neighbours, 0)], -1)
+    index_seconds = time.perf_counter() - started
 
-    popularity = video_frame["exposures_7d"].fillna(0).to_numpy()
-    popular_order = np.argsort(-popularity, kind="stable")
-    rows = []
-    user_ids = user_frame["user_id"].to_numpy(np.int64)
-    for i, user in enumerate(user_ids):
-        seen = set(watched.get(int(user), ()))
-        keep = [
-            (scores[i, j], int(video_ids[p]))
-            for j, p in enumerate(neighbours[i])
-            if p >= 0 and video_ids[p] not in seen
-        ]
-        keep.sort(key=lambda t: -t[0])
-        rows.extend((int(user), r + 1, vid, float(s), "ann") for r, (s, vid) in enumerate(keep[:k]))
-    for user in np.setdiff1d(all_users, user_ids):
-        seen = set(watched.get(int(user), ()))
-        picks = [p for p in popular_order if video_ids[p] not in seen][:k]
-        rows.extend(
-            (int(user), r + 1, int(video_ids[p]), float(popularity[p]), "popular")
-            for r, p in enumerate(picks)
+    # Cold start: today's plan from yesterday's and today's performance; cohorts drawn.
+    plan = plan_exposure(ds, video_frame, _previous_plan(paths, ds), len(active), config.cold_start)
+    cohorts = assign_cohorts(plan, active, ds, config.cold_start)
+    affinity = (
+        np.stack(
+            [
+                np.zeros(config.features.num_categories) if a is None else np.asarray(a, float)
+                for a in user_frame["category_affinity"]
+            ]
         )
-    candidates = pd.DataFrame(rows, columns=["user_id", "rank", "video_id", "score", "source"])
-    _write_parquet(candidates, paths.candidates, ds)
+        if len(user_frame)
+        else np.zeros((0, config.features.num_categories))
+    )
+    top_categories = np.where(
+        np.sort(affinity, axis=1)[:, ::-1][:, :3] > 0, np.argsort(-affinity, axis=1)[:, :3], -1
+    )
+    started = time.perf_counter()
+    personal = build_lists(
+        active,
+        neighbours,
+        top_categories,
+        catalog,
+        watched,
+        cohorts,
+        pair_scorer(ranker, user_frame, video_frame),
+        cc,
+        k,
+        embeddings=None if catalog.has_categories else ranker.video_vectors(video_frame),
+    )
+    lists_seconds = time.perf_counter() - started
 
+    fallback = fallback_list(catalog, cc, k)
+    # Everyone the platform knows: its user table, or (MicroLens has none) every viewer so far.
+    everyone = (
+        read_partitions(paths.normalized(USERS), [ds])["user_id"].to_numpy(np.int64)
+        if paths.normalized(USERS).exists()
+        else seen["user_id"].unique().astype(np.int64)
+    )
+    idle = np.setdiff1d(everyone, active)
+    rows = [personal, idle_lists(idle, fallback, catalog, seen, k)]
+    candidates = pd.concat([r for r in rows if len(r)], ignore_index=True)
+    at = feature_time(ds)
+    _write_parquet(candidates, paths.candidates, ds)
+    _write_parquet(plan, paths.lake / EXPOSURE_PLAN, ds)
+    _write_parquet(
+        online_rows(candidates, at, int(champion.version)), paths.features(USER_CANDIDATES), ds
+    )
+
+    manifest = {
+        "ds": ds,
+        "feature_time": at.isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
+        "models": {
+            RANKER: {"version": int(champion.version), "run_id": champion.run_id},
+            "embeddings": embedding_model,
+        },
+        "index": ann.report,
+        "candidates": {
+            "users": int(candidates["user_id"].nunique()),
+            "active_users": int(len(active)),
+            "fallback_users": int(len(idle)),
+            "rows": len(candidates),
+            "per_user": k,
+            "by_source": candidates["source"].value_counts().to_dict(),
+            "index_and_queries_seconds": index_seconds,
+            "lists_seconds": lists_seconds,
+        },
+        "cold_start": {
+            "plan": plan["state"].value_counts().to_dict(),
+            "cohort_slots": int(len(cohorts)),
+        },
+    }
+    with staged_partition(paths.exports, f"ds={ds}") as staging:
+        staging.mkdir(parents=True)
+        ann.save(staging)  # index.faiss + index.json (its report: the tuned nprobe)
+        np.save(staging / "video_ids.npy", video_ids[in_index])
+        (staging / "fallback.json").write_text(
+            json.dumps({"video_ids": fallback.tolist(), "source": "fallback"})
+        )
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    publish(paths.exports, ds)
+    _log_to_mlflow(manifest, ann.report)
+    return manifest
+
+
+def fallback_list(catalog: Catalog, cc, k: int) -> np.ndarray:
+    """For users with no recent view, and users the store does not know: trending videos,
+    then the most viewed (video ids, best first)."""
+    hot = trending(catalog, k)
+    most = np.argsort(-catalog.exposures_7d, kind="stable")
+    order = list(dict.fromkeys([*hot.tolist(), *most.tolist()]))
+    return catalog.video_ids[np.asarray(order[: 3 * k], dtype=np.int64)]
+
+
+def idle_lists(
+    users: np.ndarray, fallback: np.ndarray, catalog: Catalog, seen: pd.DataFrame, k: int
+) -> pd.DataFrame:
+    watched = seen.groupby("user_id")["video_id"].apply(set)
+    rank = pd.Series(np.arange(len(fallback)), index=fallback)
+    rows = []
+    for user in users.tolist():
+        skip = watched.get(user, set())
+        picks = [v for v in fallback.tolist() if v not in skip][:k]
+        rows.extend((user, r + 1, v, float(-rank[v]), "fallback") for r, v in enumerate(picks))
+    return pd.DataFrame(rows, columns=["user_id", "rank", "video_id", "score", "source"])
+
+
+def online_rows(candidates: pd.DataFrame, at, model_version: int) -> pd.DataFrame:
     grouped = candidates.sort_values(["user_id", "rank"]).groupby("user_id")
-    online = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": grouped["user_id"].first().astype(np.int64),
             "event_timestamp": at,
             "video_ids": grouped["video_id"].apply(lambda s: s.astype(np.int64).tolist()),
             "scores": grouped["score"].apply(lambda s: s.astype(np.float32).tolist()),
             "sources": grouped["source"].apply(list),
-            "model_version": int(champion.version),
+            "model_version": model_version,
         }
     ).reset_index(drop=True)
-    _write_parquet(online, paths.features(USER_CANDIDATES), ds)
 
-    manifest = {
-        "ds": ds,
-        "feature_time": at.isoformat(),
-        "created_at": datetime.now(UTC).isoformat(),
-        "models": {RANKER: {"version": int(champion.version), "run_id": champion.run_id}},
-        "index": {
-            "type": "IndexFlatIP",
-            "dim": int(video_vecs.shape[1]),
-            "size": int(index.ntotal),
-            "build_seconds": build_seconds,
-            "recall_at_10_vs_exact": 1.0,
-        },
-        "candidates": {
-            "users": int(candidates["user_id"].nunique()),
-            "rows": len(candidates),
-            "per_user": k,
-            "by_source": candidates["source"].value_counts().to_dict(),
-        },
-    }
-    with staged_partition(paths.exports, f"ds={ds}") as staging:
-        staging.mkdir(parents=True)
-        faiss.write_index(index, str(staging / "index.faiss"))
-        np.save(staging / "video_ids.npy", video_ids)
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    publish(paths.exports, ds)
-    return manifest
+
+def _log_to_mlflow(manifest: dict[str, Any], report: dict[str, Any]) -> None:
+    """The export as an MLflow run (experiment reelflow-export): the index's parameters,
+    measured recall and timings, the manifest as an artifact."""
+    import mlflow
+
+    mlflow.set_experiment(experiment_id=experiment("reelflow-export", Paths.from_env()))
+    with mlflow.start_run(run_name=f"export-{manifest['ds']}"):
+        params, metrics = mlflow_fields(report)
+        mlflow.log_params({**params, "ds": manifest["ds"]})
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(manifest, "manifest.json")

@@ -123,26 +123,33 @@ def feature_refs(view: str, columns) -> list[str]:
     return [f"{view}:{c}" for c in columns]
 
 
-def user_feature_frame(user_ids: np.ndarray, at, paths: Paths) -> pd.DataFrame:
-    """User features as of `at` (one moment, or one per user)."""
-    entity = pd.DataFrame({"user_id": user_ids.astype(np.int64), "event_timestamp": at})
-    refs = feature_refs(USER_FEATURES, (*USER_DENSE, "category_affinity", "recent_category_share"))
+def _features_as_of(key: str, ids: np.ndarray, at, refs: list[str], paths: Paths) -> pd.DataFrame:
+    """One row per (id, moment), sorted, nulls where a view has nothing: Feast's file store
+    drops entity rows with no feature row in the TTL window (an id first seen that day), which
+    would silently misalign rows with the ids asked for."""
+    as_ns = "datetime64[ns, UTC]"
+    entity = pd.DataFrame({key: ids.astype(np.int64), "event_timestamp": at})
+    entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True).astype(as_ns)
+    entity = entity.drop_duplicates()
+    found = historical_features(entity, refs, paths)
+    found["event_timestamp"] = pd.to_datetime(found["event_timestamp"], utc=True).astype(as_ns)
     return (
-        historical_features(entity, refs, paths)
-        .sort_values(["user_id", "event_timestamp"])
+        entity.merge(found, on=[key, "event_timestamp"], how="left", validate="one_to_one")
+        .sort_values([key, "event_timestamp"])
         .reset_index(drop=True)
     )
+
+
+def user_feature_frame(user_ids: np.ndarray, at, paths: Paths) -> pd.DataFrame:
+    """User features as of `at` (one moment, or one per user)."""
+    refs = feature_refs(USER_FEATURES, (*USER_DENSE, "category_affinity", "recent_category_share"))
+    return _features_as_of("user_id", user_ids, at, refs, paths)
 
 
 def video_feature_frame(video_ids: np.ndarray, at, paths: Paths) -> pd.DataFrame:
     """Video features as of `at` (one moment, or one per video)."""
-    entity = pd.DataFrame({"video_id": video_ids.astype(np.int64), "event_timestamp": at})
     refs = feature_refs(VIDEO_FEATURES, (*VIDEO_DENSE, "primary_category"))
-    return (
-        historical_features(entity, refs, paths)
-        .sort_values(["video_id", "event_timestamp"])
-        .reset_index(drop=True)
-    )
+    return _features_as_of("video_id", video_ids, at, refs, paths)
 
 
 def encode(
@@ -340,7 +347,12 @@ def build_holdout(holdout_ds: str, config: Config, paths: Paths) -> HoldoutSet:
         video_ids=video_ids,
         relevant=relevant,
         history=history,
-        categories=catalog["primary_category"].fillna(-1).to_numpy(np.int64),
+        # MicroLens has no categories: every video "none" (-1), diversity then says nothing.
+        categories=pd.to_numeric(
+            catalog.get("primary_category", pd.Series(-1, index=catalog.index)), errors="coerce"
+        )
+        .fillna(-1)
+        .to_numpy(np.int64),
         popularity=popularity,
         at=datetime.fromisoformat(holdout_ds).replace(tzinfo=UTC),
         views=day.drop(columns="ds").reset_index(drop=True),

@@ -116,6 +116,36 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class CandidateConfig:
+    """The nightly candidate lists (jobs/candidates.py): sources, re-rank, exploration."""
+
+    # The sequence model whose champion gives the ANN index its video embeddings and the users
+    # their queries: the student by default, the one built to be fast.
+    embedding_model: str = "student"
+    active_days: int = 28  # a user with a view in this many days gets a personal list
+    ann_candidates: int = 100  # nearest videos per user from the index
+    trending_candidates: int = 30  # top trend_velocity videos offered to everyone
+    affinity_candidates: int = 10  # best-performing videos of each of the user's top categories
+    # MMR: lambda * relevance - (1 - lambda) * (same category as a video already chosen);
+    # over embeddings (cosine) where a dataset has no categories.
+    mmr_lambda: float = 0.7
+    max_share_per_category: float = 0.3  # fatigue cap: at most this share of a list per category
+    exploration_share: float = 0.15  # share of each list reserved for new and little-seen videos
+
+
+@dataclass(frozen=True)
+class ColdStartConfig:
+    """A new video's first days (jobs/cold_start.py): a random cohort sees it; its normalized
+    performance (against comparable videos, features/compute.py) grows or stops it."""
+
+    new_video_hours: float = 24.0  # uploaded (or first seen) this recently: a new video
+    cohort_users: int = 500  # users in a new video's first random exposure cohort
+    expansion_threshold: float = 1.2  # normalized performance at or above this: grow
+    expansion_factor: float = 2.0  # the cohort's growth per good day
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     master: str = "local[2]"
     driver_memory: str = "4g"
@@ -134,6 +164,8 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -164,12 +164,13 @@ def test_sequence_models_are_trained_registered_and_gated_by_the_dag(pipeline_ru
     assert "test_ndcg_at_10" in summary["metrics"]
 
 
-def test_index_holds_every_video_and_matches_exact_search(pipeline_run, lake):
+def test_index_holds_the_champions_embeddings_and_the_manifest_says_which(pipeline_run, lake):
+    """The index holds the video table of the embedding model's champion (the student, or the
+    ranker's two-tower vectors where no student is champion), as the manifest records."""
     import faiss
 
-    from features.compute import feature_time
-    from models.ranker_data import user_feature_frame, video_feature_frame
     from models.registry import RANKER, champion_version, load_version, setup_tracking
+    from models.sequence_run import item_table, load_sequence_version
 
     export = lake.exports / "latest"
     manifest = json.loads((export / "manifest.json").read_text())
@@ -177,19 +178,41 @@ def test_index_holds_every_video_and_matches_exact_search(pipeline_run, lake):
     index = faiss.read_index(str(export / "index.faiss"))
     video_ids = np.load(export / "video_ids.npy")
     catalog = pd.read_parquet(lake.normalized("videos") / f"ds={ds}")
-    assert index.ntotal == len(catalog) == len(video_ids)
-    assert set(video_ids) == set(catalog["video_id"])
+    assert index.ntotal == len(video_ids) == manifest["index"]["size"]
+    assert set(video_ids) <= set(catalog["video_id"])
+    assert manifest["index"]["recall"] >= manifest["index"]["recall_floor"] == 0.95
 
-    # Recompute the vectors independently from the champion and the offline features.
     setup_tracking(lake)
-    bundle = load_version(RANKER, champion_version(RANKER).version)
-    at = feature_time(ds)
-    video_vecs = bundle.video_vectors(video_feature_frame(video_ids, at, lake))
-    users = pd.read_parquet(lake.features("user_features") / f"ds={ds}")["user_id"].to_numpy()[:25]
-    user_vecs = bundle.user_vectors(user_feature_frame(users, at, lake))
-    _, ann = index.search(user_vecs.astype(np.float32), 10)
-    exact = np.argsort(-(user_vecs @ video_vecs.T), axis=1, kind="stable")[:, :10]
-    assert (np.sort(ann, axis=1) == np.sort(exact, axis=1)).all()
+    used = manifest["models"]["embeddings"]
+    stored = index.reconstruct_n(0, index.ntotal)
+    if used["name"] == RANKER:
+        assert champion_version("reelflow-student") is None  # the fallback only then
+        bundle = load_version(RANKER, used["version"])
+        features = pd.read_parquet(lake.features("video_features") / f"ds={ds}")
+        expected = bundle.video_vectors(features.set_index("video_id").loc[video_ids].reset_index())
+    else:
+        assert used["name"] == "reelflow-student"
+        assert int(champion_version(used["name"]).version) == used["version"]
+        bundle = load_sequence_version("student", used["version"])
+        expected = item_table(bundle)[bundle.vocab.lookup(video_ids) - 1]
+    np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_index_below_the_recall_floor_is_refused_and_the_last_export_stays_live(
+    pipeline_run, lake
+):
+    from jobs.ann import IndexBelowRecallFloor
+    from jobs.export import export_candidates
+    from reelflow.config import Config, ExportConfig
+
+    latest = lake.exports / "latest"
+    before = (latest.resolve(), (latest / "manifest.json").read_text())
+    ds = pipeline_run["manifest"]["days"][-1]
+    # An IVF index (the catalog is above exact_max_videos) cannot reach a recall of 1.01.
+    strict = Config(export=ExportConfig(exact_max_videos=10, recall_floor=1.01))
+    with pytest.raises(IndexBelowRecallFloor, match="below the floor 1.01"):
+        export_candidates(ds, config=strict, paths=lake)
+    assert (latest.resolve(), (latest / "manifest.json").read_text()) == before
 
 
 def test_every_user_has_k_unwatched_candidates(pipeline_run, lake):
@@ -208,6 +231,19 @@ def test_every_user_has_k_unwatched_candidates(pipeline_run, lake):
     ].drop_duplicates()
     overlap = candidates.merge(watched, on=["user_id", "video_id"])
     assert overlap.empty, f"{len(overlap)} candidates were already watched"
+    # Every row names its source; active users get 3 of 20 exploration slots (15%).
+    assert set(candidates["source"]) <= {
+        "ann",
+        "affinity",
+        "trending",
+        "cold_start",
+        "explore",
+        "fallback",
+    }
+    personal = candidates[candidates["source"] != "fallback"]
+    explored = personal[personal["source"].isin(["cold_start", "explore"])]
+    assert (explored.groupby("user_id").size() == 3).all()
+    assert explored["user_id"].nunique() == personal["user_id"].nunique()
 
 
 def test_recommend_reads_the_online_store(pipeline_run, lake):
