@@ -48,6 +48,7 @@ from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 
 USER_CANDIDATES = "user_candidates"
+USERS_PER_CHUNK = 10_000  # candidate lists built for this many users at a time
 
 
 def _write_parquet(frame: pd.DataFrame, table_dir: Path, ds: str) -> None:
@@ -216,18 +217,28 @@ def export_candidates(
         np.sort(affinity, axis=1)[:, ::-1][:, :3] > 0, np.argsort(-affinity, axis=1)[:, :3], -1
     )
     started = time.perf_counter()
-    personal = build_lists(
-        active,
-        neighbours,
-        top_categories,
-        catalog,
-        watched,
-        cohorts,
-        pair_scorer(ranker, user_frame, video_frame),
-        cc,
-        k,
-        embeddings=None if catalog.has_categories else ranker.video_vectors(video_frame),
-    )
+    scorer = pair_scorer(ranker, user_frame, video_frame)
+    embeddings = None if catalog.has_categories else ranker.video_vectors(video_frame)
+    parts = []
+    # Users in chunks: the re-rank holds (users, pool, dim) arrays; 100k users at once would not fit.
+    for start in range(0, len(active), USERS_PER_CHUNK):
+        end = min(start + USERS_PER_CHUNK, len(active))
+        mine = watched[(watched["row"] >= start) & (watched["row"] < end)]
+        parts.append(
+            build_lists(
+                active[start:end],
+                neighbours[start:end],
+                top_categories[start:end],
+                catalog,
+                mine.assign(row=mine["row"] - start),
+                cohorts,
+                lambda rows, positions, start=start: scorer(rows + start, positions),
+                cc,
+                k,
+                embeddings=embeddings,
+            )
+        )
+    personal = pd.concat(parts, ignore_index=True) if parts else empty_candidates()
     lists_seconds = time.perf_counter() - started
 
     fallback = fallback_list(catalog, cc, k)
@@ -282,6 +293,18 @@ def export_candidates(
     publish(paths.exports, ds)
     _log_to_mlflow(manifest, ann.report)
     return manifest
+
+
+def empty_candidates() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": pd.Series(dtype="int64"),
+            "rank": pd.Series(dtype="int64"),
+            "video_id": pd.Series(dtype="int64"),
+            "score": pd.Series(dtype="float64"),
+            "source": pd.Series(dtype="object"),
+        }
+    )
 
 
 def fallback_list(catalog: Catalog, cc, k: int) -> np.ndarray:
