@@ -261,6 +261,16 @@ def test_recommend_reads_the_online_store(pipeline_run, lake):
     assert online["user_features"]["views_28d"] is not None
 
 
+def test_recommend_answers_an_unknown_user_with_the_fallback_list(pipeline_run, lake):
+    env = {**os.environ, "REELFLOW_HOME": str(pipeline_run["home"])}
+    result = reelflow_cli("recommend", "--user", "987654321", "--k", "5", "--json", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout)
+    fallback = json.loads((lake.exports / "latest" / "fallback.json").read_text())
+    assert [c["video_id"] for c in answer["candidates"]] == fallback["video_ids"][:5]
+    assert {c["source"] for c in answer["candidates"]} == {"fallback"}
+
+
 def test_feast_serve_returns_the_latest_candidates_and_features(pipeline_run, lake):
     """What a feed server reads, over HTTP from `feast serve`: the `serving_v1` service."""
     ds = pipeline_run["manifest"]["days"][-1]
