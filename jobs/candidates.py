@@ -159,10 +159,14 @@ def mmr(
     pos = _padded(scored, users, "pos", -1)
     score = _padded(scored.assign(score=scored["score"].astype(np.float64)), users, "score", np.nan)
     valid = pos >= 0
-    low = np.nanmin(np.where(valid, score, np.inf), axis=1, keepdims=True)
-    high = np.nanmax(np.where(valid, score, -np.inf), axis=1, keepdims=True)
+    # A candidate the scorer cannot score (-inf: no vector for a brand-new video) ranks as the
+    # least relevant, but stays a candidate.
+    finite = valid & np.isfinite(score)
+    low = np.min(np.where(finite, score, np.inf), axis=1, keepdims=True)
+    high = np.max(np.where(finite, score, -np.inf), axis=1, keepdims=True)
     span = np.where(high > low, high - low, 1.0)
-    relevance = np.where(valid, (score - low) / span, 0.0)
+    with np.errstate(invalid="ignore"):
+        relevance = np.where(finite, (score - low) / span, 0.0)
     by_category = catalog.has_categories
     cats = np.where(valid, catalog.categories[np.maximum(pos, 0)], -1)
     n_cat = int(catalog.categories.max()) + 2 if by_category else 1

@@ -118,6 +118,19 @@ def pair_scorer(bundle: RankerBundle, user_frame: pd.DataFrame, video_frame: pd.
     return score
 
 
+def retrieval_scorer(queries: np.ndarray, vectors: np.ndarray, in_index: np.ndarray, n: int):
+    """score(rows, positions) -> query . video vector; a video without a vector scores -inf."""
+    row_of = np.full(n, -1, dtype=np.int64)
+    row_of[in_index] = np.arange(len(in_index))
+
+    def score(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        at = row_of[positions]
+        out = np.einsum("ij,ij->i", queries[rows], vectors[np.maximum(at, 0)])
+        return np.where(at >= 0, out, -np.inf)
+
+    return score
+
+
 def _previous_plan(paths: Paths, ds: str) -> pd.DataFrame | None:
     day_before = (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
     part = paths.lake / EXPOSURE_PLAN / f"ds={day_before}"
@@ -133,9 +146,7 @@ def export_candidates(
     cc, k = config.candidates, config.export.candidates_per_user
     setup_tracking(paths)
     champion = champion_version(RANKER)
-    if champion is None:
-        raise RuntimeError(f"no '{RANKER}@champion' in the MLflow registry: run training first")
-    ranker = load_version(RANKER, champion.version)
+    ranker = None if champion is None else load_version(RANKER, champion.version)
 
     videos = read_partitions(paths.normalized(VIDEOS), [ds]).sort_values("video_id")
     video_ids = videos["video_id"].to_numpy(np.int64)
@@ -183,6 +194,11 @@ def export_candidates(
     found = sequence_embeddings(paths, config, video_ids, histories)
     if found is not None:
         embedding_model, in_index, vectors, queries = found
+    elif ranker is None:
+        raise RuntimeError(
+            f"nothing to export from: neither '{RANKER}@champion' nor "
+            f"'reelflow-{cc.embedding_model}@champion' is in the MLflow registry; train first"
+        )
     else:
         embedding_model = {
             "name": RANKER,
@@ -217,8 +233,17 @@ def export_candidates(
         np.sort(affinity, axis=1)[:, ::-1][:, :3] > 0, np.argsort(-affinity, axis=1)[:, :3], -1
     )
     started = time.perf_counter()
-    scorer = pair_scorer(ranker, user_frame, video_frame)
-    embeddings = None if catalog.has_categories else ranker.video_vectors(video_frame)
+    if ranker is not None:
+        scorer = pair_scorer(ranker, user_frame, video_frame)
+        ranked_by = {"version": int(champion.version), "run_id": champion.run_id}
+    else:
+        # No ranker has beaten popularity here yet (a log without watch time leaves it only
+        # the rewatch head): the embedding model's own next-video score orders the pool.
+        scorer = retrieval_scorer(queries, vectors, in_index, len(video_ids))
+        ranked_by = {"version": None, "note": "no ranker champion: the embedding model's score"}
+    table = np.zeros((len(video_ids), vectors.shape[1]), dtype=np.float32)
+    table[in_index] = vectors
+    embeddings = None if catalog.has_categories else table
     parts = []
     # Users in chunks: the re-rank holds (users, pool, dim) arrays; 100k users at once would not fit.
     for start in range(0, len(active), USERS_PER_CHUNK):
@@ -255,7 +280,9 @@ def export_candidates(
     _write_parquet(candidates, paths.candidates, ds)
     _write_parquet(plan, paths.lake / EXPOSURE_PLAN, ds)
     _write_parquet(
-        online_rows(candidates, at, int(champion.version)), paths.features(USER_CANDIDATES), ds
+        online_rows(candidates, at, int(champion.version) if champion else 0),
+        paths.features(USER_CANDIDATES),
+        ds,
     )
 
     manifest = {
@@ -263,7 +290,7 @@ def export_candidates(
         "feature_time": at.isoformat(),
         "created_at": datetime.now(UTC).isoformat(),
         "models": {
-            RANKER: {"version": int(champion.version), "run_id": champion.run_id},
+            RANKER: ranked_by,
             "embeddings": embedding_model,
         },
         "index": ann.report,
