@@ -1,75 +1,95 @@
-"""reelflow_daily: one UTC day through land -> normalize -> validate -> features -> materialize."""
+"""reelflow_daily: one UTC day through land -> normalize -> validate -> features -> materialize.
+
+Each run covers the whole UTC day [D 00:00, D+1 00:00) (`CronDataIntervalTimetable`; Airflow 3's
+`"@daily"` would give a zero-width interval) and reads and writes only day D's partitions, so a
+backfill of any range is safe. A failed quality gate stops the run before features. Manual
+runs may name the source in params (`dataset`, `raw`); empty means what the home was set up
+with. Every task records its summary under `$REELFLOW_HOME/runs/ds=D/` and, on failure, what
+failed and why under `runs/ds=D/failures/`.
+"""
 
 from __future__ import annotations
 
 import os
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, task
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
-FEATURES = Asset(name="reelflow_features", uri="file:///reelflow/lake/features")
-NORMALIZED = Asset(name="reelflow_normalized", uri="file:///reelflow/lake/normalized")
+from reelflow.dag_defaults import (
+    DEFAULT_ARGS,
+    FEAST_REGISTRY,
+    FEATURES,
+    LANDED,
+    NORMALIZED,
+    ONLINE_FEATURES,
+    SOURCE_PARAMS,
+    VALIDATED,
+)
 
 
 @dag(
     dag_id="reelflow_daily",
-    # A data interval spanning the whole UTC day (Airflow 3's "@daily" has zero width).
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.parse(os.environ.get("REELFLOW_START_DATE", "2020-01-01"), tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    default_args=DEFAULT_ARGS,
     tags=["reelflow", "daily"],
-    params={
-        "dataset": Param(
-            "", type="string", description="dataset of the raw folder (default: the home's)"
-        ),
-        "raw": Param("", type="string", description="raw release folder (default: the home's)"),
-    },
+    params=SOURCE_PARAMS,
     doc_md=__doc__,
 )
 def reelflow_daily():
-    @task
-    def apply_feature_repo(ds=None):
-        """`feast apply` when feature_repo/ changed (locked, so parallel runs don't race)."""
+    @task(outlets=[FEAST_REGISTRY])
+    def apply_feature_repo(**context):
+        """`feast apply` when feature_repo/ or the store settings changed (locked, so parallel
+        runs don't race)."""
         from reelflow import tasks
+        from reelflow.dag_defaults import stamp
 
-        return tasks.apply_feature_repo(ds)
+        return stamp(context, tasks.apply_feature_repo(context["ds"]))
 
-    @task
-    def land(params=None, ds=None):
-        """Parse the release's native files once into lake/raw by UTC day (skipped if unchanged)."""
+    @task(outlets=[LANDED])
+    def land(**context):
+        """Parse the release's native files once into lake/raw by UTC day (skipped while the
+        files and the rules are unchanged)."""
         from reelflow import tasks
+        from reelflow.dag_defaults import stamp
 
-        return tasks.land(ds, params)
+        return stamp(context, tasks.land(context["ds"], context["params"]))
 
     @task(outlets=[NORMALIZED])
-    def normalize(ds=None, params=None):
+    def normalize(**context):
         """Spark: the day's native rows into the unified schema; rejects to quarantine."""
         from reelflow import tasks
+        from reelflow.dag_defaults import stamp
 
-        return tasks.normalize(ds, params)
+        return stamp(context, tasks.normalize(context["ds"], context["params"]))
 
-    @task
-    def validate(ds=None):
-        """Great Expectations gate: a failed expectation stops the run here."""
+    @task(outlets=[VALIDATED])
+    def validate(**context):
+        """Great Expectations gate: a failed expectation fails this task (no retry) and stops
+        the run before features."""
         from reelflow import tasks
+        from reelflow.dag_defaults import stamp
 
-        return tasks.validate(ds)
+        return stamp(context, tasks.validate(context["ds"]))
 
     @task(outlets=[FEATURES])
-    def features(ds=None):
-        """Spark: user/video features and ranker labels, stamped ds+1 00:00 UTC."""
+    def features(**context):
+        """Spark: user/video features, sequences and ranker labels, stamped ds+1 00:00 UTC.
+        Its asset event (extra `ds`) triggers reelflow_train."""
         from reelflow import tasks
+        from reelflow.dag_defaults import stamp
 
-        return tasks.features(ds)
+        return stamp(context, tasks.features(context["ds"]))
 
-    @task
-    def materialize(ds=None):
+    @task(outlets=[ONLINE_FEATURES])
+    def materialize(**context):
         """Feast: materialize exactly this day's feature stamps into the online store."""
         from reelflow import tasks
+        from reelflow.dag_defaults import stamp
 
-        return tasks.materialize(ds)
+        return stamp(context, tasks.materialize(context["ds"]))
 
     apply_feature_repo() >> land() >> normalize() >> validate() >> features() >> materialize()
 

@@ -15,6 +15,10 @@ from pathlib import Path
 
 from reelflow.paths import DAGS_FOLDER, Paths
 
+# The pool of reelflow.dag_defaults.TRAINING_ARGS, named here too so that the CLI process
+# does not import Airflow (importing it sets up ~/airflow when AIRFLOW_HOME is unset).
+GPU_POOL = "gpu"
+
 
 def airflow_env(paths: Paths) -> dict[str, str]:
     home = paths.airflow
@@ -30,6 +34,9 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         }
     )
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    # A foreground one-shot run reports a failure at once; the DAGs' retries (with minutes of
+    # backoff) are for scheduled deployments. REELFLOW_TASK_RETRIES=2 restores them here.
+    env.setdefault("REELFLOW_TASK_RETRIES", "0")
     return env
 
 
@@ -37,14 +44,23 @@ def _airflow() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
-def migrate(paths: Paths) -> None:
+def _airflow_cli(paths: Paths, *args: str) -> None:
     result = subprocess.run(
-        [_airflow(), "db", "migrate"], env=airflow_env(paths), capture_output=True, text=True
+        [_airflow(), *args], env=airflow_env(paths), capture_output=True, text=True
     )
     if result.returncode != 0:
         raise RuntimeError(
-            f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
+
+
+def migrate(paths: Paths) -> None:
+    """Brings the metadata DB to this Airflow's schema and creates the `gpu` pool that the
+    training tasks run in (a task in a missing pool never runs under a scheduler). Both steps
+    are idempotent; `REELFLOW_GPU_POOL_SLOTS` (default 1) sets how many train at once."""
+    _airflow_cli(paths, "db", "migrate")
+    slots = os.environ.get("REELFLOW_GPU_POOL_SLOTS", "1")
+    _airflow_cli(paths, "pools", "set", GPU_POOL, slots, "reelflow training tasks")
 
 
 def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: str = "run") -> None:

@@ -1,0 +1,168 @@
+"""What the three DAG files share: their Assets, task defaults, the failure record and params.
+
+Imported at DAG parse time, which the scheduler repeats every loop: only the standard library,
+`airflow.sdk` (the DAG files import it anyway) and `reelflow.paths`. Nothing here imports
+Spark, torch, Feast or MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import traceback
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, RetryDecision, RetryPolicy
+
+from reelflow.paths import Paths
+
+# What the DAG runs produce. The URIs name the tables inside a home (the home itself is a
+# deployment detail); an event's `extra` carries the day it is for, `{"ds": "YYYY-MM-DD"}`, so
+# an asset-triggered run (which has no logical date) knows which day to work on.
+LANDED = Asset(name="reelflow_landed", uri="file:///reelflow/lake/raw")
+NORMALIZED = Asset(name="reelflow_normalized", uri="file:///reelflow/lake/normalized")
+VALIDATED = Asset(name="reelflow_validation", uri="file:///reelflow/lake/validation")
+FEATURES = Asset(name="reelflow_features", uri="file:///reelflow/lake/features")
+FEAST_REGISTRY = Asset(name="reelflow_feast_registry", uri="file:///reelflow/feast/registry")
+ONLINE_FEATURES = Asset(name="reelflow_online_features", uri="file:///reelflow/feast/online")
+CHAMPION = Asset(name="reelflow_champion", uri="file:///reelflow/models/champion")
+EXPORTS = Asset(name="reelflow_exports", uri="file:///reelflow/exports")
+CANDIDATES = Asset(name="reelflow_candidates", uri="file:///reelflow/lake/candidates")
+
+# A cluster routes training to GPU workers through this Celery queue; the pool of the same
+# name bounds how many train at once (one on the embedded default, where the queue is
+# ignored and training runs in the local process). `reelflow.airflow_runner.migrate` and the
+# compose file's init job create the pool.
+GPU_QUEUE = "gpu"
+GPU_POOL = "gpu"
+
+DATASETS = ["kuairec", "kuairand", "microlens", "events"]
+
+
+class FailDataErrors(RetryPolicy):
+    """Retry what can heal (a lost worker, a busy server), fail at once what cannot.
+
+    Bad input and a failed quality gate fail the same way on every try, so retrying them only
+    delays the message. Matched by class name, so that parsing a DAG never imports the
+    Spark-backed modules that define them (the policy runs on the worker, and Airflow
+    serializes only its presence).
+    """
+
+    DETERMINISTIC = frozenset({"ValidationFailed", "InputFileError", "ValueError"})
+
+    def evaluate(
+        self, exception: BaseException, try_number: int, max_tries: int, context=None
+    ) -> RetryDecision:
+        names = {cls.__name__ for cls in type(exception).__mro__}
+        if names & self.DETERMINISTIC:
+            return RetryDecision.fail(f"{type(exception).__name__} is not transient: no retry")
+        return RetryDecision.default()
+
+
+def _event_extras(context: dict[str, Any]) -> list[dict[str, Any]]:
+    events = context.get("triggering_asset_events") or {}
+    return [dict(event.extra or {}) for asset in events for event in events[asset]]
+
+
+def run_day(context: dict[str, Any]) -> str:
+    """The day a task run is for: its logical date; for an asset-triggered run (no logical
+    date) the newest day its triggering events name; else the day the run started (UTC)."""
+    if context.get("ds"):
+        return context["ds"]
+    days = [extra["ds"] for extra in _event_extras(context) if extra.get("ds")]
+    if days:
+        return max(days)
+    moment = getattr(context.get("dag_run"), "run_after", None) or datetime.now(UTC)
+    return moment.astimezone(UTC).date().isoformat()
+
+
+TRAINING_EVENT_KEYS = ("model", "version", "promoted")
+
+
+def stamp(context: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Puts the run's day (and a training summary's model, version and promotion) into the
+    events of the running task's outlets; returns the summary for XCom."""
+    extra: dict[str, Any] = {"ds": run_day(context)}
+    extra.update({k: v for k, v in (summary or {}).items() if k in TRAINING_EVENT_KEYS})
+    for asset in context["task"].outlets:
+        context["outlet_events"][asset].extra.update(extra)
+    return summary or {}
+
+
+def champion_unchanged(context: dict[str, Any]) -> bool:
+    """True for a run triggered only by training runs none of which promoted a champion."""
+    extras = _event_extras(context)
+    return bool(extras) and not any(extra.get("promoted") for extra in extras)
+
+
+def record_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback: what failed and why, as JSON under
+    `$REELFLOW_HOME/runs/ds=<day>/failures/<dag_id>.<task_id>.json` (the last failed try)."""
+    ti = context["ti"]
+    error = context.get("exception")
+    ds = run_day(context)
+    record = {
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "run_id": ti.run_id,
+        "map_index": getattr(ti, "map_index", -1),
+        "ds": ds,
+        "try_number": ti.try_number,
+        "max_tries": getattr(ti, "max_tries", None),
+        "error_type": type(error).__name__ if error is not None else None,
+        "error": str(error) if error is not None else None,
+        "traceback": (
+            "".join(traceback.format_exception(error))[-8000:]
+            if isinstance(error, BaseException)
+            else None
+        ),
+        "hostname": socket.gethostname(),
+        "recorded_at": datetime.now(UTC).isoformat(),
+    }
+    out = Paths.from_env().runs / f"ds={ds}" / "failures" / f"{ti.dag_id}.{ti.task_id}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, default=str))
+
+
+# Every task: two retries after 2 and 4 minutes (capped at 30; `REELFLOW_TASK_RETRIES`
+# changes the count, e.g. 0 while developing), a wall-clock limit, and a failure record.
+# Spark tasks on a full release take minutes; two hours means stuck.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "reelflow",
+    "retries": int(os.environ.get("REELFLOW_TASK_RETRIES", "2")),
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "retry_policy": FailDataErrors(),
+    "execution_timeout": timedelta(hours=2),
+    "on_failure_callback": record_failure,
+}
+
+# Training tasks: the gpu queue and pool, and a longer limit (full-size epochs).
+TRAINING_ARGS: dict[str, Any] = {
+    **DEFAULT_ARGS,
+    "queue": GPU_QUEUE,
+    "pool": GPU_POOL,
+    "execution_timeout": timedelta(hours=8),
+}
+
+# The daily DAG's source. Scheduled runs take the defaults: REELFLOW_DATASET / REELFLOW_RAW
+# where the deployment sets them (compose does), else empty, meaning what `reelflow run`
+# recorded for the home. Manual runs may name another; a bad value is refused at trigger.
+SOURCE_PARAMS = {
+    "dataset": Param(
+        os.environ.get("REELFLOW_DATASET", ""),
+        type="string",
+        enum=["", *DATASETS],
+        description="dataset of the raw folder (empty: the home's)",
+    ),
+    "raw": Param(
+        os.environ.get("REELFLOW_RAW", ""),
+        type="string",
+        # Absolute: workers resolve it on their own filesystem, not the submitter's cwd.
+        pattern="^(/.*)?$",
+        description="absolute path of the raw release folder (empty: the home's)",
+    ),
+}
