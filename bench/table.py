@@ -39,7 +39,27 @@ def rows() -> list[str]:
             out.append(_train_seq_row(r))
         elif r["benchmark"] == "faiss_index":
             out.extend(_faiss_rows(r))
+        elif r["benchmark"] == "dag_parse":
+            out.append(_dag_parse_row(r))
     return out
+
+
+def _dag_parse_row(r: dict) -> str:
+    """DAG files as the dag-processor parses them, against a minimal TaskFlow DAG."""
+    ref = r["reference"]
+    files = "; ".join(
+        f"`{Path(f['file']).name}` ({f['tasks']} task{'s' if f['tasks'] != 1 else ''}) "
+        f"mean {f['mean_ms']} ms, p95 {f['p95_ms']} ms"
+        for f in r["files"]
+    )
+    ratios = [f["over_minimal_mean"] for f in r["files"]]
+    return (
+        f"| DAG file parse (`bench/dag_parse.py`) | {len(r['files'])} DAG files, "
+        f"{r['parses_per_file']} parses each, `DagBag` in a child forked from a warm process, "
+        f"Airflow {r['airflow']} | {files} | minimal one-task TaskFlow DAG: mean "
+        f"{ref['mean_ms']} ms, p95 {ref['p95_ms']} ms | {min(ratios)}x to {max(ratios)}x the "
+        f"minimal DAG's mean | {r['git_commit'][:8]} |"
+    )
 
 
 def _train_seq_row(r: dict) -> str:
