@@ -1,4 +1,9 @@
-"""reelflow_train: point-in-time training set -> ranker -> MLflow -> promotion gate (@champion).
+"""reelflow_train: the ranker and the sequence models, each trained, logged to MLflow,
+registered as `reelflow-<model>` and gated to `@champion`.
+
+    train_ranker                      (point-in-time training set, last-day holdout)
+    train_gru                         (leave-one-out over the lake's sequences)
+    train_bert4rec >> train_student   (the student distills this run's BERT4Rec)
 
 Runs when reelflow_daily's features land (the `reelflow_features` asset) and, as a floor,
 every Sunday 04:00 UTC. An asset-triggered run has no logical date: it trains on the newest
@@ -44,7 +49,37 @@ def reelflow_train():
         holdout = max(d for d in days if d <= ds) if any(d <= ds for d in days) else ds
         return stamp(context, tasks.train_ranker(holdout))
 
+    @task(outlets=[CHAMPION])
+    def train_gru(**context):
+        """GRU4Rec on every user's sequence through the day, leave-one-out, gated."""
+        from reelflow import tasks
+        from reelflow.dag_defaults import run_day, stamp
+
+        return stamp(context, tasks.train_sequence(run_day(context), "gru"))
+
+    @task(outlets=[CHAMPION])
+    def train_bert4rec(**context):
+        """BERT4Rec on every user's sequence through the day, leave-one-out, gated; the
+        teacher of train_student."""
+        from reelflow import tasks
+        from reelflow.dag_defaults import run_day, stamp
+
+        return stamp(context, tasks.train_sequence(run_day(context), "bert4rec"))
+
+    @task(outlets=[CHAMPION])
+    def train_student(teacher: dict, **context):
+        """A small model distilled from this run's BERT4Rec version, gated like the others."""
+        from reelflow import tasks
+        from reelflow.dag_defaults import run_day, stamp
+
+        summary = tasks.train_sequence(
+            run_day(context), "student", teacher_version=teacher["version"]
+        )
+        return stamp(context, summary)
+
     train_ranker()
+    train_gru()
+    train_student(train_bert4rec())
 
 
 reelflow_train()
