@@ -26,6 +26,10 @@ from reelflow.dag_defaults import (
     VALIDATED,
 )
 
+# A Spark connection id (e.g. `AIRFLOW_CONN_REELFLOW_SPARK` defines `reelflow_spark`) sends the
+# Spark tasks through SparkSubmitOperator; unset, they run in the worker's local session.
+SPARK_CONN_ID = os.environ.get("REELFLOW_SPARK_CONN_ID", "")
+
 
 @dag(
     dag_id="reelflow_daily",
@@ -83,6 +87,20 @@ def reelflow_daily():
 
         return stamp(context, tasks.features(context["ds"]))
 
+    if SPARK_CONN_ID:
+        # The same job code through `spark-submit` against the connection's master (same task
+        # ids); only this branch imports the Spark provider.
+        from reelflow.spark_submit import ReelflowSparkSubmitOperator
+
+        normalize_day = ReelflowSparkSubmitOperator(
+            job="normalize", conn_id=SPARK_CONN_ID, outlets=[NORMALIZED]
+        )
+        features_day = ReelflowSparkSubmitOperator(
+            job="features", conn_id=SPARK_CONN_ID, outlets=[FEATURES]
+        )
+    else:
+        normalize_day, features_day = normalize(), features()
+
     @task(outlets=[ONLINE_FEATURES])
     def materialize(**context):
         """Feast: materialize exactly this day's feature stamps into the online store."""
@@ -91,7 +109,7 @@ def reelflow_daily():
 
         return stamp(context, tasks.materialize(context["ds"]))
 
-    apply_feature_repo() >> land() >> normalize() >> validate() >> features() >> materialize()
+    apply_feature_repo() >> land() >> normalize_day >> validate() >> features_day >> materialize()
 
 
 reelflow_daily()

@@ -1,0 +1,47 @@
+"""The Spark tasks as a `spark-submit` application: the same job code as the in-process tasks.
+
+    spark-submit --master local[2] jobs/submit.py --job normalize --ds 2020-07-05 \
+        [--dataset kuairec --raw /path/to/release]
+
+calls `reelflow.tasks.normalize` / `reelflow.tasks.features`, the functions the DAG's @task
+tasks call in the worker's own process, so both paths write the same partitions and the same
+summary under `$REELFLOW_HOME/runs/ds=D/`. The master comes from the submit command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+JOBS = ("normalize", "features")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="jobs/submit.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--job", required=True, choices=JOBS)
+    parser.add_argument("--ds", required=True, help="the UTC day, YYYY-MM-DD")
+    parser.add_argument("--dataset", default="", help="empty: the home's")
+    parser.add_argument("--raw", default="", help="empty: the home's")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    # jobs.spark.spark_session must keep the master that spark-submit gave the session.
+    os.environ.setdefault("SPARK_SUBMIT_MODE", "1")
+    from reelflow import tasks
+
+    if args.job == "normalize":
+        return tasks.normalize(args.ds, {"dataset": args.dataset, "raw": args.raw})
+    return tasks.features(args.ds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    summary = run(parse_args(argv))
+    print(json.dumps(summary, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
