@@ -5,11 +5,14 @@ partitions as the same job code in this process's own session."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.e2e
+from reelflow.paths import DAGS_FOLDER
 
 DAY = "2020-07-05"
 CONN = {"conn_type": "spark", "host": "local[2]"}
@@ -33,6 +36,63 @@ def lake_tables(paths) -> dict[str, list[str]]:
     return {name: table_rows(path) for name, path in tables.items()}
 
 
+PARSE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dag = bag.dags["reelflow_daily"]
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "tasks": {t.task_id: [type(t).__name__, sorted(t.downstream_task_ids), [a.name for a in t.outlets]]
+              for t in dag.tasks},
+    "provider": "airflow.providers.apache.spark.operators.spark_submit" in sys.modules,
+}))
+"""
+
+
+def parse_daily(tmp_path, conn_id: str | None) -> dict:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "REELFLOW_HOME": str(tmp_path / "home"),
+    }
+    env.pop("REELFLOW_SPARK_CONN_ID", None)
+    if conn_id:
+        env["REELFLOW_SPARK_CONN_ID"] = conn_id
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE, str(DAGS_FOLDER / "reelflow_daily.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_spark_connection_switches_only_the_spark_tasks_to_spark_submit(tmp_path):
+    local, submit = parse_daily(tmp_path, None), parse_daily(tmp_path, "reelflow_spark")
+    assert local["errors"] == {} and submit["errors"] == {}
+    # Unset, parsing never imports the provider's operator; set, only normalize and features change.
+    assert not local["provider"] and submit["provider"]
+    assert set(local["tasks"]) == set(submit["tasks"])
+    for task_id, (kind, downstream, outlets) in submit["tasks"].items():
+        assert [downstream, outlets] == local["tasks"][task_id][1:], task_id
+        spark = task_id in ("normalize", "features")
+        assert (kind == "ReelflowSparkSubmitOperator") == spark, task_id
+
+
+def test_the_submit_entry_takes_the_tasks_arguments():
+    from jobs.submit import parse_args
+
+    args = parse_args(["--job", "normalize", "--ds", DAY, "--dataset", "", "--raw", ""])
+    assert (args.job, args.ds, args.dataset, args.raw) == ("normalize", DAY, "", "")
+    with pytest.raises(SystemExit):
+        parse_args(["--job", "train", "--ds", DAY])
+
+
+@pytest.mark.e2e
 def test_the_daily_dag_through_spark_submit_writes_what_the_local_session_writes(
     tiny_raw, tmp_path, monkeypatch, spark
 ):
