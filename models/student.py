@@ -21,12 +21,18 @@ from models.bert4rec import BERT4Rec, BERT4RecConfig
 
 @dataclass
 class StudentConfig(BERT4RecConfig):
-    hidden_dim: int = 24  # narrower than the teacher's tokens
+    # Narrower than the teacher's tokens: the item table (n_items x hidden_dim) is most of the
+    # size. 32 wide, or 2 layers, scored no better on validation.
+    hidden_dim: int = 24
     num_layers: int = 1  # shallower than the teacher
     num_heads: int = 1
     ffn_dim: int = 64
-    temperature: float = 2.0  # softens both distributions in the soft term
-    alpha: float = 0.5  # weight of the soft term; 1 - alpha goes to the hard label
+    # Soft term's temperature: softens both distributions so the teacher's ranking of the
+    # non-target items carries signal; 1 and 4 scored alike on validation (MovieLens-100K).
+    temperature: float = 2.0
+    # Weight of the soft term; 1 - alpha goes to the hard label. 0.5 to 1.0 scored alike,
+    # 0.5 slightly best on validation; 0 (no teacher) lost about 0.01 validation NDCG@10.
+    alpha: float = 0.5
 
 
 class Student(BERT4Rec):

@@ -50,7 +50,10 @@ MONITOR = "val_ndcg_at_10"
 TRAINER_DEFAULTS: dict[str, dict[str, Any]] = {
     "gru": {"epochs": 15, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4, "patience": 3},
     "bert4rec": {"epochs": 25, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4, "patience": 5},
-    "student": {"epochs": 30, "batch_size": 64, "lr": 5e-3, "weight_decay": 1e-4, "patience": 5},
+    # The student runs its whole cosine schedule (patience = epochs): its validation NDCG@10
+    # moves by ±0.005 from epoch to epoch and kept rising into the low-learning-rate end
+    # (best epochs 44-49 of 50), where patience 5 had stopped it at epochs 13-22.
+    "student": {"epochs": 50, "batch_size": 64, "lr": 5e-3, "weight_decay": 1e-4, "patience": 50},
 }
 
 
