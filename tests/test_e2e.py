@@ -305,12 +305,13 @@ def test_cold_start_plan_follows_normalized_performance_day_to_day(pipeline_run,
     among the pipeline tests: it re-publishes the exports."""
     from jobs.cold_start import EXPOSURE_PLAN
     from jobs.export import export_candidates
-    from reelflow.config import load_config
+    from reelflow.config import ColdStartConfig, Config
 
-    cfg = load_config().cold_start
+    # Cohorts of 10 (of the 120 tiny users) so that doubling shows.
+    cfg = ColdStartConfig(cohort_users=10)
     first, second = pipeline_run["manifest"]["days"][-2:]
-    export_candidates(first, paths=lake)
-    export_candidates(second, paths=lake)
+    export_candidates(first, config=Config(cold_start=cfg), paths=lake)
+    export_candidates(second, config=Config(cold_start=cfg), paths=lake)
     before = pd.read_parquet(lake.lake / EXPOSURE_PLAN / f"ds={first}").set_index("video_id")
     after = pd.read_parquet(lake.lake / EXPOSURE_PLAN / f"ds={second}").set_index("video_id")
     perf = pd.read_parquet(lake.features("video_features") / f"ds={second}").set_index("video_id")[
@@ -323,7 +324,7 @@ def test_cold_start_plan_follows_normalized_performance_day_to_day(pipeline_run,
         if pd.isna(value):
             assert now["state"] == "hold" and now["cohort_users"] == row["cohort_users"]
         elif value >= cfg.expansion_threshold:
-            assert now["state"] == "grow" and now["cohort_users"] > row["cohort_users"]
+            assert now["state"] == "grow" and now["cohort_users"] == 2 * row["cohort_users"]
         else:
             assert now["state"] == "stop" and now["cohort_users"] == 0
     # The cohorts became exploration slots of the second day's lists.
