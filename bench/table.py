@@ -41,6 +41,8 @@ def rows() -> list[str]:
             out.extend(_faiss_rows(r))
         elif r["benchmark"] == "dag_parse":
             out.append(_dag_parse_row(r))
+        elif r["benchmark"] == "export_candidates":
+            out.append(_export_row(r))
     return out
 
 
@@ -175,6 +177,26 @@ def _faiss_rows(r: dict) -> list[str]:
             f"time | {ratio} | {r['git_commit'][:8]} |"
         )
     return rows
+
+
+def _export_row(r: dict) -> str:
+    """The export's candidate lists for every user, against one user at a time."""
+    d, index, lists, ref = r["data"], r["reelflow"]["index"], r["reelflow"]["lists"], r["reference"]
+    agree = r["agreement"]
+    return (
+        f"| export: candidate lists, re-rank, exploration (`bench/export.py`) | generated "
+        f"MicroLens-100k (full): {d['users']:,} users (all as active), {d['videos']:,} videos, "
+        f"{d['log_rows']:,} views; random-init ranker and GRU, {r['threads']} thread{'s' if r['threads'] > 1 else ''} "
+        f"| `build_lists` in {lists['users_per_chunk']:,}-user chunks {lists['seconds']:.1f} s "
+        f"({lists['cpu_seconds']:.1f} CPU s), {r['reelflow']['users_per_s_lists']:,.0f} users/s, "
+        f"peak RSS {lists['peak_rss_gib']:.2f} GiB; before it, queries + `{index['index']['type']}` + "
+        f"search {index['seconds']:.1f} s, peak {index['peak_rss_gib']:.2f} GiB; "
+        f"{r['reelflow']['users_per_s_total']:,.0f} users/s overall "
+        f"| one user at a time, plain-Python MMR, {ref['users']:,} users: "
+        f"{ref['users_per_s']:,.0f} users/s | {r['reelflow_over_reference']}x "
+        f"({r['reelflow_over_reference_cpu']}x per CPU second); {agree['identical_lists']:,} of "
+        f"{agree['users']:,} lists identical | {r['git_commit'][:8]} |"
+    )
 
 
 def _side(s: dict) -> str:
