@@ -11,6 +11,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reelflow.paths import DAGS_FOLDER, Paths
@@ -86,6 +88,102 @@ def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: s
         cause = f"cause: {causes[-1]}\n" if causes else ""
         tail = "\n".join(lines[-40:])
         raise RuntimeError(f"Airflow run failed (full log: {log}):\n{cause}{tail}")
+
+
+def _airflow_out(paths: Paths, *args: str) -> str:
+    result = subprocess.run(
+        [_airflow(), *args], env=airflow_env(paths), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def scheduler_running(paths: Paths) -> bool:
+    """Whether a scheduler heartbeats into this home's metadata DB (`airflow jobs check`)."""
+    result = subprocess.run(
+        [
+            _airflow(),
+            "jobs",
+            "check",
+            "--job-type",
+            "SchedulerJob",
+            "--allow-multiple",
+            "--limit",
+            "10",
+        ],
+        env=airflow_env(paths),
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0
+
+
+def dag_runs(paths: Paths, dag_id: str) -> list[dict]:
+    """`airflow dags list-runs DAG -o json`."""
+    out = _airflow_out(paths, "dags", "list-runs", dag_id, "-o", "json")
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    return json.loads(lines[-1]) if lines else []
+
+
+def paused_dags(paths: Paths) -> set[str]:
+    """The paused DAGs of this home's metadata DB (`airflow dags list`)."""
+    out = _airflow_out(paths, "dags", "list", "-o", "json")
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    dags = json.loads(lines[-1]) if lines else []
+    return {d["dag_id"] for d in dags if str(d.get("is_paused")).lower() == "true"}
+
+
+def wait_for_runs(
+    paths: Paths,
+    dag_id: str,
+    *,
+    days: list[str] = (),
+    run_ids: list[str] = (),
+    poll_s: float = 15,
+    timeout_s: float = 0,
+) -> None:
+    """Waits until the DAG's runs of the logical days (or with the run ids) succeed; raises
+    when one fails, or after `timeout_s` if set."""
+    started = time.monotonic()
+    while True:
+        states = {key: None for key in [*days, *run_ids]}
+        for run in dag_runs(paths, dag_id):
+            for key in (run["run_id"], (run.get("logical_date") or "")[:10]):
+                if key in states:
+                    states[key] = run["state"]
+        failed = sorted(key for key, state in states.items() if state == "failed")
+        if failed:
+            raise RuntimeError(f"{dag_id}: failed runs for {', '.join(failed)} (see the UI)")
+        if all(state == "success" for state in states.values()):
+            return
+        if timeout_s and time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"{dag_id}: runs not done after {timeout_s:.0f} s: {states}")
+        time.sleep(poll_s)
+
+
+def backfill(paths: Paths, dag_id: str, first: str, last: str, reprocess: bool = True) -> None:
+    """`airflow backfill create` of the logical days FIRST..LAST, re-running the days that
+    already ran when `reprocess` (`--reprocess-behavior completed`: succeeded and failed runs
+    are cleared and run again); one run at a time, oldest first, so that each day's features
+    read the days before it as they are now."""
+    args = ["backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last]
+    args += ["--max-active-runs", "1"]
+    if reprocess:
+        args += ["--reprocess-behavior", "completed"]
+    _airflow_out(paths, *args)
+
+
+def trigger(paths: Paths, dag_id: str, ds: str) -> str:
+    """`airflow dags trigger` of a manual run whose logical date falls on day DS (its tasks
+    work on that day); the time of day is now's, since one logical date holds one run."""
+    now = datetime.now(UTC)
+    run_id = f"reprocess__{ds}__{now:%Y%m%dT%H%M%S}"
+    logical = f"{ds}T{now:%H:%M:%S}+00:00"
+    _airflow_out(paths, "dags", "trigger", dag_id, "--run-id", run_id, "--logical-date", logical)
+    return run_id
 
 
 def _main(plan_json: str) -> int:

@@ -45,6 +45,18 @@ def data_days(dataset: str, raw: Path) -> list[str]:
     return days
 
 
+def affected_days(first: str, to: str | None, last_data_day: str, window: int) -> list[str]:
+    """The days to re-run after fixing days FIRST..TO: those days and every later day whose
+    features read one of them (a `window`-day horizon ends on it), up to the data's last day."""
+    end = to or first
+    if date.fromisoformat(end) < date.fromisoformat(first):
+        raise SystemExit(f"--to {end} is before --from {first}")
+    if date.fromisoformat(first) > date.fromisoformat(last_data_day):
+        raise SystemExit(f"--from {first} is after the data's last day {last_data_day}")
+    reach = date.fromisoformat(end) + timedelta(days=window - 1)
+    return _days(first, min(reach, date.fromisoformat(last_data_day)).isoformat())
+
+
 def cmd_generate(args) -> int:
     from jobs.synthetic import generate
 
@@ -309,6 +321,90 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _landed_days(dataset: str, raw: Path) -> list[str]:
+    """The release's days, landing it first if it changed (a corrected file): the same step as
+    the daily DAG's `land` task, which then finds it done."""
+    from jobs.landing import land
+
+    summary = land(dataset, raw)
+    if not summary.get("skipped"):
+        from jobs.spark import spark_session
+
+        spark_session().stop()  # the DAG runs start their own JVMs
+    days = summary["tables"]["interactions"]["days"]
+    if not days:
+        raise SystemExit(f"{raw}: no interaction has a readable time; nothing to run")
+    return days
+
+
+def cmd_reprocess(args) -> int:
+    from reelflow import airflow_runner
+    from reelflow.config import load_config
+    from reelflow.state import read_state
+
+    paths = Paths.from_env()
+    state = read_state(paths)
+    if not state.get("dataset"):
+        raise SystemExit(f"{paths.home} holds no dataset yet: run `reelflow run` first")
+    raw = Path(state["raw"])
+    window = load_config().features.long_window_days
+    known = _landed_days(state["dataset"], raw)
+    days = affected_days(args.from_, args.to, known[-1], window)
+    summary: dict[str, Any] = {
+        "days": days,
+        "window_days": window,
+        "train_export": None if args.skip_train else days[-1],
+    }
+    if airflow_runner.scheduler_running(paths):
+        summary["mode"] = "scheduler"
+        needed = {"reelflow_daily"} | (
+            set() if args.skip_train else {"reelflow_train", "reelflow_export"}
+        )
+        paused = sorted(needed & airflow_runner.paused_dags(paths))
+        if paused:  # the scheduler queues no task of a paused DAG: the wait would never end
+            raise SystemExit(
+                f"paused: {', '.join(paused)}; unpause with `airflow dags unpause DAG_ID`"
+                + ("" if args.skip_train else " (or pass --skip-train)")
+            )
+        print(
+            f"scheduler running: backfill of reelflow_daily {days[0]} .. {days[-1]} "
+            "with --reprocess-behavior completed",
+            file=sys.stderr,
+            flush=True,
+        )
+        airflow_runner.backfill(paths, "reelflow_daily", days[0], days[-1])
+        if not args.no_wait or not args.skip_train:
+            airflow_runner.wait_for_runs(paths, "reelflow_daily", days=days)
+        if not args.skip_train:
+            for dag_id in ("reelflow_train", "reelflow_export"):
+                run_id = airflow_runner.trigger(paths, dag_id, days[-1])
+                summary[dag_id] = run_id
+                if not args.no_wait or dag_id == "reelflow_train":
+                    airflow_runner.wait_for_runs(paths, dag_id, run_ids=[run_id])
+    else:
+        summary["mode"] = "dags test"
+        airflow_runner.migrate(paths)
+        print(
+            f"no scheduler heartbeats into {paths.airflow} (the embedded default): running "
+            f"reelflow_daily {days[0]} .. {days[-1]} with `airflow dags test`, one day after "
+            f"another; log: {paths.runs / 'logs' / 'reprocess.log'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        conf = {"dataset": state["dataset"], "raw": str(raw)}
+        plan = [("reelflow_daily", ds, conf) for ds in days]
+        if not args.skip_train:
+            plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
+        airflow_runner.run_dags(paths, plan, log_name="reprocess")
+    text = (
+        f"reprocessed {len(days)} days ({days[0]} .. {days[-1]}, the {window}-day feature "
+        f"horizon) through {summary['mode']}"
+        + ("" if args.skip_train else f"; trained and exported for {days[-1]}")
+    )
+    _emit(summary, args.json, text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reelflow",
@@ -410,6 +506,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first UTC day (default: the data's first)")
     p.add_argument("--end", help="last UTC day (default: the data's last)")
     p.add_argument("--skip-train", action="store_true", help="only the daily DAG")
+    p = add(
+        "reprocess",
+        "After fixing day FROM (a corrected raw file): re-run it and every later day whose "
+        "features read it (the long-window horizon), then train and export, through Airflow "
+        "backfills with reprocessing (a running scheduler) or `airflow dags test` (none).",
+        cmd_reprocess,
+    )
+    p.add_argument("--from", dest="from_", metavar="D", required=True, help="first fixed UTC day")
+    p.add_argument("--to", metavar="E", help="last fixed UTC day (default: --from)")
+    p.add_argument("--skip-train", action="store_true", help="only the daily DAG")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="scheduler: return once the runs are created (training still waits for the days)",
+    )
     return parser
 
 
