@@ -400,8 +400,7 @@ def index_stage(work: Path, threads: int) -> dict:
 def lists_stage(work: Path, threads: int) -> dict:
     """As export_candidates from its second timer: the pair scorer, the MMR's embeddings and
     `build_lists` over `USERS_PER_CHUNK` chunks. Writes candidates.parquet."""
-    from jobs.candidates import build_lists
-    from jobs.export import USERS_PER_CHUNK, pair_scorer
+    from jobs.export import USERS_PER_CHUNK, lists_in_chunks, pair_scorer
     from reelflow.config import load_config
 
     config = load_config()
@@ -418,27 +417,26 @@ def lists_stage(work: Path, threads: int) -> dict:
     scorer = pair_scorer(ranker, user_frame, video_frame)
     embeddings = None if catalog.has_categories else ranker.video_vectors(video_frame)
     report["scorer_seconds"] = time.perf_counter() - started
-    parts = []
-    for start in range(0, len(active), USERS_PER_CHUNK):
-        chunk_started = time.perf_counter()
-        end = min(start + USERS_PER_CHUNK, len(active))
-        mine = watched[(watched["row"] >= start) & (watched["row"] < end)]
-        parts.append(
-            build_lists(
-                active[start:end],
-                neighbours[start:end],
-                top_categories[start:end],
-                catalog,
-                mine.assign(row=mine["row"] - start),
-                cohorts,
-                lambda rows, positions, start=start: scorer(rows + start, positions),
-                cc,
-                k,
-                embeddings=embeddings,
-            )
-        )
-        report["chunk_seconds"].append(round(time.perf_counter() - chunk_started, 2))
-    personal = pd.concat(parts, ignore_index=True)
+    chunk_started = [time.perf_counter()]
+
+    def on_chunk(start: int, end: int) -> None:
+        now = time.perf_counter()
+        report["chunk_seconds"].append(round(now - chunk_started[0], 2))
+        chunk_started[0] = now
+
+    personal = lists_in_chunks(
+        active,
+        neighbours,
+        top_categories,
+        catalog,
+        watched,
+        cohorts,
+        scorer,
+        cc,
+        k,
+        embeddings,
+        on_chunk=on_chunk,
+    )
     report["seconds"] = time.perf_counter() - started
     report["cpu_seconds"] = time.process_time() - cpu
     _end(report)

@@ -244,26 +244,9 @@ def export_candidates(
     table = np.zeros((len(video_ids), vectors.shape[1]), dtype=np.float32)
     table[in_index] = vectors
     embeddings = None if catalog.has_categories else table
-    parts = []
-    # Users in chunks: the re-rank holds (users, pool, dim) arrays; 100k users at once would not fit.
-    for start in range(0, len(active), USERS_PER_CHUNK):
-        end = min(start + USERS_PER_CHUNK, len(active))
-        mine = watched[(watched["row"] >= start) & (watched["row"] < end)]
-        parts.append(
-            build_lists(
-                active[start:end],
-                neighbours[start:end],
-                top_categories[start:end],
-                catalog,
-                mine.assign(row=mine["row"] - start),
-                cohorts,
-                lambda rows, positions, start=start: scorer(rows + start, positions),
-                cc,
-                k,
-                embeddings=embeddings,
-            )
-        )
-    personal = pd.concat(parts, ignore_index=True) if parts else empty_candidates()
+    personal = lists_in_chunks(
+        active, neighbours, top_categories, catalog, watched, cohorts, scorer, cc, k, embeddings
+    )
     lists_seconds = time.perf_counter() - started
 
     fallback = fallback_list(catalog, cc, k)
@@ -320,6 +303,44 @@ def export_candidates(
     publish(paths.exports, ds)
     _log_to_mlflow(manifest, ann.report)
     return manifest
+
+
+def lists_in_chunks(
+    active: np.ndarray,
+    neighbours: np.ndarray,
+    top_categories: np.ndarray,
+    catalog: Catalog,
+    watched: pd.DataFrame,
+    cohorts: pd.DataFrame,
+    scorer,
+    cc,
+    k: int,
+    embeddings: np.ndarray | None,
+    on_chunk=None,
+) -> pd.DataFrame:
+    """`build_lists` over users in chunks of USERS_PER_CHUNK: the re-rank holds (users, pool,
+    dim) arrays, and 100k users at once would not fit. `on_chunk(start, end)` after each."""
+    parts = []
+    for start in range(0, len(active), USERS_PER_CHUNK):
+        end = min(start + USERS_PER_CHUNK, len(active))
+        mine = watched[(watched["row"] >= start) & (watched["row"] < end)]
+        parts.append(
+            build_lists(
+                active[start:end],
+                neighbours[start:end],
+                top_categories[start:end],
+                catalog,
+                mine.assign(row=mine["row"] - start),
+                cohorts,
+                lambda rows, positions, start=start: scorer(rows + start, positions),
+                cc,
+                k,
+                embeddings=embeddings,
+            )
+        )
+        if on_chunk is not None:
+            on_chunk(start, end)
+    return pd.concat(parts, ignore_index=True) if parts else empty_candidates()
 
 
 def empty_candidates() -> pd.DataFrame:
