@@ -215,7 +215,7 @@ def build_inputs(raw: Path, work: Path, seed: int, manifest: dict) -> dict:
     """Writes what the export's stage reads into `work`; returns the data sizes."""
     import torch
 
-    from jobs.candidates import Catalog
+    from jobs.candidates import Catalog, watched_pairs
     from jobs.cold_start import assign_cohorts, plan_exposure
     from models.gru import GRU4Rec, GRU4RecConfig
     from models.ranker import USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, RankerModelConfig
@@ -243,14 +243,7 @@ def build_inputs(raw: Path, work: Path, seed: int, manifest: dict) -> dict:
     # The export's views: sorted by time (then video) for the histories.
     views = log.sort_values(["event_ts", "video_id"], kind="stable")[["user_id", "video_id"]]
     seen = log[["user_id", "video_id"]].drop_duplicates()
-    row_of = pd.Series(np.arange(len(users)), index=users)
-    watched = pd.DataFrame(
-        {
-            "row": row_of.reindex(seen["user_id"]).to_numpy(),
-            "pos": catalog.positions(seen["video_id"].to_numpy()),
-        }
-    ).dropna()
-    watched = watched[watched["pos"] >= 0].astype(np.int64)
+    watched = watched_pairs(seen, users, catalog)
     plan = plan_exposure(ds, video_frame, None, len(users), config.cold_start)
     cohorts = assign_cohorts(plan, users, ds, config.cold_start)
     affinity = np.stack([np.asarray(a, float) for a in user_frame["category_affinity"]])

@@ -123,6 +123,19 @@ def pool(
     return frame.reset_index(drop=True)
 
 
+def watched_pairs(seen: pd.DataFrame, users: np.ndarray, catalog: Catalog) -> pd.DataFrame:
+    """(row, pos) of every seen (user_id, video_id) pair whose user is one of `users` (row =
+    index in `users`) and whose video is in the catalog."""
+    row_of = pd.Series(np.arange(len(users)), index=users)
+    pairs = pd.DataFrame(
+        {
+            "row": row_of.reindex(seen["user_id"]).to_numpy(),
+            "pos": catalog.positions(seen["video_id"].to_numpy()),
+        }
+    ).dropna()
+    return pairs[pairs["pos"] >= 0].astype(np.int64).reset_index(drop=True)
+
+
 def drop_watched(frame: pd.DataFrame, watched: pd.DataFrame) -> pd.DataFrame:
     """Removes (row, pos) pairs present in `watched` (row, pos)."""
     if watched.empty:

@@ -32,7 +32,7 @@ import torch
 from features.compute import USER_FEATURES, VIDEO_FEATURES, days_back, feature_time
 from features.schema import INTERACTIONS, USERS, VIDEOS
 from jobs.ann import build_ann_index, mlflow_fields
-from jobs.candidates import Catalog, build_lists, trending
+from jobs.candidates import Catalog, build_lists, trending, watched_pairs
 from jobs.cold_start import EXPOSURE_PLAN, assign_cohorts, plan_exposure
 from jobs.commit import staged_partition
 from models.ranker_data import read_partitions
@@ -180,14 +180,7 @@ def export_candidates(
     # Watched: every view through D, not only the active window.
     seen = read_partitions(paths.normalized(INTERACTIONS))
     seen = seen[seen["ds"] <= ds][["user_id", "video_id"]].drop_duplicates()
-    row_of = pd.Series(np.arange(len(active)), index=active)
-    watched = pd.DataFrame(
-        {
-            "row": row_of.reindex(seen["user_id"]).to_numpy(),
-            "pos": catalog.positions(seen["video_id"].to_numpy()),
-        }
-    ).dropna()
-    watched = watched[watched["pos"] >= 0].astype(np.int64)
+    watched = watched_pairs(seen, active, catalog)
 
     started = time.perf_counter()
     histories = recent_histories(views, active, config.features.sequence_length)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.candidates import Catalog, build_lists, interleave, mmr, slots
+from jobs.candidates import Catalog, build_lists, interleave, mmr, slots, watched_pairs
 from jobs.cold_start import assign_cohorts, plan_exposure
 from reelflow.config import CandidateConfig, ColdStartConfig
 
@@ -146,3 +146,11 @@ def test_cohorts_are_random_sized_and_reproducible():
     assert first.equals(again)
     other_day = assign_cohorts(plan, users, "2020-07-06", ColdStartConfig())
     assert set(other_day["user_id"]) != set(first["user_id"])
+
+
+def test_watched_pairs_keep_known_users_and_catalog_videos():
+    cat = catalog([0, 1, 2])  # videos 100, 101, 102
+    seen = pd.DataFrame({"user_id": [7, 7, 8, 9], "video_id": [101, 555, 100, 102]})
+    pairs = watched_pairs(seen, np.array([8, 7]), cat)
+    # User 9 is not among the users, video 555 not in the catalog.
+    assert pairs.to_dict("list") == {"row": [1, 0], "pos": [1, 0]}
