@@ -32,7 +32,6 @@ from models.train_sequence import (
     MODELS,
     SequenceBundle,
     popularity_metrics,
-    score_items,
     train_sequence_model,
 )
 from models.unbiased import SLICE_METRICS, slice_metric_names, small_matrix_slice
@@ -77,22 +76,6 @@ def build_split(paths: Paths, config: Config, through_ds: str | None) -> Sequenc
 # ---- the model in MLflow: weights + JSON config + vocabulary, a pyfunc, a signature ----------
 
 
-def histories_tensor(bundle: SequenceBundle, histories: list) -> torch.Tensor:
-    """Raw-id histories (oldest first) -> the model's left-padded index windows (one vocabulary
-    lookup for all users: 100k separate lookups took seconds)."""
-    max_len = bundle.model.config.max_len
-    inputs = np.zeros((len(histories), max_len), dtype=np.int64)
-    raw = [np.asarray(h if h is not None else [], dtype=np.int64) for h in histories]
-    lengths = np.array([len(h) for h in raw], dtype=np.int64)
-    if lengths.sum() == 0:
-        return torch.from_numpy(inputs)
-    looked = np.split(bundle.vocab.lookup(np.concatenate(raw)), np.cumsum(lengths)[:-1])
-    for row, idx in enumerate(looked):
-        idx = idx[idx > 0][-max_len:]
-        inputs[row, max_len - len(idx) :] = idx
-    return torch.from_numpy(inputs)
-
-
 try:
     import mlflow.pyfunc
 
@@ -110,11 +93,7 @@ except ImportError:  # pragma: no cover - mlflow is a hard dependency; keeps imp
 
 
 def recommend_frame(bundle: SequenceBundle, frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    histories = list(frame["seq_video_ids"])
-    scores = score_items(bundle.model, histories_tensor(bundle, histories))
-    for row, raw in enumerate(histories):
-        seen = bundle.vocab.lookup(np.asarray(raw if raw is not None else [], dtype=np.int64))
-        scores[row, seen[seen > 0] - 1] = -np.inf
+    scores = bundle.unseen_scores(list(frame["seq_video_ids"]))
     k = min(k, scores.shape[1])
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return pd.DataFrame(
@@ -162,7 +141,7 @@ def user_queries(bundle: SequenceBundle, histories: list) -> np.ndarray:
     """(users, d) queries from raw-id histories (oldest first), in `item_table`'s space."""
     model = bundle.model.eval()
     dev = next(model.parameters()).device
-    inputs = histories_tensor(bundle, histories).to(dev)
+    inputs = bundle.windows(histories).to(dev)
     width = item_table(bundle).shape[1]
     # One preallocated array: keeping each batch's last step as a view would keep the whole
     # batch output alive (2.5 GiB for 100k users, bench/export.py).
@@ -195,11 +174,7 @@ def score_on(bundle: SequenceBundle, stage: EvalSet, vocab: Vocabulary) -> dict[
     raw ids, and the version's scores come back onto `vocab`'s columns; a video the version
     never saw ranks last (it cannot recommend it)."""
     raw_inputs = [vocab.raw(row[row > 0]) for row in stage.inputs.numpy()]
-    own = score_items(bundle.model, histories_tensor(bundle, raw_inputs))
-    columns = bundle.vocab.lookup(vocab.ids) - 1  # this vocab's item j -> the version's column
-    scores = np.full((len(raw_inputs), len(vocab.ids)), -np.inf, dtype=np.float32)
-    known = columns >= 0
-    scores[:, known] = own[:, columns[known]]
+    scores = bundle.scores(raw_inputs, vocab.ids)
     return next_item_metrics(
         scores, stage.targets - 1, [h - 1 for h in stage.history], popularity=stage.popularity[1:]
     )
@@ -220,11 +195,7 @@ def small_matrix_metrics(
             split.vocab.raw(split.sequences[position[u]]) if u in position else []
             for u in user_ids.tolist()
         ]
-        own = score_items(bundle.model, histories_tensor(bundle, histories))
-        columns = bundle.vocab.lookup(video_ids) - 1
-        out = np.full((len(user_ids), len(video_ids)), -np.inf, dtype=np.float32)
-        out[:, columns >= 0] = own[:, columns[columns >= 0]]
-        return out
+        return bundle.scores(histories, video_ids)
 
     seen = np.bincount(np.concatenate(split.sequences), minlength=len(split.vocab))
     counts = seen[split.vocab.lookup(found.video_ids)].astype(np.float64)
