@@ -46,7 +46,7 @@ def _airflow() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
-def _airflow_cli(paths: Paths, *args: str) -> None:
+def _airflow_out(paths: Paths, *args: str) -> str:
     result = subprocess.run(
         [_airflow(), *args], env=airflow_env(paths), capture_output=True, text=True
     )
@@ -54,15 +54,16 @@ def _airflow_cli(paths: Paths, *args: str) -> None:
         raise RuntimeError(
             f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
+    return result.stdout
 
 
 def migrate(paths: Paths) -> None:
     """Brings the metadata DB to this Airflow's schema and creates the `gpu` pool that the
     training tasks run in (a task in a missing pool never runs under a scheduler). Both steps
     are idempotent; `REELFLOW_GPU_POOL_SLOTS` (default 1) sets how many train at once."""
-    _airflow_cli(paths, "db", "migrate")
+    _airflow_out(paths, "db", "migrate")
     slots = os.environ.get("REELFLOW_GPU_POOL_SLOTS", "1")
-    _airflow_cli(paths, "pools", "set", GPU_POOL, slots, "reelflow training tasks")
+    _airflow_out(paths, "pools", "set", GPU_POOL, slots, "reelflow training tasks")
 
 
 def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: str = "run") -> None:
@@ -88,17 +89,6 @@ def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: s
         cause = f"cause: {causes[-1]}\n" if causes else ""
         tail = "\n".join(lines[-40:])
         raise RuntimeError(f"Airflow run failed (full log: {log}):\n{cause}{tail}")
-
-
-def _airflow_out(paths: Paths, *args: str) -> str:
-    result = subprocess.run(
-        [_airflow(), *args], env=airflow_env(paths), capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout
 
 
 def scheduler_running(paths: Paths) -> bool:
