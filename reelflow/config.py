@@ -26,6 +26,14 @@ class QualityConfig:
     volume_min_ratio: float = 0.3
     volume_max_ratio: float = 3.0
     volume_trailing_days: int = 7
+    # The plausible-time rule: a view before this UTC day, or later than the landing clock
+    # plus `max_future_days`, is a logging bug (epoch 0, a year-2100 clock), quarantined.
+    # 1990: MovieLens-100K (1997-98) stays valid; an events spec may override it.
+    min_event_time: str = "1990-01-01"
+    max_future_days: float = 1.0
+    # The validate gate fails a day whose quarantined share of a table exceeds this (exact
+    # duplicate rows counted apart: real KuaiRand logs hold them).
+    max_quarantine_share: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,14 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    """`reelflow run`: a plan longer than this many days is refused unless --start/--end
+    say so (a stray far-off timestamp must not plan tens of thousands of DAG runs)."""
+
+    max_days: int = 400
+
+
+@dataclass(frozen=True)
 class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -166,12 +182,13 @@ class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _parse(value: str, typ: type, name: str) -> Any:
+def _parse(value: str, typ: type, name: str, default: Any = None) -> Any:
     try:
         if typ is bool:
             if value.lower() in ("1", "true", "yes", "on"):
@@ -179,8 +196,9 @@ def _parse(value: str, typ: type, name: str) -> Any:
             if value.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(value)
-        if typ is tuple:  # comma-separated numbers, e.g. "15,30,60"
-            return tuple(float(v) for v in value.split(",") if v.strip())
+        if typ is tuple:  # comma-separated numbers, e.g. "15,30,60", typed like the default
+            item = type(default[0]) if default else float
+            return tuple(item(v) for v in value.split(",") if v.strip())
         return typ(value)
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a valid {typ.__name__}") from None
@@ -203,8 +221,8 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
         fields = {f.name: f for f in dataclasses.fields(section_cls)}
         if field_name not in fields:
             raise ValueError(f"{key}: unknown field {field_name!r} of section {section_name!r}")
-        typ = type(getattr(section_cls(), field_name))
-        sections.setdefault(section_name, {})[field_name] = _parse(value, typ, key)
+        default = getattr(section_cls(), field_name)
+        sections.setdefault(section_name, {})[field_name] = _parse(value, type(default), key, default)
     return Config(
         **{
             name: known[name].default_factory(**overrides)  # type: ignore[misc]

@@ -14,6 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from hypothesis import HealthCheck, settings
+
+# Fuzz profiles (tests/test_fuzz_readers.py): `ci` is what `make test` runs (derandomized,
+# bounded); `long` is run by hand: HYPOTHESIS_PROFILE=long pytest tests/test_fuzz_readers.py
+_FUZZ = dict(deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
+settings.register_profile("ci", max_examples=30, derandomize=True, **_FUZZ)
+settings.register_profile("long", max_examples=1000, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
