@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from hypothesis import HealthCheck, settings
 
 # Fuzz profiles (tests/test_fuzz_readers.py): `ci` is what `make test` runs (derandomized,
