@@ -56,7 +56,8 @@ CENTERS = 1_000
 QUERIES = 1_000  # tuning queries, and as many held out
 K = 10
 MIN_SECONDS = 2.0  # each queries/s figure is timed over at least this long
-MOVIELENS = Path("/work/shared/data/movielens/ml-100k/u.data")
+# The shared data folder beside the checkout (../shared/data), never a machine's absolute path.
+MOVIELENS = REPO.parent / "shared" / "data" / "movielens" / "ml-100k" / "u.data"
 GOAL = {"case": "clustered 1M", "recall_at_10": 0.95, "speedup_batched": 100.0}
 
 

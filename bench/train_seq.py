@@ -46,7 +46,8 @@ from models.train_sequence import (  # noqa: E402
     train_sequence_model,
 )
 
-DATA = Path("/work/shared/data/movielens/ml-100k/u.data")
+# The shared data folder beside the checkout (../shared/data), never a machine's absolute path.
+DATA = REPO.parent / "shared" / "data" / "movielens" / "ml-100k" / "u.data"
 REFERENCE = {
     "name": "RecBole 1.2.1 SASRec (CPU, CE loss, max length 50, batch 2048)",
     "test_ndcg_at_10": 0.0581,
