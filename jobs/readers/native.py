@@ -6,6 +6,11 @@ becomes a quarantined row with a reason instead of a silent null or a crashed jo
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -13,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from features.schema import QUARANTINE_REASON
+from reelflow.config import QualityConfig
 
 
 class InputFileError(RuntimeError):
@@ -35,7 +41,8 @@ def find_release_file(raw_dir: Path, name: str) -> Path:
 def check_header(path: Path, expected: tuple[str, ...], sep: str = ",") -> list[str]:
     """The header's columns; fails on a missing column or a wrong separator before Spark reads."""
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        # utf-8-sig: a byte-order mark before the header is not part of the first name.
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             header = fh.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(path, f"unreadable: {exc}") from exc
@@ -78,11 +85,153 @@ def try_number(column: str, typ: str) -> Column:
     return F.expr(f"try_cast(trim(`{column}`) as {typ})")
 
 
-def first_failure(rules: list[tuple[Column, str]]) -> Column:
-    """The reason of the first rule a row breaks, or null for a clean row."""
+# The shared row rules for numbers (README "Row rules"). A field is trimmed of ASCII spaces
+# only (Spark's trim); an empty or absent field is missing. The grammar is enforced with a
+# regex BEFORE try_cast: Spark/Java also read "1d", "NaN", "Infinity", "0x1p3" as doubles.
+# \\z (not $): Java's $ also matches before a final line break.
+INTEGER_TEXT = r"^[+-]?[0-9]+\z"
+NUMBER_TEXT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\z"
+LONG_MIN = -(2**63)
+LONG_LIMIT = 2**63  # exclusive upper bound of a signed 64-bit integer (a double exactly)
+
+
+def _field(column: str | Column) -> Column:
+    return F.trim(F.col(column) if isinstance(column, str) else column)
+
+
+def integer_id(column: str | Column, typ: str = "long") -> Column:
+    """The field as a signed 64-bit integer (or `typ`), null unless it fully matches
+    `[+-]?[0-9]+` after trimming and fits. "1.0", "1e3", "0x10", "1_000" are not integers."""
+    text = _field(column)
+    return F.when(text.rlike(INTEGER_TEXT), text.try_cast(typ))
+
+
+def finite_number(column: str | Column) -> Column:
+    """The field as a finite double, null unless it fully matches the number grammar
+    `[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?` and is finite ("1e400" is null)."""
+    value = F.when(is_number_text(column), _field(column).try_cast("double"))
+    return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
+
+
+def is_number_text(column: str | Column) -> Column:
+    """True where the trimmed field matches the number grammar (false when missing)."""
+    return F.coalesce(_field(column).rlike(NUMBER_TEXT), F.lit(False))
+
+
+def rounded_long(value: Column) -> Column:
+    """`value` rounded HALF_UP to a long; null when null, not finite or outside the signed
+    64-bit range. Never raises, ANSI mode or not."""
+    rounded = F.round(value)
+    in_range = (
+        ~F.isnan(rounded)
+        & (rounded >= F.lit(float(LONG_MIN)))
+        & (rounded < F.lit(float(LONG_LIMIT)))
+    )
+    return F.when(in_range, rounded.try_cast("long"))
+
+
+def missing_integer(column: str) -> str:
+    return f"{column} missing or not an integer"
+
+
+def missing_number(column: str) -> str:
+    return f"{column} missing or not a number"
+
+
+def out_of_range(column: str) -> str:
+    return f"{column} out of range"
+
+
+def number_rules(
+    column: str, raw: str | Column | None = None, optional: bool = False
+) -> list[tuple[Column, str]]:
+    """The rules of a numeric field that becomes a long (ms durations, epoch times), in order:
+    not a number -> "<col> missing or not a number" (optional: a missing field passes, a
+    present bad one is "<col> not a number"), then not finite or outside the signed 64-bit
+    range after HALF_UP rounding -> "<col> out of range". `raw` is the raw field (default
+    the column itself)."""
+    raw = column if raw is None else raw
+    text_ok = is_number_text(raw)
+    present = _field(raw).isNotNull() & (_field(raw) != "")
+    value = rounded_long(finite_number(raw))
+    if optional:
+        return [
+            (present & ~text_ok, f"{column} not a number"),
+            (present & text_ok & value.isNull(), out_of_range(column)),
+        ]
+    return [(~text_ok, missing_number(column)), (value.isNull(), out_of_range(column))]
+
+
+# ---- the landing clock and the plausible-time rule
+
+NOW_ENV = "REELFLOW_NOW"
+_pinned_now: list[int] = []
+
+
+def parse_instant(text: str) -> int:
+    """Epoch ms of an ISO date or time; a time without a zone is UTC."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def landing_now_ms() -> int:
+    """The landing clock in epoch ms: the instant pinned by `pinned_now` (land() pins one per
+    landing), else $REELFLOW_NOW (an ISO time, UTC when it has no zone), else the wall clock."""
+    if _pinned_now:
+        return _pinned_now[-1]
+    if text := os.environ.get(NOW_ENV):
+        return parse_instant(text)
+    return int(time.time() * 1000)
+
+
+@contextlib.contextmanager
+def pinned_now(now_ms: int) -> Iterator[int]:
+    """Every `landing_now_ms()` inside returns `now_ms`: one clock for a whole landing."""
+    _pinned_now.append(int(now_ms))
+    try:
+        yield int(now_ms)
+    finally:
+        _pinned_now.pop()
+
+
+def iso_ms(ms: int) -> str:
+    """`2026-12-05T14:12:10.123Z` for epoch ms."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def time_bounds(quality: QualityConfig, now_ms: int) -> tuple[int, int]:
+    """(earliest, latest) plausible event time in epoch ms, both inclusive."""
+    earliest = parse_instant(str(quality.min_event_time)[:10])
+    latest = int(now_ms) + round(float(quality.max_future_days) * 86_400_000)
+    return earliest, latest
+
+
+def time_rules(
+    ts_ms: Column, column: str, quality: QualityConfig, now_ms: int
+) -> list[tuple[Column, str]]:
+    """The plausible-time rule on epoch ms `ts_ms`: before `quality.min_event_time` 00:00 UTC
+    -> "<col> before <day> (quality.min_event_time)"; later than the landing clock plus
+    `quality.max_future_days` -> "<col> after <cutoff ISO> (quality.max_future_days)"."""
+    earliest, latest = time_bounds(quality, now_ms)
+    return [
+        (
+            ts_ms < F.lit(earliest),
+            f"{column} before {str(quality.min_event_time)[:10]} (quality.min_event_time)",
+        ),
+        (ts_ms > F.lit(latest), f"{column} after {iso_ms(latest)} (quality.max_future_days)"),
+    ]
+
+
+def first_failure(rules: list[tuple[Column, str | Column]]) -> Column:
+    """The reason of the first rule a row breaks, or null for a clean row. A reason is a
+    string or a string Column (e.g. "invalid UTF-8 on line 812")."""
     reason = F.lit(None).cast("string")
     for broken, why in reversed(rules):
-        reason = F.when(broken, F.lit(why)).otherwise(reason)
+        why_col = why if isinstance(why, Column) else F.lit(why)
+        reason = F.when(F.coalesce(broken, F.lit(False)), why_col).otherwise(reason)
     return reason
 
 
