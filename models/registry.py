@@ -180,16 +180,21 @@ def champion_version(name: str) -> Any | None:
 def promotion_gate(
     challenger: float, baseline: float, champion: float | None, min_improvement: float
 ) -> tuple[bool, str]:
-    """The challenger must beat the popularity baseline and the champion, on the same holdout."""
+    """The challenger must beat the popularity baseline and strictly improve on the champion,
+    on the same holdout: challenger > champion and challenger - champion >= min_improvement.
+    A tie is no improvement, whatever the margin."""
     if challenger <= baseline:
         return (
             False,
             f"challenger {challenger:.4f} does not beat the popularity baseline {baseline:.4f}",
         )
-    if champion is not None and challenger < champion + min_improvement:
+    if champion is not None and challenger == champion:
+        return False, f"challenger {challenger:.4f} ties the champion {champion:.4f}"
+    if champion is not None and (challenger < champion or challenger - champion < min_improvement):
         return (
             False,
-            f"challenger {challenger:.4f} does not beat the champion {champion:.4f} by {min_improvement}",
+            f"challenger {challenger:.4f} does not beat the champion {champion:.4f} by "
+            f"at least {min_improvement}",
         )
     against = "no champion yet" if champion is None else f"champion {champion:.4f}"
     return True, f"challenger {challenger:.4f} beats baseline {baseline:.4f} and {against}"

@@ -187,7 +187,6 @@ def test_recommend_k_must_be_at_least_one(k, capsys):
 # --- row 10: a tie with the champion is not an improvement -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 10")
 def test_the_gate_does_not_promote_a_challenger_that_ties_the_champion():
     from models.registry import promotion_gate
 
