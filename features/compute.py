@@ -57,7 +57,7 @@ from features.schema import INTERACTIONS, VIDEOS
 from jobs.commit import staged_partition
 from jobs.spark import spark_session
 from reelflow.config import Config, FeatureConfig, load_config
-from reelflow.paths import Paths
+from reelflow.paths import Paths, partition
 
 USER_FEATURES = "user_features"
 VIDEO_FEATURES = "video_features"
@@ -98,9 +98,9 @@ def days_back(ds: str, n: int) -> list[str]:
 def read_window(spark: SparkSession, table_dir: Path, ds: str, n_days: int) -> DataFrame | None:
     """The partitions of the n days through ds that exist, with their `ds` column."""
     parts = [
-        str(table_dir / f"ds={d}")
+        str(partition(table_dir, d))
         for d in days_back(ds, n_days)
-        if (table_dir / f"ds={d}").exists()
+        if partition(table_dir, d).exists()
     ]
     if not parts:
         return None
@@ -375,7 +375,7 @@ def compute_features(
     paths = paths or Paths.from_env()
     spark = spark_session(config.spark)
     cfg = config.features
-    catalog = spark.read.parquet(str(paths.normalized(VIDEOS) / f"ds={ds}"))
+    catalog = spark.read.parquet(str(partition(paths.normalized(VIDEOS), ds)))
     views = read_window(spark, paths.normalized(INTERACTIONS), ds, cfg.long_window_days)
     if views is None:
         raise FileNotFoundError(
@@ -395,8 +395,8 @@ def compute_features(
         (LABELS, ranker_labels(views, ds, cfg, config.ranker)),
     ):
         table = paths.features(name)
-        with staged_partition(table, f"ds={ds}") as staging:
+        with staged_partition(table, partition(table, ds).name) as staging:
             frame.coalesce(1).write.parquet(str(staging))
-        counts[name] = spark.read.parquet(str(table / f"ds={ds}")).count()
+        counts[name] = spark.read.parquet(str(partition(table, ds))).count()
     views.unpersist()
     return {"ds": ds, "feature_time": feature_time(ds).isoformat(), "rows": counts}

@@ -45,14 +45,14 @@ from models.registry import (
     setup_tracking,
 )
 from reelflow.config import Config, load_config
-from reelflow.paths import Paths
+from reelflow.paths import Paths, partition
 
 USER_CANDIDATES = "user_candidates"
 USERS_PER_CHUNK = 10_000  # candidate lists built for this many users at a time
 
 
 def _write_parquet(frame: pd.DataFrame, table_dir: Path, ds: str) -> None:
-    with staged_partition(table_dir, f"ds={ds}") as staging:
+    with staged_partition(table_dir, partition(table_dir, ds).name) as staging:
         staging.mkdir(parents=True)
         frame.to_parquet(staging / "part-0.parquet", index=False)
 
@@ -62,7 +62,7 @@ def publish(export_root: Path, ds: str) -> None:
     tmp = export_root / f".latest.{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    os.symlink(f"ds={ds}", tmp)
+    os.symlink(partition(export_root, ds).name, tmp)
     os.replace(tmp, export_root / "latest")
 
 
@@ -133,7 +133,7 @@ def retrieval_scorer(queries: np.ndarray, vectors: np.ndarray, in_index: np.ndar
 
 def _previous_plan(paths: Paths, ds: str) -> pd.DataFrame | None:
     day_before = (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
-    part = paths.lake / EXPOSURE_PLAN / f"ds={day_before}"
+    part = partition(paths.lake / EXPOSURE_PLAN, day_before)
     return pd.read_parquet(part) if part.exists() else None
 
 
@@ -285,7 +285,7 @@ def export_candidates(
             "cohort_slots": int(len(cohorts)),
         },
     }
-    with staged_partition(paths.exports, f"ds={ds}") as staging:
+    with staged_partition(paths.exports, partition(paths.exports, ds).name) as staging:
         staging.mkdir(parents=True)
         ann.save(staging)  # index.faiss + index.json (its report: the tuned nprobe)
         np.save(staging / "video_ids.npy", video_ids[in_index])

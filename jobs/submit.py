@@ -15,13 +15,22 @@ import json
 import os
 import sys
 
+from reelflow.paths import check_day
+
 JOBS = ("normalize", "features")
+
+
+def _day(value: str) -> str:
+    try:
+        return check_day(value, "--ds")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jobs/submit.py", description=__doc__.splitlines()[0])
     parser.add_argument("--job", required=True, choices=JOBS)
-    parser.add_argument("--ds", required=True, help="the UTC day, YYYY-MM-DD")
+    parser.add_argument("--ds", type=_day, required=True, help="the UTC day, YYYY-MM-DD")
     parser.add_argument("--dataset", default="", help="empty: the home's")
     parser.add_argument("--raw", default="", help="empty: the home's")
     return parser.parse_args(argv)

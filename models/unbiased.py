@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from models.evaluate import full_ranking_metrics
-from reelflow.paths import Paths
+from reelflow.paths import Paths, partition
 
 SMALL_MATRIX = "small_matrix"
 RANDOM_EXPOSURE = "random_exposure"
@@ -105,7 +105,7 @@ def random_exposure_slice(
 ) -> UnbiasedSlice | None:
     """The day's randomly exposed views (KuaiRand `is_rand` = 1), when the data has them."""
     table = paths.normalized("interactions")
-    day = table / f"ds={ds}"
+    day = partition(table, ds)
     if not day.exists():
         return None
     dataset = pads.dataset(str(day), format="parquet")

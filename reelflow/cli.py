@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from reelflow.paths import Paths
+from reelflow.paths import Paths, check_day, partition
 
 DATASETS = ["kuairec", "kuairand", "microlens", "events"]
 
@@ -24,6 +24,14 @@ def _emit(summary: Any, as_json: bool, text: str | None = None) -> None:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(text if text is not None else json.dumps(summary, indent=2, default=str))
+
+
+def day(value: str) -> str:
+    """argparse type of every day option: a real UTC date written YYYY-MM-DD."""
+    try:
+        return check_day(value, "day")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _days(start: str, end: str) -> list[str]:
@@ -235,7 +243,7 @@ def cmd_recommend(args) -> int:
 
 def summarize(paths: Paths, days: list[str]) -> dict[str, Any]:
     def load(ds: str, step: str) -> dict[str, Any]:
-        f = paths.runs / f"ds={ds}" / f"{step}.json"
+        f = partition(paths.runs, ds) / f"{step}.json"
         return json.loads(f.read_text()) if f.exists() else {}
 
     per_day = {}
@@ -445,20 +453,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--raw", required=True, help="the release folder as unpacked, or its data/ folder"
     )
-    p.add_argument("--ds", help="UTC day YYYY-MM-DD (default: every day in the data)")
+    p.add_argument("--ds", type=day, help="UTC day YYYY-MM-DD (default: every day in the data)")
 
     p = add(
         "validate",
         "Run the Great Expectations gate on one day's normalized partitions.",
         cmd_validate,
     )
-    p.add_argument("--ds", required=True)
+    p.add_argument("--ds", type=day, required=True, help="UTC day YYYY-MM-DD")
     p = add(
         "features", "Compute one day's user/video features and ranker labels (Spark).", cmd_features
     )
-    p.add_argument("--ds", required=True)
+    p.add_argument("--ds", type=day, required=True, help="UTC day YYYY-MM-DD")
     p = add("materialize", "Load one day's features into the Feast online store.", cmd_materialize)
-    p.add_argument("--ds", required=True)
+    p.add_argument("--ds", type=day, required=True, help="UTC day YYYY-MM-DD")
     p = add(
         "train",
         "Train a model, log it to MLflow, register it and run the promotion gate.",
@@ -467,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODELS, default="ranker")
     p.add_argument(
         "--holdout",
+        type=day,
         help="ranker: the test UTC day (default: the last labelled day; the day before "
         "validates); sequence models: the last day of data (default: all; leave-one-out)",
     )
@@ -490,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Build the FAISS index and candidate table for a day and publish them online.",
         cmd_export,
     )
-    p.add_argument("--ds", required=True)
+    p.add_argument("--ds", type=day, required=True, help="UTC day YYYY-MM-DD")
     p = add(
         "recommend",
         "Print a user's candidates and features from the Feast online store.",
@@ -503,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--raw", required=True)
-    p.add_argument("--start", help="first UTC day (default: the data's first)")
-    p.add_argument("--end", help="last UTC day (default: the data's last)")
+    p.add_argument("--start", type=day, help="first UTC day YYYY-MM-DD (default: the data's first)")
+    p.add_argument("--end", type=day, help="last UTC day YYYY-MM-DD (default: the data's last)")
     p.add_argument("--skip-train", action="store_true", help="only the daily DAG")
     p = add(
         "reprocess",
@@ -513,8 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
         "backfills with reprocessing (a running scheduler) or `airflow dags test` (none).",
         cmd_reprocess,
     )
-    p.add_argument("--from", dest="from_", metavar="D", required=True, help="first fixed UTC day")
-    p.add_argument("--to", metavar="E", help="last fixed UTC day (default: --from)")
+    p.add_argument(
+        "--from", dest="from_", metavar="D", type=day, required=True, help="first fixed UTC day"
+    )
+    p.add_argument("--to", metavar="E", type=day, help="last fixed UTC day (default: --from)")
     p.add_argument("--skip-train", action="store_true", help="only the daily DAG")
     p.add_argument(
         "--no-wait",

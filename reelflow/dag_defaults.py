@@ -7,7 +7,6 @@ Spark, torch, Feast or MLflow.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import traceback
@@ -16,7 +15,8 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, RetryDecision, RetryPolicy
 
-from reelflow.paths import Paths
+from reelflow.paths import Paths, partition
+from reelflow.state import write_json
 
 # What the DAG runs produce. The URIs name the tables inside a home (the home itself is a
 # deployment detail); an event's `extra` carries the day it is for, `{"ds": "YYYY-MM-DD"}`, so
@@ -121,9 +121,8 @@ def record_failure(context: dict[str, Any]) -> None:
         "hostname": socket.gethostname(),
         "recorded_at": datetime.now(UTC).isoformat(),
     }
-    out = Paths.from_env().runs / f"ds={ds}" / "failures" / f"{ti.dag_id}.{ti.task_id}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, default=str))
+    out = partition(Paths.from_env().runs, ds) / "failures" / f"{ti.dag_id}.{ti.task_id}.json"
+    write_json(out, record)
 
 
 # Every task: two retries after 2 and 4 minutes (capped at 30; `REELFLOW_TASK_RETRIES`

@@ -7,17 +7,15 @@ Every function takes the day (`ds`) and the run's params, calls one function of 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from reelflow.paths import Paths
+from reelflow.paths import Paths, check_day, partition
+from reelflow.state import write_json
 
 
 def record(ds: str, step: str, summary: dict[str, Any]) -> dict[str, Any]:
-    paths = Paths.from_env()
-    out = paths.runs / f"ds={ds}" / f"{step}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2, default=str))
+    out = partition(Paths.from_env().runs, ds) / f"{step}.json"
+    write_json(out, summary)
     return summary
 
 
@@ -36,12 +34,14 @@ def source(params: dict[str, Any]) -> tuple[str, str]:
 
 
 def apply_feature_repo(ds: str) -> dict[str, Any]:
+    check_day(ds)
     from features.store import apply_if_changed
 
     return record(ds, "apply_feature_repo", apply_if_changed())
 
 
 def land(ds: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_day(ds)
     from jobs.landing import land as land_release
 
     dataset, raw = source(params)
@@ -50,6 +50,7 @@ def land(ds: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_day(ds)
     from jobs.normalize import normalize_day
 
     dataset, raw = source(params)
@@ -57,18 +58,21 @@ def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(ds: str) -> dict[str, Any]:
+    check_day(ds)
     from jobs.validate import validate_day
 
     return record(ds, "validate", validate_day(ds))
 
 
 def features(ds: str) -> dict[str, Any]:
+    check_day(ds)
     from features.compute import compute_features
 
     return record(ds, "features", compute_features(ds))
 
 
 def materialize(ds: str) -> dict[str, Any]:
+    check_day(ds)
     from features.compute import ONLINE_VIEWS
     from features.store import materialize_day
 
@@ -76,18 +80,21 @@ def materialize(ds: str) -> dict[str, Any]:
 
 
 def train_ranker(ds: str) -> dict[str, Any]:
+    check_day(ds)
     from models.train_ranker import train_ranker as train
 
     return record(ds, "train_ranker", train(holdout_ds=ds))
 
 
 def train_sequence(ds: str, model: str, teacher_version: int | None = None) -> dict[str, Any]:
+    check_day(ds)
     from models.sequence_run import train_sequence_run
 
     return record(ds, f"train_{model}", train_sequence_run(model, ds, teacher_version))
 
 
 def export(ds: str) -> dict[str, Any]:
+    check_day(ds)
     from features.store import materialize_day
     from jobs.export import USER_CANDIDATES, export_candidates
 

@@ -70,7 +70,6 @@ DAY_ARGS = [
 
 @pytest.mark.parametrize("bad", ["notadate", "../../../../escape", "2020-02-30", "2020-7-5"])
 @pytest.mark.parametrize("argv", DAY_ARGS, ids=lambda a: f"{a[0]} {a[-1]}")
-@pytest.mark.xfail(strict=True, reason="issue 12 row 5")
 def test_every_day_argument_must_be_a_real_date(argv, bad, capsys):
     # Parsing alone: argparse refuses the value before any command runs.
     with pytest.raises(SystemExit) as info:
@@ -81,7 +80,6 @@ def test_every_day_argument_must_be_a_real_date(argv, bad, capsys):
 
 
 @pytest.mark.parametrize("bad", ["notadate", "../../../../escape", "", "2020-13-01", "ds=x"])
-@pytest.mark.xfail(strict=True, reason="issue 12 row 5")
 def test_partition_refuses_anything_but_a_day(bad, tmp_path):
     from reelflow.paths import partition
 
@@ -97,7 +95,6 @@ def test_partition_accepts_a_day_and_the_undated_partition(tmp_path):
     assert partition(tmp_path, UNDATED) == tmp_path / f"ds={UNDATED}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 5")
 def test_task_entry_points_refuse_a_bad_day(home):
     from reelflow import tasks
 
@@ -108,7 +105,6 @@ def test_task_entry_points_refuse_a_bad_day(home):
     assert not (home.runs).exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 5")
 def test_spark_submit_entry_refuses_a_bad_day(capsys):
     from jobs import submit
 
