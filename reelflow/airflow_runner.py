@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reelflow.paths import DAGS_FOLDER, Paths
+from reelflow.state import write_text
 
 # The pool of reelflow.dag_defaults.TRAINING_ARGS, named here too so that the CLI process
 # does not import Airflow (importing it sets up ~/airflow when AIRFLOW_HOME is unset).
@@ -66,6 +67,19 @@ def migrate(paths: Paths) -> None:
     _airflow_out(paths, "pools", "set", GPU_POOL, slots, "reelflow training tasks")
 
 
+def child_command(paths: Paths, plan: list, log_name: str) -> list[str]:
+    """The runner child's command line: the plan goes in a JSON file under the home's
+    runs/logs (written atomically), never on the command line, whose length the OS limits."""
+    plan_file = paths.runs / "logs" / f"{log_name}.plan.json"
+    write_text(plan_file, json.dumps(plan))
+    return [sys.executable, "-m", "reelflow.airflow_runner", str(plan_file)]
+
+
+def load_plan(plan_file: str) -> list:
+    """The child's side of `child_command`: the plan's (dag_id, ds, conf) entries."""
+    return json.loads(Path(plan_file).read_text())
+
+
 def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: str = "run") -> None:
     """Runs `airflow dags test` for each (dag_id, ds, conf) of the plan, in order, in ONE process.
 
@@ -76,7 +90,7 @@ def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: s
     log_dir = paths.runs / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{log_name}.log"
-    cmd = [sys.executable, "-m", "reelflow.airflow_runner", json.dumps(plan)]
+    cmd = child_command(paths, plan, log_name)
     with open(log, "w") as fh:
         result = subprocess.run(cmd, env=airflow_env(paths), stdout=fh, stderr=subprocess.STDOUT)
     if result.returncode != 0:
@@ -176,12 +190,12 @@ def trigger(paths: Paths, dag_id: str, ds: str) -> str:
     return run_id
 
 
-def _main(plan_json: str) -> int:
+def _main(plan_file: str) -> int:
     """Child process: the same code path as `airflow dags test DAG DS --conf …`, once per entry."""
     from airflow.cli import cli_parser
 
     parser = cli_parser.get_parser()
-    for dag_id, ds, conf in json.loads(plan_json):
+    for dag_id, ds, conf in load_plan(plan_file):
         argv = ["dags", "test", dag_id, ds] + (["--conf", json.dumps(conf)] if conf else [])
         print(f"[reelflow] airflow {' '.join(argv)}", flush=True)
         args = parser.parse_args(argv)

@@ -53,6 +53,30 @@ def data_days(dataset: str, raw: Path) -> list[str]:
     return days
 
 
+def plan_days(landed: list[str], start: str | None, end: str | None, max_days: int) -> list[str]:
+    """The days `reelflow run` runs: the landed days (those that hold data) within
+    --start/--end. A plan spanning more than `max_days` calendar days (a stray far-off
+    timestamp, a mislabelled file) is refused unless both --start and --end chose it."""
+    if start and end and end < start:
+        raise SystemExit(f"--end {end} is before --start {start}")
+    days = sorted(d for d in landed if (not start or d >= start) and (not end or d <= end))
+    if not days:
+        held = f"{min(landed)} .. {max(landed)}" if landed else "no day"
+        raise SystemExit(
+            f"no day with data between {start or 'the first'} and {end or 'the last'} "
+            f"(the landed data holds {held}); nothing to run"
+        )
+    first, last = days[0], days[-1]
+    span = (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+    if span > max_days and not (start and end):
+        raise SystemExit(
+            f"the data spans {span:,} days ({first} .. {last}, {len(days):,} of them with data), "
+            f"more than run.max_days = {max_days}: pass --start and --end to choose the days "
+            f"to run (e.g. --start {days[-1]} --end {days[-1]}), or raise REELFLOW_RUN__MAX_DAYS"
+        )
+    return days
+
+
 def affected_days(first: str, to: str | None, last_data_day: str, window: int) -> list[str]:
     """The days to re-run after fixing days FIRST..TO: those days and every later day whose
     features read one of them (a `window`-day horizon ends on it), up to the data's last day."""
@@ -305,13 +329,15 @@ def _summary_text(summary: dict[str, Any]) -> str:
 
 def cmd_run(args) -> int:
     from reelflow import airflow_runner
-    from reelflow.state import claim_home
+    from reelflow.config import load_config
+    from reelflow.state import check_home, record_home
 
     paths = Paths.from_env()
     raw = Path(args.raw).resolve()
-    claim_home(paths, args.dataset, raw)
+    check_home(paths, args.dataset)
     known = data_days(args.dataset, raw)
-    days = _days(args.start or known[0], args.end or known[-1])
+    record_home(paths, args.dataset, raw)  # only once the release landed
+    days = plan_days(known, args.start, args.end, load_config().run.max_days)
     airflow_runner.migrate(paths)
     conf = {"dataset": args.dataset, "raw": str(raw)}
     plan = [("reelflow_daily", ds, conf) for ds in days]

@@ -19,14 +19,12 @@ from reelflow import cli
 # --- row 2: `reelflow run` plans the landed days only, hands the plan over without argv ----
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 2")
 def test_run_plans_only_the_days_that_hold_data():
     landed = ["1970-01-01", "2020-07-05", "2020-07-06", "2100-01-01"]
     days = cli.plan_days(landed, "2020-07-01", "2020-07-31", max_days=400)
     assert days == ["2020-07-05", "2020-07-06"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 2")
 def test_run_refuses_a_plan_spanning_more_than_max_days_naming_the_span_and_flags():
     landed = ["1970-01-01", "2020-07-05", "2100-01-01"]
     with pytest.raises(SystemExit) as info:
@@ -36,13 +34,11 @@ def test_run_refuses_a_plan_spanning_more_than_max_days_naming_the_span_and_flag
     assert "--start" in message and "--end" in message and "max_days" in message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 2")
 def test_explicit_start_and_end_override_max_days():
     landed = ["1970-01-01", "2020-07-05", "2100-01-01"]
     assert cli.plan_days(landed, "1970-01-01", "2100-01-01", max_days=400) == landed
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 2")
 def test_the_plan_reaches_the_runner_child_without_the_command_line(home):
     from reelflow import airflow_runner
 
