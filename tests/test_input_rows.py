@@ -217,7 +217,6 @@ def test_row4_header_only_or_empty_file_fails_naming_it(kuairec_copy, home, cont
 # ---- row 9: a UTF-8 byte-order mark before the header
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 9")
 def test_row9_byte_order_mark_is_accepted(spark, tmp_path, now):
     from jobs.readers.kuairec import read_interactions, read_users
 

@@ -41,7 +41,8 @@ def find_release_file(raw_dir: Path, name: str) -> Path:
 def check_header(path: Path, expected: tuple[str, ...], sep: str = ",") -> list[str]:
     """The header's columns; fails on a missing column or a wrong separator before Spark reads."""
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        # utf-8-sig: a byte-order mark before the header is not part of the first name.
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             header = fh.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(path, f"unreadable: {exc}") from exc
