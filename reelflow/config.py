@@ -222,7 +222,9 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
         if field_name not in fields:
             raise ValueError(f"{key}: unknown field {field_name!r} of section {section_name!r}")
         default = getattr(section_cls(), field_name)
-        sections.setdefault(section_name, {})[field_name] = _parse(value, type(default), key, default)
+        sections.setdefault(section_name, {})[field_name] = _parse(
+            value, type(default), key, default
+        )
     return Config(
         **{
             name: known[name].default_factory(**overrides)  # type: ignore[misc]
