@@ -55,7 +55,6 @@ def now(monkeypatch):
 # ---- row 1: NaN, Infinity, 1e20 in KuaiRec's numeric columns
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 1")
 def test_row1_non_finite_numbers_are_quarantined_naming_the_column(spark, tmp_path, now):
     from jobs.readers.kuairec import read_interactions
 
@@ -97,7 +96,6 @@ def test_row1_non_finite_numbers_are_quarantined_naming_the_column(spark, tmp_pa
 # ---- row 2: implausible times (epoch 0, year 2100)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 2")
 def test_row2_kuairec_implausible_times_are_quarantined(spark, tmp_path, now):
     from jobs.readers.kuairec import read_interactions
 
@@ -166,7 +164,6 @@ def _with_bad_utf8(path: Path, good: int, bad_at: int) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 3")
 def test_row3_invalid_utf8_line_is_quarantined_with_its_line_number(spark, tmp_path, now):
     from jobs.readers.kuairec import read_interactions
 
@@ -178,7 +175,6 @@ def test_row3_invalid_utf8_line_is_quarantined_with_its_line_number(spark, tmp_p
     assert [r for r in reasons if r is not None] == ["invalid UTF-8 on line 301"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 3")
 def test_row3_line_numbers_hold_across_byte_ranges(spark, tmp_path):
     from jobs.readers.arrow_csv import BAD_LINE, CORRUPT, read_arrow_csv
     from jobs.readers.kuairec import MATRIX_COLUMNS

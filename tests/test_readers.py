@@ -29,7 +29,7 @@ def test_generated_log_rows_are_kept_or_quarantined_per_day(spark, tiny_raw):
     reasons = {r[0] for r in rows.select(QUARANTINE_REASON).distinct().collect()} - {None}
     assert reasons == {
         "user_id missing or not an integer",
-        "play_duration not a number",
+        "play_duration missing or not a number",
         "negative video_duration",
         "watch_ratio outside [0.0, 100.0]",
         "exact duplicate row",

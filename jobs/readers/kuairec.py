@@ -16,18 +16,31 @@ from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
 from jobs.readers import Release, data_folder
-from jobs.readers.arrow_csv import CORRUPT
+from jobs.readers.arrow_csv import BAD_LINE, CORRUPT
 from jobs.readers.native import (
     DUPLICATE_COPY,
     KUAISHOU_USER_COLUMNS,
     InputFileError,
+    check_file,
     find_release_file,
+    finite_number,
     first_failure,
+    integer_id,
+    landing_now_ms,
+    malformed_rules,
+    missing_integer,
+    missing_number,
     null_sentinel,
+    number_rules,
     parse_kuaishou_users,
     read_csv_as_strings,
     read_log_as_strings,
+    rounded_long,
+    scaled_long,
+    time_bounds,
+    time_rules,
     try_number,
+    utc_day,
     with_duplicate_flag,
 )
 from reelflow.config import QualityConfig
@@ -81,18 +94,38 @@ def detect(raw_dir: Path) -> Release:
     return Release(DATASET, "2.0", root, files)
 
 
+# The columns each file must have: checked by `check` before any Spark session starts.
+FILE_COLUMNS = {
+    "big_matrix.csv": MATRIX_COLUMNS,
+    "small_matrix.csv": MATRIX_COLUMNS,
+    "item_categories.csv": CATEGORY_COLUMNS,
+    "kuairec_caption_category.csv": CAPTION_COLUMNS,
+    "user_features.csv": KUAISHOU_USER_COLUMNS,
+    "social_network.csv": ("user_id", "friend_list"),
+    "item_daily_features.csv": ("video_id", "date"),
+}
+
+
+def check(release: Release) -> None:
+    """Every file `read_tables` will read exists, holds its columns and at least one row:
+    fails with InputFileError naming the file, before Spark starts."""
+    for name, path in release.files.items():
+        check_file(path, FILE_COLUMNS[name])
+
+
 def read_tables(
     spark: SparkSession, release: Release, quality: QualityConfig
 ) -> dict[str, DataFrame]:
+    now_ms = landing_now_ms()
     tables = {
-        "interactions": read_interactions(spark, release.root, quality),
+        "interactions": read_interactions(spark, release.root, quality, now_ms=now_ms),
         "videos": read_videos(spark, release.root),
         "users": read_users(spark, release.root),
     }
     if "small_matrix.csv" in release.files:
         # The fully observed block: an unbiased evaluation slice, not training data.
         tables["small_matrix"] = read_interactions(
-            spark, release.root, quality, "small_matrix.csv", require_time=False
+            spark, release.root, quality, "small_matrix.csv", require_time=False, now_ms=now_ms
         )
     if "social_network.csv" in release.files:
         tables["user_friends"] = read_social_network(spark, release.files["social_network.csv"])
@@ -109,35 +142,52 @@ def read_interactions(
     quality: QualityConfig,
     matrix: str = "big_matrix.csv",
     require_time: bool = True,
+    now_ms: int | None = None,
 ) -> DataFrame:
-    """Every row of the log, parsed, with `ds` (UTC day) and a quarantine reason (null = ok)."""
+    """Every row of the log, parsed, with `ds` (UTC day) and a quarantine reason (null = ok).
+
+    Rules, first broken wins: invalid UTF-8; wrong number of fields; user_id, video_id
+    integers; `timestamp` a number (epoch seconds) whose ms fit a long and lie in the
+    plausible window (quality.min_event_time .. landing clock + quality.max_future_days);
+    play_duration, video_duration non-negative numbers whose rounded ms fit a long;
+    watch_ratio a number within [watch_ratio_min, watch_ratio_max]; then exact duplicates.
+    small_matrix (`require_time` false): a missing or implausible time is no fault there,
+    its event_ts is null.
+    """
+    now_ms = landing_now_ms() if now_ms is None else now_ms
     path = find_release_file(raw_dir, matrix)
-    raw = with_duplicate_flag(
-        read_log_as_strings(spark, path, MATRIX_COLUMNS), [*MATRIX_COLUMNS, CORRUPT]
-    )
+    log_columns = (*MATRIX_COLUMNS, CORRUPT, BAD_LINE)
+    raw = with_duplicate_flag(read_log_as_strings(spark, path, MATRIX_COLUMNS), list(log_columns))
+    earliest, latest = time_bounds(quality, now_ms)
     parsed = raw.select(
         *[F.col(c).alias(f"raw_{c}") for c in (*MATRIX_COLUMNS, CORRUPT)],
+        BAD_LINE,
         DUPLICATE_COPY,
-        try_number("user_id", "long").alias("user_id"),
-        try_number("video_id", "long").alias("video_id"),
-        try_number("play_duration", "double").alias("play_duration"),
-        try_number("video_duration", "double").alias("video_duration"),
-        try_number("watch_ratio", "double").alias("watch_ratio"),
-        # `timestamp` is the UTC instant; `time`/`date` are UTC+8 wall clock and redundant.
-        F.timestamp_millis(F.round(try_number("timestamp", "double") * 1000).cast("long")).alias(
-            "event_ts"
-        ),
+        integer_id("user_id").alias("user_id"),
+        integer_id("video_id").alias("video_id"),
+        finite_number("play_duration").alias("play_duration"),
+        finite_number("video_duration").alias("video_duration"),
+        finite_number("watch_ratio").alias("watch_ratio"),
+        # `timestamp` is the UTC instant in float seconds; `time`/`date` are UTC+8 wall clock
+        # and redundant.
+        scaled_long(finite_number("timestamp"), 1000).alias("ts_ms"),
+    )
+    time_checks = (
+        [
+            *number_rules("timestamp", "raw_timestamp", scale=1000),
+            *time_rules(F.col("ts_ms"), "timestamp", quality, now_ms),
+        ]
+        if require_time
+        else []
     )
     rules = [
-        (F.col("raw__corrupt_record").isNotNull(), "malformed row: wrong number of fields"),
-        (F.col("user_id").isNull(), "user_id missing or not an integer"),
-        (F.col("video_id").isNull(), "video_id missing or not an integer"),
-        (F.col("event_ts").isNull() & F.lit(require_time), "timestamp missing or not a number"),
-        (F.col("play_duration").isNull(), "play_duration not a number"),
-        (F.col("play_duration") < 0, "negative play_duration"),
-        (F.col("video_duration").isNull(), "video_duration not a number"),
-        (F.col("video_duration") < 0, "negative video_duration"),
-        (F.col("watch_ratio").isNull(), "watch_ratio not a number"),
+        *malformed_rules("raw__corrupt_record", BAD_LINE),
+        (F.col("user_id").isNull(), missing_integer("user_id")),
+        (F.col("video_id").isNull(), missing_integer("video_id")),
+        *time_checks,
+        *number_rules("play_duration", "raw_play_duration", non_negative=True),
+        *number_rules("video_duration", "raw_video_duration", non_negative=True),
+        (F.col("watch_ratio").isNull(), missing_number("watch_ratio")),
         (
             (F.col("watch_ratio") < quality.watch_ratio_min)
             | (F.col("watch_ratio") > quality.watch_ratio_max),
@@ -148,16 +198,19 @@ def read_interactions(
     checked = parsed.withColumn(
         QUARANTINE_REASON, first_failure([*rules, (F.col(DUPLICATE_COPY), "exact duplicate row")])
     )
+    # Only a time inside the plausible window becomes event_ts and ds (timestamp_millis of an
+    # absurd value would overflow); a row outside it is quarantined, or undated in small_matrix.
+    plausible = F.col("ts_ms").between(earliest, latest)
     return checked.select(
         *raw_columns,
         "user_id",
         "video_id",
-        "event_ts",
-        F.round("play_duration").cast("long").alias("watch_ms"),
-        F.round("video_duration").cast("long").alias("duration_ms"),
+        F.when(plausible, F.timestamp_millis("ts_ms")).alias("event_ts"),
+        rounded_long(F.col("play_duration")).alias("watch_ms"),
+        rounded_long(F.col("video_duration")).alias("duration_ms"),
         "watch_ratio",
         F.lit(DATASET).alias("source"),
-        F.date_format("event_ts", "yyyy-MM-dd").alias("ds"),
+        F.when(plausible, utc_day(F.col("ts_ms"))).alias("ds"),
         QUARANTINE_REASON,
     )
 
@@ -177,11 +230,11 @@ def read_videos(spark: SparkSession, raw_dir: Path) -> DataFrame:
     videos = categories.select(
         F.col("video_id").alias("raw_video_id"),
         F.col("feat").alias("raw_feat"),
-        try_number("video_id", "long").alias("video_id"),
+        integer_id("video_id").alias("video_id"),
         tags.alias("categories"),
     ).withColumn("primary_category", F.try_element_at("categories", F.lit(1)))
     caption_cols = captions.select(
-        try_number("video_id", "long").alias("video_id"),
+        integer_id("video_id").alias("video_id"),
         F.col("caption"),
         null_sentinel("first_level_category_name").alias("category_name"),
     ).dropDuplicates(["video_id"])
@@ -208,7 +261,7 @@ def read_social_network(spark: SparkSession, path: Path) -> DataFrame:
     parsed = raw.select(
         F.col("user_id").alias("raw_user_id"),
         F.col("friend_list").alias("raw_friend_list"),
-        try_number("user_id", "long").alias("user_id"),
+        integer_id("user_id").alias("user_id"),
         friends.alias("friend_ids"),
     )
     rules = [(F.col("user_id").isNull(), "user_id missing or not an integer")]
@@ -224,7 +277,7 @@ def read_item_daily_features(spark: SparkSession, path: Path) -> DataFrame:
     counters = [c for c in header if c.endswith(("_cnt", "_num", "_duration"))]
     parsed = raw.select(
         *[F.col(c).alias(f"raw_{c}") for c in ("video_id", "date")],
-        try_number("video_id", "long").alias("video_id"),
+        integer_id("video_id").alias("video_id"),
         F.to_date(F.col("date"), "yyyyMMdd").alias("stat_date"),
         *([try_number("author_id", "long").alias("author_id")] if "author_id" in header else []),
         *(

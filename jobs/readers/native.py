@@ -130,6 +130,42 @@ def rounded_long(value: Column) -> Column:
     return F.when(in_range, rounded.try_cast("long"))
 
 
+def scaled_long(value: Column, scale: int) -> Column:
+    """HALF_UP (half away from zero) of the double's exact value times `scale` (1000: seconds
+    to ms) as a long; null when null, not finite or outside the signed 64-bit range. Never
+    raises.
+
+    `value * scale` in doubles can round across a .5 boundary (1.0005 s is 1000.4999.. ms
+    exactly, 1000.5 as a double): the product's rounding error is recovered exactly with
+    Dekker's split (exact for an integer scale < 2**26), and the half-way test compares
+    doubles without rounding."""
+    if scale == 1:
+        return rounded_long(value)
+    sign = F.signum(value)
+    a = F.abs(value)
+    p = a * F.lit(float(scale))
+    c = a * F.lit(134_217_729.0)  # 2**27 + 1: Veltkamp's split of a into hi + lo
+    hi = c - (c - a)
+    lo = a - hi
+    err = (hi * F.lit(float(scale)) - p) + lo * F.lit(float(scale))  # exact: a*scale = p + err
+    floor = F.floor(p).cast("double")
+    up = ((p - floor) - F.lit(0.5)) >= -err
+    small = sign * (floor + F.when(up, 1.0).otherwise(0.0))
+    limit = F.lit(float(LONG_LIMIT))
+    fits = (p < limit) | ((p == limit) & (err < 0) & (sign < 0))
+    # |p| >= 2**51: p's fraction is a multiple of 1/2, the error's one of 1/256 or coarser;
+    # the sum is done in longs and decimals, offset by 4096 so that p = 2**63 still fits.
+    whole = F.floor(p).cast("double")
+    big = (whole - F.lit(4096.0)).try_cast("long").cast("decimal(20,0)") + F.floor(
+        (p - whole) + err + F.lit(0.5 + 4096)
+    ).cast("decimal(20,0)")
+    exact_range = F.when(p < F.lit(float(2**51)), small.try_cast("long")).otherwise(
+        (big * sign.cast("decimal(1,0)")).try_cast("long")
+    )
+    finite = ~F.isnan(a) & (a != float("inf"))
+    return F.when(finite & fits, exact_range)
+
+
 def missing_integer(column: str) -> str:
     return f"{column} missing or not an integer"
 
@@ -143,23 +179,30 @@ def out_of_range(column: str) -> str:
 
 
 def number_rules(
-    column: str, raw: str | Column | None = None, optional: bool = False
+    column: str,
+    raw: str | Column | None = None,
+    optional: bool = False,
+    non_negative: bool = False,
+    scale: int = 1,
 ) -> list[tuple[Column, str]]:
     """The rules of a numeric field that becomes a long (ms durations, epoch times), in order:
     not a number -> "<col> missing or not a number" (optional: a missing field passes, a
-    present bad one is "<col> not a number"), then not finite or outside the signed 64-bit
-    range after HALF_UP rounding -> "<col> out of range". `raw` is the raw field (default
-    the column itself)."""
+    present bad one is "<col> not a number"); with `non_negative`, below 0 -> "negative <col>";
+    then outside the signed 64-bit range after HALF_UP rounding (of value * scale) ->
+    "<col> out of range". `raw` is the raw field (default the column itself)."""
     raw = column if raw is None else raw
     text_ok = is_number_text(raw)
-    present = _field(raw).isNotNull() & (_field(raw) != "")
-    value = rounded_long(finite_number(raw))
+    number = finite_number(raw)
+    present = F.coalesce(_field(raw) != "", F.lit(False))
+    value = scaled_long(number, scale)
+    negative = [(number < 0, f"negative {column}")] if non_negative else []
     if optional:
         return [
             (present & ~text_ok, f"{column} not a number"),
-            (present & text_ok & value.isNull(), out_of_range(column)),
+            *negative,
+            (present & value.isNull(), out_of_range(column)),
         ]
-    return [(~text_ok, missing_number(column)), (value.isNull(), out_of_range(column))]
+    return [(~text_ok, missing_number(column)), *negative, (value.isNull(), out_of_range(column))]
 
 
 # ---- the landing clock and the plausible-time rule
@@ -277,18 +320,46 @@ def read_log_as_strings(
     engine "arrow" (default) parses with Arrow in the Python workers (jobs/readers/arrow_csv.py);
     "spark" uses Spark's built-in CSV reader. Set with REELFLOW_SPARK__CSV_ENGINE.
     """
-    from jobs.readers.arrow_csv import CORRUPT, read_arrow_csv
+    from jobs.readers.arrow_csv import BAD_LINE, CORRUPT, read_arrow_csv
     from reelflow.config import load_config
 
     engine = engine or load_config().spark.csv_engine
     header = check_header(path, columns, sep)
     if engine == "arrow":
-        return read_arrow_csv(spark, [path], tuple(header), sep).select(*columns, CORRUPT)
+        return read_arrow_csv(spark, [path], tuple(header), sep).select(*columns, CORRUPT, BAD_LINE)
     if engine != "spark":
         raise ValueError(f"unknown CSV engine {engine!r}: use 'arrow' or 'spark'")
-    return read_csv_as_strings(spark, path, columns, sep).withColumn(
-        CORRUPT, F.lit(None).cast("string")
+    return (
+        read_csv_as_strings(spark, path, columns, sep)
+        .withColumn(CORRUPT, F.lit(None).cast("string"))
+        .withColumn(BAD_LINE, F.lit(None).cast("string"))
     )
+
+
+def malformed_rules(corrupt: str, bad_line: str) -> list[tuple[Column, str | Column]]:
+    """The first two rules of a log row: a line that is not valid UTF-8 ("invalid UTF-8 on
+    line N"), then a row with the wrong number of fields."""
+    return [
+        (F.col(bad_line).isNotNull(), F.col(bad_line)),
+        (F.col(corrupt).isNotNull(), "malformed row: wrong number of fields"),
+    ]
+
+
+def check_file(path: Path, expected: tuple[str, ...], sep: str = ",") -> list[str]:
+    """`check_header` plus: the file exists, is not empty and holds a row after its header.
+    Cheap (reads the first lines only), and run before any Spark session starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "is empty (expected a header and rows)")
+    header = check_header(path, expected, sep)
+    with open(path, "rb") as fh:
+        fh.readline()
+        for line in fh:
+            if line.strip():
+                return header
+    raise InputFileError(path, "holds a header but no rows")
 
 
 def utc_day(ms: Column) -> Column:
@@ -334,7 +405,7 @@ def parse_kuaishou_users(raw: DataFrame) -> DataFrame:
     """`user_features*.csv` of KuaiRec and KuaiRand (string columns) into the `users` table."""
     parsed = raw.select(
         *[F.col(c).alias(f"raw_{c}") for c in KUAISHOU_USER_COLUMNS],
-        try_number("user_id", "long").alias("user_id"),
+        integer_id("user_id").alias("user_id"),
         null_sentinel("user_active_degree").alias("user_active_degree"),
         try_number("register_days", "int").alias("register_days"),
         try_number("follow_user_num", "int").alias("follow_user_num"),
