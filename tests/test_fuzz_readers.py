@@ -11,7 +11,8 @@ row has a reason, and the valid rows and the quarantined count equal what the pu
 oracle (tests/fuzz_oracle.py: `csv` and plain Python, never a reader helper) decides.
 
 Profiles (tests/conftest.py): `ci` (default; derandomized) runs EXAMPLES generated examples
-per reader plus one explicit @example per mutation class (len(MUTATION_CLASSES)); `long`:
+per reader plus the explicit @examples of FORCED_GROUPS (9 files that force every mutation
+class at least once); `long`:
     HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/test_fuzz_readers.py
 """
 
@@ -436,27 +437,47 @@ def cases(dataset: str) -> st.SearchStrategy[Case]:
     )
 
 
-def forced(dataset: str, kind: str) -> Case:
-    """A 60-row file where `kind` hits every column (and every spelling) at least once."""
-    base = Case(seed=1000 + MUTATION_CLASSES.index(kind), rows=60)
+# The explicit examples: every mutation class is forced in one of these files (classes that
+# rarely break the same rule share a file, to keep the `ci` run within its time budget).
+FORCED_GROUPS = (
+    ("nan", "inf"),
+    ("1e20", "huge_int"),
+    ("negative", "empty"),
+    ("text",),
+    ("bad_utf8", "field_count"),
+    ("quoted", "bom"),
+    ("time_far", "crlf"),
+    ("spaces", "respell", "decimal"),
+    ("duplicate",),
+)
+
+
+def forced(dataset: str, group: tuple[str, ...]) -> Case:
+    """A 120-row file where each class of `group` hits every column and spelling at least once."""
+    number = FORCED_GROUPS.index(group) if group in FORCED_GROUPS else 0
+    base = Case(seed=1000 + number, rows=120)
     if dataset == "events":
-        base = replace(base, unit=("ms", "s")[MUTATION_CLASSES.index(kind) % 2])
-    if kind == "bom":
-        return replace(base, bom=True)
-    if kind == "crlf":
-        return replace(base, newline="crlf", final_newline=False)
+        base = replace(base, unit=("ms", "s")[number % 2], flag=EVENT_FLAGS[number % 6])
     width = len(layout(dataset, base))
-    spellings = max(width, 24 if kind == "text" else 10)
-    mutations = tuple(
-        Mutation(row=2 * i + 1, column=i % width, kind=kind, variant=i) for i in range(spellings)
-    )
-    return replace(base, mutations=mutations)
+    mutations = []
+    for kind in group:
+        if kind == "bom":
+            base = replace(base, bom=True)
+        elif kind == "crlf":
+            base = replace(base, newline="crlf", final_newline=False)
+        else:
+            spellings = max(width, 24 if kind == "text" else 10)
+            mutations += [
+                Mutation(row=0, column=i % width, kind=kind, variant=i) for i in range(spellings)
+            ]
+    mutations = [replace(m, row=(2 * n + 1) % base.rows) for n, m in enumerate(mutations)]
+    return replace(base, mutations=tuple(mutations))
 
 
 def with_forced_examples(dataset: str):
     def decorate(test):
-        for kind in MUTATION_CLASSES:
-            test = example(case=forced(dataset, kind))(test)
+        for group in FORCED_GROUPS:
+            test = example(case=forced(dataset, group))(test)
         return test
 
     return decorate
@@ -637,11 +658,50 @@ def test_events_csv_log_agrees_with_the_oracle(spark, case):
 
 
 def test_every_mutation_class_is_forced_and_changes_the_file():
+    forced_classes = [kind for group in FORCED_GROUPS for kind in group]
+    assert sorted(forced_classes) == sorted(MUTATION_CLASSES)
     for dataset in LOG_FILE:
         plain = render(dataset, Case(seed=0, rows=60))
         for kind in MUTATION_CLASSES:
-            case = forced(dataset, kind)
+            case = forced(dataset, (kind,))
             assert render(dataset, case) != render(
                 dataset, replace(case, mutations=(), bom=False, newline="lf", final_newline=True)
             ), (dataset, kind)
         assert plain
+
+
+def every_class(dataset: str) -> Case:
+    """One 80-row file with every mutation class (BOM, mixed line endings, no final newline)."""
+    width = len(layout(dataset, Case(0, 1)))
+    mutations = tuple(
+        Mutation(row=3 * n + 1, column=n % width, kind=kind, variant=n)
+        for n, kind in enumerate(RANDOM_KINDS * 2)
+    )
+    return Case(
+        seed=7, rows=80, mutations=mutations, bom=True, newline="mixed", final_newline=False
+    )
+
+
+@pytest.mark.parametrize("dataset", list(LOG_FILE))
+def test_landing_job_never_raises_and_its_counts_add_up(spark, dataset, tmp_path):
+    """The real landing job on one file holding every mutation: landed rows = file rows, and
+    the landed valid / quarantined counts are the oracle's."""
+    from jobs.landing import land
+    from reelflow.config import load_config
+    from reelflow.paths import Paths
+
+    case = every_class(dataset)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    data = write_release(dataset, case, folder)
+    spec = events_spec(case) if dataset == "events" else None
+    lines = oracle.judge(data, dataset, NOW_MS, spec)
+    paths = Paths(tmp_path / "home")
+    summary = land(dataset, folder, load_config(), paths)
+    assert summary["tables"]["interactions"]["rows"] == len(lines)
+    landed = spark.read.parquet(str(paths.landing / "interactions"))
+    quarantined = landed.where(F.col("quarantine_reason").isNotNull()).count()
+    assert (landed.count(), quarantined) == (
+        len(lines),
+        sum(1 for line in lines if line.values is None),
+    )
