@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from pyspark.sql import functions as F
 from features.schema import QUARANTINE_REASON
 from jobs.commit import staged_partition
 from jobs.readers import DAILY_TABLES, Release, get_reader
-from jobs.spark import spark_session
+from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, pinned_now, time_bounds
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 
@@ -35,8 +37,12 @@ def file_digest(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(release: Release, config: Config) -> str:
+def fingerprint(release: Release, config: Config, clock: str | None = None) -> str:
+    """Changes with the files (SHA-256), the reader version, the quality rules, the release
+    options and an explicitly injected landing clock (`clock`)."""
     digest = hashlib.sha256(f"{LANDING_VERSION}|{release.dataset}|{release.variant}".encode())
+    if clock is not None:
+        digest.update(f"|now={clock}".encode())
     digest.update(json.dumps(config.quality.__dict__, sort_keys=True).encode())
     digest.update(json.dumps(release.options, sort_keys=True, default=str).encode())
     for path in release.all_files():
@@ -50,22 +56,41 @@ def landed(paths: Paths) -> dict[str, Any]:
 
 
 def land(
-    dataset: str, raw_dir: str | Path, config: Config | None = None, paths: Paths | None = None
+    dataset: str,
+    raw_dir: str | Path,
+    config: Config | None = None,
+    paths: Paths | None = None,
+    now_ms: int | None = None,
 ) -> dict[str, Any]:
-    """Lands the release unless it is already landed as is; returns the landing summary."""
+    """Lands the release unless it is already landed as is; returns the landing summary.
+
+    Every file the reader will read is checked (exists, header, at least one row) before a
+    Spark session starts. `now_ms` (or $REELFLOW_NOW) is the landing clock of the
+    plausible-time rule; given, it is part of the fingerprint, so that re-landing with the
+    same clock is skipped and with another one is not. Left to the wall clock, a landing
+    stands until the files or the rules change. The summary records the clock and the cutoff.
+    """
     config = config or load_config()
     paths = paths or Paths.from_env()
     reader = get_reader(dataset)
     release = reader.detect(Path(raw_dir))
+    check = getattr(reader, "check", None)
+    if check is not None:
+        check(release)
+    injected = now_ms is not None or bool(os.environ.get(NOW_ENV))
+    now_ms = landing_now_ms() if now_ms is None else int(now_ms)
     paths.landing.mkdir(parents=True, exist_ok=True)
     with open(paths.landing / "_landing.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        print_ = fingerprint(release, config)
+        print_ = fingerprint(release, config, iso_ms(now_ms) if injected else None)
         previous = landed(paths)
         if previous.get("fingerprint") == print_:
             return {**previous, "skipped": True}
+        from jobs.spark import spark_session
+
         spark = spark_session(config.spark)
-        tables = reader.read_tables(spark, release, config.quality)
+        with pinned_now(now_ms):
+            tables = reader.read_tables(spark, release, config.quality)
         summary: dict[str, Any] = {}
         for name, frame in tables.items():
             with staged_partition(paths.landing, name) as staging:
@@ -74,16 +99,35 @@ def land(
                 else:
                     frame.drop("ds").coalesce(1).write.parquet(str(staging))
             summary[name] = _landed_counts(spark, paths.landing / name, name in DAILY_TABLES)
+        earliest, latest = time_bounds(config.quality, now_ms)
         result = {
             "dataset": dataset,
             "variant": release.variant,
             "root": str(release.root),
             "files": [str(p) for p in release.all_files()],
             "fingerprint": print_,
+            "landed_at": iso_ms(now_ms),
+            "time_floor": iso_ms(earliest),
+            "time_cutoff": iso_ms(latest),
             "tables": summary,
         }
-        (paths.landing / "_landed.json").write_text(json.dumps(result, indent=2))
+        write_json_atomically(paths.landing / "_landed.json", result)
         return {**result, "skipped": False}
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """`data` as JSON at `path`, through a temporary file in the same folder and a rename: a
+    crash leaves the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _landed_counts(spark, table_dir: Path, daily: bool) -> dict[str, Any]:

@@ -143,7 +143,6 @@ def test_row2_kuairand_implausible_times_are_quarantined(spark, tmp_path, now):
     }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 2")
 def test_row2_landing_records_its_time_cutoff_and_relands_identically(kuairec_copy, home, now):
     from jobs.landing import land
 
@@ -194,7 +193,6 @@ def test_row3_line_numbers_hold_across_byte_ranges(spark, tmp_path):
 # ---- row 4: header-only and empty files
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 4")
 @pytest.mark.parametrize(
     "content,problem", [(MATRIX_HEADER + "\n", "holds a header but no rows"), ("", "is empty")]
 )
@@ -242,7 +240,6 @@ def _wrong_header(kuairec_copy: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 13")
 def test_row13_wrong_header_fails_fast_from_the_cli(kuairec_copy, tmp_path):
     path = _wrong_header(kuairec_copy)
     env = {**os.environ, "REELFLOW_HOME": str(tmp_path / "fresh-home")}
@@ -275,7 +272,6 @@ assert not java, f"java started: {java}"
 """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 13")
 def test_row13_wrong_header_starts_no_spark(kuairec_copy, tmp_path):
     _wrong_header(kuairec_copy)
     env = {**os.environ, "REELFLOW_HOME": str(tmp_path / "fresh-home")}
@@ -290,7 +286,6 @@ def test_row13_wrong_header_starts_no_spark(kuairec_copy, tmp_path):
 # ---- also found by reading: _landed.json is written in place
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 atomic _landed.json")
 def test_landed_marker_is_replaced_atomically(kuairec_copy, home, now, monkeypatch):
     import jobs.landing
 
