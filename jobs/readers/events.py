@@ -1,4 +1,4 @@
-"""Your own interaction logs into the unified schema, described by a spec file.
+r"""Your own interaction logs into the unified schema, described by a spec file.
 
 The folder you pass as `--raw` (or its `data/` subfolder) holds the log files and a spec file
 named `reelflow_events.toml` that says how to read them. Example, for MovieLens `u.data`
@@ -22,14 +22,17 @@ Top-level keys
     format      required. "csv" (comma-separated), "tsv" (tab-separated) or "parquet".
     files       required. A list of glob patterns relative to the folder (`"logs/*.csv"`,
                 `"**/part-*.parquet"`); every matched file is read, and a pattern that matches
-                no file is an error.
+                no file is an error. Patterns stay inside the folder: an absolute pattern, a
+                `..` segment or a match that resolves outside it (a symlink) is refused.
     header      csv/tsv only, default true: whether the first line of each file names the
                 columns.
     columns     csv/tsv with header = false only, and then required: the column names, in
                 file order. Every line must have this many fields.
     separator   csv/tsv only, optional: one character replacing the format's separator
                 ("," for csv, a tab for tsv), e.g. "|" or ";".
-    encoding    csv/tsv only, default "utf-8" (e.g. "latin-1").
+    encoding    csv/tsv only, default "utf-8" (e.g. "latin-1"). A UTF-8 byte-order mark
+                before the first line is accepted; lines may end in LF or CRLF; a quoted field
+                ("a,b") may hold the separator.
     source      default "events": the dataset name written to the `source` column.
 
 [mapping]  required: the unified columns every log must have, each set to a source column.
@@ -41,7 +44,10 @@ Top-level keys
     unit        "s" (epoch seconds, decimals allowed), "ms" (epoch milliseconds) or "iso8601"
                 (`2022-04-30T10:20:30.792Z`, `2022-04-30 10:20:30+08:00`, `2022-04-30`; a time
                 without an offset is UTC). A parquet column already typed timestamp is taken as
-                is, whatever the unit.
+                is, whatever the unit. Epoch values are numbers (see the row rules), rounded
+                HALF_UP to milliseconds.
+    min_event_time  optional, "YYYY-MM-DD" (or a TOML date): overrides the quality config's
+                `quality.min_event_time` for this log (e.g. "1950-01-01" for an old archive).
 
 [optional] any of these unified columns, each set to a source column:
     watch_ms     milliseconds watched (number, >= 0)
@@ -70,27 +76,44 @@ What the reader produces
     videos (with [videos]): video_id long, caption string, categories array<int>,
     primary_category int (each only when mapped), raw columns, quarantine_reason.
 
-Row rules (a rejected row is quarantined with the first reason it breaks)
+Row rules (a rejected row is quarantined with the first reason it breaks, in this order)
+    A field is trimmed of ASCII spaces; an empty field is missing. An integer is text that
+    fully matches `[+-]?[0-9]+` and fits a signed 64-bit long (negative ids are valid); a
+    number fully matches `[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?` and is finite
+    (NaN, Infinity, "1d", "0x1p3" are not numbers).
+    "malformed row: wrong number of fields" (csv/tsv: a line with more or fewer fields than
+    the header or `columns`; its text is kept in `raw__corrupt_record`);
     "user_id (column 'user') missing or not an integer", likewise video_id;
     "event_ts (column 'ts') missing or not epoch seconds" (or "... not epoch milliseconds",
-    "... not an ISO 8601 time"); "watch_ms (column 'w') missing or not a number",
-    "negative watch_ms (column 'w')", likewise duration_ms; "watch_ratio (column 'r') missing
-    or not a number"; "is_like (column 'l') not 0 or 1"; "watch_ratio outside [min, max]"
+    "... not an ISO 8601 time"); "event_ts (column 'ts') out of range" (a number whose
+    milliseconds do not fit a long); "event_ts (column 'ts') before 1990-01-01
+    (quality.min_event_time)" and "event_ts (column 'ts') after <landing time + max_future_days,
+    ISO> (quality.max_future_days)" (the plausible-time rule; event_ts and ds are null on
+    these rows); "watch_ms (column 'w') missing or not a number", "watch_ms (column 'w') out of
+    range" (not finite, or beyond a long after HALF_UP rounding), "negative watch_ms (column
+    'w')", likewise duration_ms; "watch_ratio (column 'r') missing or not a number",
+    "watch_ratio (column 'r') out of range" (not finite); "is_like (column 'l') not 0 or 1"
+    (0, 1, true, false, or a number equal to 0 or 1); "watch_ratio outside [min, max]"
     (quality config, only where the ratio is defined); "exact duplicate row" for every copy of
     an identical line after the first.
 
 Errors that stop the run (InputFileError, naming the file and the problem)
     a missing spec file; invalid TOML; an unknown or missing key; an unknown unified column; a
-    bad format or time unit; `columns` missing when header = false; a mapped source column
-    that is not in a file (named with the spec file); a pattern matching no file; a file with
-    the wrong separator or the wrong number of fields.
+    bad format, time unit or min_event_time; `columns` missing when header = false; a mapped
+    source column that is not in a file's header, `columns` or parquet schema (named with the
+    spec file); a pattern matching no file or leaving the folder (named with the spec file); a
+    file that "is empty" or "holds a header but no rows"; a first line with the wrong
+    separator or the wrong number of fields. All of these are found by `check(release)` (and
+    `detect`) before the Spark session starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +123,18 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampNTZT
 
 from features.schema import INTERACTION_OPTIONAL, QUARANTINE_REASON
 from jobs.readers import Release
-from jobs.readers.native import InputFileError, with_quarantine_reason
+from jobs.readers.arrow_csv import CORRUPT, read_arrow_csv
+from jobs.readers.native import (
+    InputFileError,
+    finite_number,
+    integer_id,
+    is_number_text,
+    landing_now_ms,
+    number_rules,
+    rounded_long,
+    time_rules,
+    with_quarantine_reason,
+)
 from reelflow.config import QualityConfig
 
 DATASET = "events"
@@ -126,8 +160,10 @@ TOP_KEYS = (
 )
 FILE_KEYS = ("format", "files", "header", "columns", "separator", "encoding")
 VIDEO_KEYS = (*FILE_KEYS, "id", "title", "categories", "categories_separator")
-MIN_MICROS = 0 - 62_135_596_800_000_000  # 0001-01-01 00:00:00 UTC
-MAX_MICROS = 253_402_300_799_999_999  # 9999-12-31 23:59:59.999999 UTC
+TIME_KEYS = ("unit", "min_event_time")
+MALFORMED = "malformed row: wrong number of fields"
+RAW_CORRUPT = f"raw_{CORRUPT}"
+UTF8_NAMES = ("utf-8", "utf8", "utf-8-sig", "utf_8")
 
 logger = logging.getLogger("reelflow.readers.events")
 
@@ -243,11 +279,12 @@ def load_spec(spec: Path) -> dict:
         spec, _section(spec, data, "optional", required=False), OPTIONAL_COLUMNS, "optional"
     )
     time = _section(spec, data, "time", required=True)
-    _unknown(spec, time, ("unit",), "[time]")
+    _unknown(spec, time, TIME_KEYS, "[time]")
     _missing(spec, time, ("unit",), "[time]")
     unit = time["unit"]
     if unit not in UNITS:
         raise _fail(spec, f"bad time unit {unit!r}: [time] unit must be one of {list(UNITS)}")
+    min_event_time = _min_event_time(spec, time.get("min_event_time"))
     source = _string(spec, data.get("source", DATASET), "source")
     if logs["columns"] is not None:
         _check_mapped(spec, {**mapping, **optional}, logs["columns"], "the spec's columns")
@@ -274,9 +311,24 @@ def load_spec(spec: Path) -> dict:
         "mapping": mapping,
         "optional": optional,
         "unit": unit,
+        "min_event_time": min_event_time,
         "source": source,
         "videos": videos,
     }
+
+
+def _min_event_time(spec: Path, value: Any) -> str | None:
+    """`[time] min_event_time` as "YYYY-MM-DD" (a TOML date or such a string), else None."""
+    if value is None:
+        return None
+    if isinstance(value, date) and not hasattr(value, "hour"):
+        return value.isoformat()
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise _fail(spec, f'[time] min_event_time must be a day "YYYY-MM-DD", got {value!r}')
 
 
 def _check_mapped(spec: Path, wanted: dict[str, str], present: list[str], where: str) -> None:
@@ -290,11 +342,27 @@ def _check_mapped(spec: Path, wanted: dict[str, str], present: list[str], where:
 
 
 def _resolve(spec: Path, root: Path, patterns: list[str]) -> list[Path]:
+    """The files the patterns match, in order; a pattern may not leave the folder."""
     found: list[Path] = []
+    inside = root.resolve()
     for pattern in patterns:
+        if Path(pattern).is_absolute() or pattern.startswith(("/", "\\", "~")):
+            raise _fail(
+                spec, f"files pattern {pattern!r} is absolute: patterns are relative to {root}"
+            )
+        if ".." in re.split(r"[/\\]", pattern):
+            raise _fail(spec, f"files pattern {pattern!r} leaves the folder {root} ('..')")
         matched = sorted(p for p in root.glob(pattern) if p.is_file() and p.name != SPEC_NAME)
         if not matched:
             raise _fail(spec, f"files pattern {pattern!r} matches no file in {root}")
+        for path in matched:
+            target = path.resolve()
+            if target != inside and inside not in target.parents:
+                raise _fail(
+                    spec,
+                    f"files pattern {pattern!r} matches {path}, which resolves to {target} "
+                    f"outside the folder {root}",
+                )
         found.extend(p for p in matched if p not in found)
     return found
 
@@ -315,11 +383,22 @@ def detect(raw_dir: Path) -> Release:
     spec = root / SPEC_NAME
     options = load_spec(spec)
     parts = {"logs": _resolve(spec, root, options["logs"]["files"])}
-    _check_text_files(spec, parts["logs"], options["logs"], _log_columns(options))
     if options["videos"]:
         parts["videos"] = _resolve(spec, root, options["videos"]["files"])
-        _check_text_files(spec, parts["videos"], options["videos"], _video_columns(options))
-    return Release(DATASET, options["source"], root, {"spec": spec}, parts, options)
+    release = Release(DATASET, options["source"], root, {"spec": spec}, parts, options)
+    check(release)
+    return release
+
+
+def check(release: Release) -> None:
+    """Every file-level check, without Spark: each file exists and is not empty (nor a header
+    with no rows), its first line uses the separator and holds the declared fields, and every
+    mapped column is in its header, `columns` or parquet schema. Raises InputFileError."""
+    options = release.options
+    spec = Path(options["spec"])
+    _check_files(spec, release.parts["logs"], options["logs"], _log_columns(options))
+    if options.get("videos"):
+        _check_files(spec, release.parts["videos"], options["videos"], _video_columns(options))
 
 
 def _log_columns(options: dict) -> dict[str, str]:
@@ -331,14 +410,64 @@ def _video_columns(options: dict) -> dict[str, str]:
     return {k: videos[k] for k in ("id", "title", "categories") if videos[k]}
 
 
-def _check_text_files(spec: Path, paths: list[Path], opts: dict, wanted: dict[str, str]) -> None:
-    """Separator, field count and mapped columns of csv/tsv files, before Spark reads them."""
-    if opts["format"] == "parquet":
-        return  # checked against the file's schema when read
+def _check_files(spec: Path, paths: list[Path], opts: dict, wanted: dict[str, str]) -> None:
+    """Rows present, separator, field count and mapped columns, before Spark reads."""
     for path in paths:
-        header = _text_columns(path, opts)
-        if header is not None:
-            _check_mapped(spec, wanted, header, f"{path}, whose header is")
+        if not path.is_file():
+            raise InputFileError(path, "file not found")
+        if opts["format"] == "parquet":
+            _check_mapped(spec, wanted, _parquet_columns(path), f"{path}, whose columns are")
+            continue
+        _check_text_file(spec, path, opts, wanted)
+
+
+def _check_text_file(spec: Path, path: Path, opts: dict, wanted: dict[str, str]) -> list[str]:
+    """Empty file, then the first line (separator, field count, mapped columns), then a
+    header without rows; returns the column names (the header, or the spec's columns)."""
+    shape = _shape(path, opts)
+    if shape == "is empty":
+        raise InputFileError(path, shape)
+    header = _text_columns(path, opts)
+    if header is not None:
+        _check_mapped(spec, wanted, header, f"{path}, whose header is")
+    if shape:
+        raise InputFileError(path, shape)
+    return header if header is not None else opts["columns"]
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception as exc:  # pyarrow raises several kinds for a file that is no parquet
+        raise InputFileError(path, f"not a readable parquet file: {exc}") from exc
+
+
+def _text_encoding(encoding: str) -> str:
+    return "utf-8-sig" if encoding.lower() in UTF8_NAMES else encoding
+
+
+def _shape(path: Path, opts: dict) -> str | None:
+    """The file's emptiness: "is empty" without a non-blank line, "holds a header but no
+    rows" with only a header, else None."""
+    try:
+        with open(
+            path, encoding=_text_encoding(opts["encoding"]), errors="replace", newline=""
+        ) as fh:
+            first = fh.readline(1 << 20)
+            rest_blank = True
+            for line in fh:
+                if line.strip():
+                    rest_blank = False
+                    break
+    except (OSError, LookupError) as exc:
+        raise InputFileError(path, f"unreadable: {exc}") from exc
+    if not first.strip() and rest_blank:
+        return "is empty"
+    if opts["header"] and rest_blank:
+        return "holds a header but no rows"
+    return None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -347,7 +476,7 @@ def _check_text_files(spec: Path, paths: list[Path], opts: dict, wanted: dict[st
 def _first_line(path: Path, encoding: str) -> str:
     try:
         with open(path, encoding=encoding, errors="replace", newline="") as fh:
-            return fh.readline().rstrip("\r\n").lstrip("\ufeff")
+            return fh.readline(1 << 20).rstrip("\r\n").lstrip("\ufeff")
     except (OSError, LookupError) as exc:
         raise InputFileError(path, f"unreadable: {exc}") from exc
 
@@ -399,11 +528,15 @@ def _read_file(
         return frame.select(
             *[_as_text(frame, name, name in typed).alias(name) for name in frame.columns]
         ), typed
-    header = _text_columns(path, opts)
-    names = header if opts["header"] else opts["columns"]
-    if opts["header"]:
-        _check_mapped(spec, wanted, names, f"{path}, whose header is")
-    schema = StructType([StructField(n, StringType()) for n in names])
+    names = _check_text_file(spec, path, opts, wanted)
+    if opts["encoding"].lower() in UTF8_NAMES and not any("," in n for n in names):
+        # Arrow's parser: a line with the wrong number of fields arrives with its text in
+        # `_corrupt_record` (every column null) instead of being truncated or padded.
+        frame = read_arrow_csv(spark, [path], tuple(names), opts["separator"], opts["header"])
+        return frame.select(*[F.col(f"`{n}`") for n in names], CORRUPT), set()
+    # Other encodings: Spark's reader, which keeps a line with the wrong number of fields
+    # in the corrupt-record column.
+    schema = StructType([StructField(n, StringType()) for n in [*names, CORRUPT]])
     frame = (
         spark.read.option("header", opts["header"])
         .option("sep", opts["separator"])
@@ -412,6 +545,7 @@ def _read_file(
         .option("escape", '"')
         .option("enforceSchema", True)
         .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT)
         .schema(schema)
         .csv(str(path))
     )
@@ -445,40 +579,45 @@ def _read_all(
 
 
 def _raw_names(columns: list[str]) -> dict[str, str]:
-    """Source column -> `raw_<name>` with a parquet-safe name, unique."""
+    """Source column -> `raw_<name>` with a parquet-safe name, unique; the corrupt-record
+    column (csv/tsv) is always `raw__corrupt_record`."""
     names: dict[str, str] = {}
+    if CORRUPT in columns:
+        names[CORRUPT] = RAW_CORRUPT
     for column in columns:
+        if column == CORRUPT:
+            continue
         base = "raw_" + re.sub(r"[^0-9A-Za-z_]", "_", column)
         name, n = base, 1
         while name in names.values():
             n += 1
             name = f"{base}_{n}"
         names[column] = name
-    return names
+    return {c: names[c] for c in columns}
 
 
 def _text(raw: str) -> Column:
     return F.trim(F.col(raw))
 
 
-def _number(raw: str, typ: str) -> Column:
-    return F.expr(f"try_cast(trim(`{raw}`) as {typ})")
+def _epoch_ms(raw: str, unit: str) -> Column:
+    """Epoch seconds or milliseconds (the number grammar) as epoch ms rounded HALF_UP; null
+    when the text is not a number or the ms do not fit a long. Exact decimal arithmetic where
+    the value has at most 20 integer digits, the finite double beyond (always out of range,
+    save text like "0e999999")."""
+    exact = F.expr(f"try_cast(trim(`{raw}`) as decimal(38, 18))")
+    if unit == "s":
+        exact_ms = F.round(exact, 3) * F.lit(1000)
+        approx_ms = rounded_long(finite_number(raw) * F.lit(1000.0))
+    else:
+        exact_ms = F.round(exact, 0)
+        approx_ms = rounded_long(finite_number(raw))
+    value = F.when(exact.isNotNull(), exact_ms.try_cast("long")).otherwise(approx_ms)
+    return F.when(is_number_text(raw), value)
 
 
-def _finite(raw: str) -> Column:
-    """A double; null where the text does not parse, is NaN or is infinite."""
-    value = _number(raw, "double")
-    return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
-
-
-def _event_ts(raw: str, unit: str) -> Column:
-    if unit in ("s", "ms"):
-        scale, per_unit = (6, 1_000_000) if unit == "s" else (3, 1_000)
-        micros = F.expr(
-            f"try_cast(try_cast(trim(`{raw}`) as decimal(30, {scale})) * {per_unit} as bigint)"
-        )
-        return F.when(micros.between(MIN_MICROS, MAX_MICROS), F.timestamp_micros(micros))
-    # ISO 8601: a date alone is UTC midnight, a time without an offset is UTC.
+def _iso_ts(raw: str) -> Column:
+    """ISO 8601: a date alone is UTC midnight, a time without an offset is UTC."""
     text = _text(raw)
     with_zone = (
         F.when(text.rlike(r"^\d{4}-\d{2}-\d{2}$"), F.concat(text, F.lit("T00:00:00Z")))
@@ -489,11 +628,14 @@ def _event_ts(raw: str, unit: str) -> Column:
 
 
 def _flag(raw: str) -> Column:
+    """0/1 (also true/false, and a number equal to 0 or 1 such as "1.0"), else null."""
     text = F.lower(_text(raw))
+    value = finite_number(raw)
     return (
         F.when(text.isin("1", "true"), F.lit(1))
         .when(text.isin("0", "false"), F.lit(0))
-        .otherwise(_finite(raw).try_cast("int"))
+        .when(value == 1, F.lit(1))
+        .when(value == 0, F.lit(0))
     )
 
 
@@ -528,10 +670,20 @@ def _derives_ratio(optional: dict) -> bool:
     return "watch_ratio" not in optional and {"watch_ms", "duration_ms"} <= set(optional)
 
 
-def read_interactions(spark: SparkSession, release: Release, quality: QualityConfig) -> DataFrame:
+def read_interactions(
+    spark: SparkSession,
+    release: Release,
+    quality: QualityConfig,
+    now_ms: int | None = None,
+) -> DataFrame:
+    """Every row of the logs, parsed, with `ds` (UTC day) and a quarantine reason (null = ok).
+    `now_ms` (default `landing_now_ms()`) is the landing clock of the plausible-time rule."""
     options = release.options
     spec = Path(options["spec"])
     mapping, optional, unit = options["mapping"], options["optional"], options["unit"]
+    if options.get("min_event_time"):
+        quality = dataclasses.replace(quality, min_event_time=options["min_event_time"])
+    now_ms = landing_now_ms() if now_ms is None else now_ms
     wanted = _log_columns(options)
     frame, typed = _read_all(spark, spec, release.parts["logs"], options["logs"], wanted)
     raw = _raw_names(frame.columns)
@@ -540,15 +692,26 @@ def read_interactions(spark: SparkSession, release: Release, quality: QualityCon
     def named(unified: str) -> str:
         return f"{unified} (column {wanted[unified]!r})"
 
+    time_raw = raw[mapping["event_ts"]]
     time_unit = "iso8601" if mapping["event_ts"] in typed else unit
+    if time_unit == "iso8601":
+        ts = _iso_ts(time_raw)
+        time_ms = F.floor(F.unix_micros(ts) / 1000).cast("long")
+        time_parse = [(ts.isNull(), f"{named('event_ts')} missing or not {UNITS[time_unit]}")]
+    else:
+        time_ms = _epoch_ms(time_raw, time_unit)
+        time_parse = [
+            (~is_number_text(time_raw), f"{named('event_ts')} missing or not {UNITS[time_unit]}"),
+            (time_ms.isNull(), f"{named('event_ts')} out of range"),
+        ]
     parsed = {
-        "user_id": _number(raw[mapping["user_id"]], "bigint"),
-        "video_id": _number(raw[mapping["video_id"]], "bigint"),
-        "event_ts": _event_ts(raw[mapping["event_ts"]], time_unit),
+        "user_id": integer_id(raw[mapping["user_id"]]),
+        "video_id": integer_id(raw[mapping["video_id"]]),
+        "time_ms": time_ms,
     }
     for column in ("watch_ms", "duration_ms", "watch_ratio"):
         if column in optional:
-            parsed[column] = _finite(raw[optional[column]])
+            parsed[column] = finite_number(raw[optional[column]])
     for column in FLAG_COLUMNS:
         if column in optional:
             parsed[column] = _flag(raw[optional[column]])
@@ -558,19 +721,28 @@ def read_interactions(spark: SparkSession, release: Release, quality: QualityCon
             "_watch_ratio",
             F.when(F.col("_duration_ms") > 0, F.col("_watch_ms") / F.col("_duration_ms")),
         )
-    rules = [
+    rules: list = []
+    if RAW_CORRUPT in typed_frame.columns:
+        rules.append((F.col(RAW_CORRUPT).isNotNull(), MALFORMED))
+    rules += [
         (F.col("_user_id").isNull(), f"{named('user_id')} missing or not an integer"),
         (F.col("_video_id").isNull(), f"{named('video_id')} missing or not an integer"),
-        (F.col("_event_ts").isNull(), f"{named('event_ts')} missing or not {UNITS[time_unit]}"),
     ]
+    time_rules_ = [
+        *time_parse,
+        *time_rules(F.col("_time_ms"), named("event_ts"), quality, now_ms),
+    ]
+    rules += time_rules_
     for column in ("watch_ms", "duration_ms"):
         if column in optional:
-            rules.append((F.col(f"_{column}").isNull(), f"{named(column)} missing or not a number"))
+            rules += number_rules(named(column), raw=raw[optional[column]])
             rules.append((F.col(f"_{column}") < 0, f"negative {named(column)}"))
     if "watch_ratio" in optional:
+        ratio_raw = raw[optional["watch_ratio"]]
         rules.append(
-            (F.col("_watch_ratio").isNull(), f"{named('watch_ratio')} missing or not a number")
+            (~is_number_text(ratio_raw), f"{named('watch_ratio')} missing or not a number")
         )
+        rules.append((F.col("_watch_ratio").isNull(), f"{named('watch_ratio')} out of range"))
     for column in FLAG_COLUMNS:
         if column in optional:
             rules.append(
@@ -587,7 +759,16 @@ def read_interactions(spark: SparkSession, release: Release, quality: QualityCon
                 f"watch_ratio outside [{low}, {high}]",
             )
         )
-    checked = with_quarantine_reason(typed_frame, rules)
+    # event_ts (and ds) only where the time passed its rules: null on a row whose time is
+    # unreadable or implausible, so it never lands in a partition of year 2100.
+    time_ok = F.col("_time_ms").isNotNull() & ~F.coalesce(
+        _any([broken for broken, _ in time_rules_]), F.lit(False)
+    )
+    if time_unit == "iso8601":
+        event_ts = F.when(time_ok, ts)
+    else:
+        event_ts = F.when(time_ok, F.timestamp_millis(F.col("_time_ms")))
+    checked = with_quarantine_reason(typed_frame.withColumn("_event_ts", event_ts), rules)
     unified = [
         F.col("_user_id").alias("user_id"),
         F.col("_video_id").alias("video_id"),
@@ -595,7 +776,7 @@ def read_interactions(spark: SparkSession, release: Release, quality: QualityCon
     ]
     for column in ("watch_ms", "duration_ms"):
         if column in optional:
-            unified.append(F.round(f"_{column}").try_cast("long").alias(column))
+            unified.append(rounded_long(F.col(f"_{column}")).alias(column))
     if "watch_ratio" in optional or _derives_ratio(optional):
         unified.append(F.col("_watch_ratio").alias("watch_ratio"))
     for column in FLAG_COLUMNS:
@@ -610,6 +791,13 @@ def read_interactions(spark: SparkSession, release: Release, quality: QualityCon
     )
 
 
+def _any(conditions: list[Column]) -> Column:
+    out = F.lit(False)
+    for condition in conditions:
+        out = out | F.coalesce(condition, F.lit(False))
+    return out
+
+
 def read_videos(spark: SparkSession, release: Release) -> DataFrame:
     options = release.options
     spec = Path(options["spec"])
@@ -618,7 +806,7 @@ def read_videos(spark: SparkSession, release: Release) -> DataFrame:
     frame, _ = _read_all(spark, spec, release.parts["videos"], videos, wanted)
     raw = _raw_names(frame.columns)
     frame = frame.select(*[F.col(f"`{c}`").alias(r) for c, r in raw.items()])
-    columns = [_number(raw[videos["id"]], "bigint").alias("video_id")]
+    columns = [integer_id(raw[videos["id"]]).alias("video_id")]
     if videos["title"]:
         title = _text(raw[videos["title"]])
         columns.append(F.when(title != "", title).alias("caption"))
@@ -628,18 +816,21 @@ def read_videos(spark: SparkSession, release: Release) -> DataFrame:
             re.escape(videos["categories_separator"]),
         )
         tags = F.filter(
-            F.transform(tokens, lambda t: F.trim(t).try_cast("int")), lambda t: t.isNotNull()
+            F.transform(tokens, lambda t: integer_id(t, "int")), lambda t: t.isNotNull()
         )
         columns.append(tags.alias("categories"))
     parsed = frame.select("*", *columns)
     if videos["categories"]:
         parsed = parsed.withColumn("primary_category", F.try_element_at("categories", F.lit(1)))
-    rules = [
+    rules: list = []
+    if RAW_CORRUPT in parsed.columns:
+        rules.append((F.col(RAW_CORRUPT).isNotNull(), MALFORMED))
+    rules.append(
         (
             F.col("video_id").isNull(),
             f"video_id (column {videos['id']!r}) missing or not an integer",
         )
-    ]
+    )
     checked = with_quarantine_reason(parsed, rules)
     ordered = [c for c in checked.columns if c != QUARANTINE_REASON] + [QUARANTINE_REASON]
     return checked.select(*ordered)
