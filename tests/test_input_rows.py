@@ -129,7 +129,6 @@ def kuairand_row(user: int, time_ms: str = "1649423019339", extra: str = "") -> 
     return f"{user},9,20220408,2000,{time_ms},1,0,0,0,0,0,0,5000,10000,0,0,0,0,1{extra}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 2")
 def test_row2_kuairand_implausible_times_are_quarantined(spark, tmp_path, now):
     from jobs.readers.kuairand import read_interactions
 
@@ -308,7 +307,6 @@ def test_landed_marker_is_replaced_atomically(kuairec_copy, home, now, monkeypat
 # ---- in scope: KuaiRand logs with the wrong number of fields, CRLF and quoted separators
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: KuaiRand logs read without _corrupt_record")
 def test_kuairand_row_with_wrong_field_count_is_quarantined(spark, tmp_path, now):
     from jobs.readers.kuairand import read_interactions
 

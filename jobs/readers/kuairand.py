@@ -33,19 +33,30 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
 from jobs.readers import Release, locate_release
+from jobs.readers.arrow_csv import BAD_LINE, CORRUPT
 from jobs.readers.native import (
     KUAISHOU_USER_COLUMNS,
     InputFileError,
+    check_file,
     check_header,
+    finite_number,
+    integer_id,
+    landing_now_ms,
+    malformed_rules,
+    missing_integer,
     null_sentinel,
+    number_rules,
     parse_kuaishou_users,
     read_csv_as_strings,
-    try_number,
+    read_log_as_strings,
+    rounded_long,
+    time_bounds,
+    time_rules,
     utc_day,
     with_quarantine_reason,
 )
@@ -103,7 +114,7 @@ FLAGS = {
 }
 STAYS = {"profile_stay_time": "profile_stay_ms", "comment_stay_time": "comment_stay_ms"}
 BASIC_COLUMNS = ("video_id", "author_id", "video_type", "upload_dt", "video_duration", "tag")
-MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31 23:59:59.999 UTC
+STATISTIC_COLUMNS = ("video_id", "counts")
 
 
 def expected_files() -> str:
@@ -168,12 +179,26 @@ def release_paths(release: Release, name: str) -> list[Path]:
     return list(release.parts.get(name, []))
 
 
+def check(release: Release) -> None:
+    """Every file `read_tables` will read exists, holds its columns and at least one row:
+    fails with InputFileError naming the file, before Spark starts."""
+    wanted = {
+        **{name: LOG_COLUMNS for name in LOGS},
+        USER_FILE: KUAISHOU_USER_COLUMNS,
+        BASIC_FILE: BASIC_COLUMNS,
+        STATISTIC_FILE: STATISTIC_COLUMNS,
+    }
+    for name, columns in wanted.items():
+        for path in release_paths(release, name):
+            check_file(path, columns)
+
+
 def read_tables(
     spark: SparkSession, release: Release, quality: QualityConfig
 ) -> dict[str, DataFrame]:
     logs = [p for name in LOGS for p in release_paths(release, name)]
     return {
-        "interactions": read_interactions(spark, logs, quality),
+        "interactions": read_interactions(spark, logs, quality, landing_now_ms()),
         "videos": read_videos(
             spark, release_paths(release, BASIC_FILE), release_paths(release, STATISTIC_FILE)
         ),
@@ -195,34 +220,47 @@ def _read_all(spark: SparkSession, paths: list[Path], columns: tuple[str, ...]) 
     return out
 
 
-def finite(column: str) -> Column:
-    """The column parsed as a double; null where it does not parse, is NaN or is infinite."""
-    value = try_number(column, "double")
-    return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
+def _read_logs(spark: SparkSession, paths: list[Path]) -> DataFrame:
+    """Every log (or part) with the Arrow engine: a row with the wrong number of fields keeps
+    its text in `_corrupt_record`, a line of invalid UTF-8 its reason in `_bad_line`."""
+    if not paths:
+        raise InputFileError("(no file)", f"no file to read for columns {list(LOG_COLUMNS)}")
+    frames = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise InputFileError(path, "file not found")
+        frames.append(read_log_as_strings(spark, Path(path), LOG_COLUMNS))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
 
 
-def _epoch_ms(column: str) -> Column:
-    """Epoch milliseconds as a long: integers exactly, decimals ("1.6513E12") rounded."""
-    return F.coalesce(try_number(column, "long"), F.round(finite(column)).try_cast("long"))
+def read_interactions(
+    spark: SparkSession, paths: list[Path], quality: QualityConfig, now_ms: int | None = None
+) -> DataFrame:
+    """All logs together (standard and random; `is_rand` tells them apart), one row per view.
 
-
-def _in_range(ms: Column) -> Column:
-    return ms.between(0, MAX_EPOCH_MS)
-
-
-def read_interactions(spark: SparkSession, paths: list[Path], quality: QualityConfig) -> DataFrame:
-    """All logs together (standard and random; `is_rand` tells them apart), one row per view."""
-    raw = _read_all(spark, paths, LOG_COLUMNS)
+    Rules, first broken wins: invalid UTF-8; wrong number of fields; user_id, video_id
+    integers; time_ms a number whose rounded value fits a long and lies in the plausible
+    window; play_time_ms, duration_ms non-negative numbers fitting a long; each flag 0 or 1;
+    each stay time a non-negative number fitting a long; tab an integer; watch_ratio (when the
+    duration is positive) within [watch_ratio_min, watch_ratio_max]; then exact duplicates.
+    """
+    now_ms = landing_now_ms() if now_ms is None else now_ms
+    earliest, latest = time_bounds(quality, now_ms)
+    raw = _read_logs(spark, paths)
     parsed = raw.select(
-        *[F.col(c).alias(f"raw_{c}") for c in LOG_COLUMNS],
-        try_number("user_id", "long").alias("user_id"),
-        try_number("video_id", "long").alias("video_id"),
-        _epoch_ms("time_ms").alias("time_ms"),
-        finite("play_time_ms").alias("play_time_ms"),
-        finite("duration_ms").alias("video_ms"),
-        *[try_number(c, "int").alias(c) for c in FLAGS],
-        *[finite(c).alias(c) for c in STAYS],
-        try_number("tab", "int").alias("tab"),
+        *[F.col(c).alias(f"raw_{c}") for c in (*LOG_COLUMNS, CORRUPT)],
+        BAD_LINE,
+        integer_id("user_id").alias("user_id"),
+        integer_id("video_id").alias("video_id"),
+        rounded_long(finite_number("time_ms")).alias("time_ms"),
+        finite_number("play_time_ms").alias("play_time_ms"),
+        finite_number("duration_ms").alias("video_ms"),
+        *[integer_id(c, "int").alias(c) for c in FLAGS],
+        *[finite_number(c).alias(c) for c in STAYS],
+        integer_id("tab", "int").alias("tab"),
     ).withColumn(
         "watch_ratio",
         # duration 0 (KuaiRand has some): the ratio is undefined, not infinite.
@@ -230,38 +268,37 @@ def read_interactions(spark: SparkSession, paths: list[Path], quality: QualityCo
     )
     ratio_min, ratio_max = quality.watch_ratio_min, quality.watch_ratio_max
     rules = [
-        (F.col("user_id").isNull(), "user_id missing or not an integer"),
-        (F.col("video_id").isNull(), "video_id missing or not an integer"),
-        (F.col("time_ms").isNull(), "time_ms missing or not a number"),
-        (~_in_range(F.col("time_ms")), "time_ms outside 1970-01-01..9999-12-31"),
-        (F.col("play_time_ms").isNull(), "play_time_ms missing or not a number"),
-        (F.col("play_time_ms") < 0, "negative play_time_ms"),
-        (F.col("video_ms").isNull(), "duration_ms missing or not a number"),
-        (F.col("video_ms") < 0, "negative duration_ms"),
+        *malformed_rules("raw__corrupt_record", BAD_LINE),
+        (F.col("user_id").isNull(), missing_integer("user_id")),
+        (F.col("video_id").isNull(), missing_integer("video_id")),
+        *number_rules("time_ms", "raw_time_ms"),
+        *time_rules(F.col("time_ms"), "time_ms", quality, now_ms),
+        *number_rules("play_time_ms", "raw_play_time_ms", non_negative=True),
+        *number_rules("duration_ms", "raw_duration_ms", non_negative=True),
         *[(~F.coalesce(F.col(c).isin(0, 1), F.lit(False)), f"{c} not 0 or 1") for c in FLAGS],
-        *[(F.col(c).isNull(), f"{c} missing or not a number") for c in STAYS],
-        *[(F.col(c) < 0, f"negative {c}") for c in STAYS],
-        (F.col("tab").isNull(), "tab missing or not an integer"),
+        *[rule for c in STAYS for rule in number_rules(c, f"raw_{c}", non_negative=True)],
+        (F.col("tab").isNull(), missing_integer("tab")),
         (
             (F.col("watch_ratio") < ratio_min) | (F.col("watch_ratio") > ratio_max),
             f"watch_ratio outside [{ratio_min}, {ratio_max}]",
         ),
     ]
     checked = with_quarantine_reason(parsed, rules)
+    plausible = F.col("time_ms").between(earliest, latest)
     return checked.select(
-        *[f"raw_{c}" for c in LOG_COLUMNS],
+        *[f"raw_{c}" for c in (*LOG_COLUMNS, CORRUPT)],
         "user_id",
         "video_id",
         # time_ms is the truth; date/hourmin (UTC+8, hourmin sometimes off by one) stay raw.
-        F.when(_in_range(F.col("time_ms")), F.timestamp_millis("time_ms")).alias("event_ts"),
-        F.round("play_time_ms").try_cast("long").alias("watch_ms"),
-        F.round("video_ms").try_cast("long").alias("duration_ms"),
+        F.when(plausible, F.timestamp_millis("time_ms")).alias("event_ts"),
+        rounded_long(F.col("play_time_ms")).alias("watch_ms"),
+        rounded_long(F.col("video_ms")).alias("duration_ms"),
         "watch_ratio",
         *[F.col(native).alias(unified) for native, unified in FLAGS.items()],
-        *[F.round(native).try_cast("long").alias(unified) for native, unified in STAYS.items()],
+        *[rounded_long(F.col(native)).alias(unified) for native, unified in STAYS.items()],
         "tab",
         F.lit(DATASET).alias("source"),
-        F.when(_in_range(F.col("time_ms")), utc_day(F.col("time_ms"))).alias("ds"),
+        F.when(plausible, utc_day(F.col("time_ms"))).alias("ds"),
         QUARANTINE_REASON,
     )
 
@@ -274,13 +311,13 @@ def _statistics(spark: SparkSession, paths: list[Path]) -> DataFrame:
     """video_id plus every counter of the statistic file as a double named `stat_<counter>`."""
     if not Path(paths[0]).is_file():
         raise InputFileError(paths[0], "file not found")
-    header = check_header(paths[0], ("video_id", "counts"))
+    header = check_header(paths[0], STATISTIC_COLUMNS)
     counters = [c for c in header if c and c != "video_id"]
     raw = _read_all(spark, paths, ("video_id", *counters))
     return (
         raw.select(
-            try_number("video_id", "long").alias("video_id"),
-            *[try_number(c, "double").alias(f"stat_{c}") for c in counters],
+            integer_id("video_id").alias("video_id"),
+            *[finite_number(c).alias(f"stat_{c}") for c in counters],
         )
         .where(F.col("video_id").isNotNull())
         .dropDuplicates(["video_id"])
@@ -300,21 +337,17 @@ def read_videos(
     upload_day = F.expr("try_to_date(trim(upload_dt), 'yyyy-MM-dd')")
     parsed = raw.select(
         *[F.col(c).alias(f"raw_{c}") for c in BASIC_COLUMNS],
-        try_number("video_id", "long").alias("video_id"),
+        integer_id("video_id").alias("video_id"),
         tags.alias("categories"),
-        finite("video_duration").alias("video_duration"),
+        finite_number("video_duration").alias("video_duration"),
         # UTC midnight of the upload date, whatever the session time zone.
         F.timestamp_seconds(F.unix_date(upload_day).cast("long") * 86_400).alias("upload_ts"),
-        try_number("author_id", "long").alias("author_id"),
+        integer_id("author_id").alias("author_id"),
         null_sentinel("video_type").alias("video_type"),
     )
     rules = [
-        (F.col("video_id").isNull(), "video_id missing or not an integer"),
-        (
-            F.col("raw_video_duration").isNotNull() & F.col("video_duration").isNull(),
-            "video_duration not a number",
-        ),
-        (F.col("video_duration") < 0, "negative video_duration"),
+        (F.col("video_id").isNull(), missing_integer("video_id")),
+        *number_rules("video_duration", "raw_video_duration", optional=True, non_negative=True),
         (
             F.col("raw_upload_dt").isNotNull() & F.col("upload_ts").isNull(),
             "upload_dt not a yyyy-MM-dd date",
@@ -325,7 +358,7 @@ def read_videos(
         "video_id",
         "categories",
         F.try_element_at("categories", F.lit(1)).alias("primary_category"),
-        F.round("video_duration").try_cast("long").alias("duration_ms"),
+        rounded_long(F.col("video_duration")).alias("duration_ms"),
         "upload_ts",
         "author_id",
         "video_type",
