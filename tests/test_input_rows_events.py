@@ -126,9 +126,6 @@ def test_events_headerless_row_with_the_wrong_number_of_fields_is_quarantined(sp
     assert reasons(rows) == Counter({MALFORMED: 2})
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 finding: MicroLens pairs wrong field count silently truncated"
-)
 def test_microlens_pair_with_the_wrong_number_of_fields_is_quarantined(spark, tmp_path):
     log = "user,item,timestamp\n1,10,1651314030792\n1,11,1651314030792,7\n1,12\n"
     rows = read_pairs(spark, pairs_folder(tmp_path, log))
@@ -172,7 +169,6 @@ def test_events_numbers_follow_the_grammar_and_ids_are_64_bit(spark, tmp_path):
     rows.unpersist()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding: MicroLens numbers")
 def test_microlens_numbers_follow_the_grammar(spark, tmp_path):
     lines = {
         "-1,10,1651314030792": None,
@@ -229,7 +225,6 @@ def test_events_spec_min_event_time_is_validated(tmp_path):
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding: MicroLens implausible times")
 def test_microlens_implausible_times_are_quarantined(spark, tmp_path):
     log = "user,item,timestamp\n1,10,1651314030792\n1,11,5\n1,12,4102444800000\n"
     rows = read_pairs(spark, pairs_folder(tmp_path, log))
@@ -270,7 +265,6 @@ def test_events_quoted_field_holding_the_separator(spark, tmp_path):
     assert reasons(rows) == Counter({"watch_ratio (column 'note') missing or not a number": 1})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding: MicroLens BOM crashes the job")
 def test_microlens_bom_and_crlf(spark, tmp_path):
     log = "\ufeffuser,item,timestamp\r\n1,10,1651314030792\r\n2,11,1651314030792\r\n"
     rows = read_pairs(spark, pairs_folder(tmp_path, log))
@@ -304,7 +298,6 @@ def test_events_headerless_empty_file_fails_before_spark(tmp_path):
     assert str(error.value) == f"{folder / 'u.data'}: is empty"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding: MicroLens header-only file")
 @pytest.mark.parametrize(
     ("content", "problem"),
     [("user,item,timestamp\r\n", "holds a header but no rows"), ("", "is empty")],
@@ -316,7 +309,6 @@ def test_microlens_header_only_or_empty_pairs_fail_before_spark(tmp_path, conten
     assert str(error.value) == f"{folder / (PREFIX + 'pairs.csv')}: {problem}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding: MicroLens file checks after Spark starts")
 def test_microlens_check_names_a_bad_likes_file_without_spark(tmp_path):
     folder = pairs_folder(tmp_path, "user,item,timestamp\n1,10,1651314030792\n")
     likes = folder / f"{PREFIX}likes_and_views.txt"

@@ -131,8 +131,8 @@ def test_malformed_pairs_are_quarantined_with_their_reason(spark, tmp_path):
         "u1,10,1651314030792": "user missing or not an integer",
         "1,,1651314030792": "item missing or not an integer",
         "1,12,yesterday": "timestamp missing or not a number",
-        "1,12,1e30": "timestamp missing or not a number",
-        "1,12,-5": "timestamp outside 1970-01-01..9999-12-31",
+        "1,12,1e30": "timestamp out of range",
+        "1,12,-5": "timestamp before 1990-01-01 (quality.min_event_time)",
     }
     duplicate = "3,10,1651314030792"
     path = write_pairs(tmp_path, [*valid, *bad, duplicate, duplicate, duplicate])
@@ -153,6 +153,7 @@ def test_malformed_pairs_are_quarantined_with_their_reason(spark, tmp_path):
         "raw_user",
         "raw_item",
         "raw_timestamp",
+        "raw__corrupt_record",  # a line with the wrong number of fields keeps its text here
         "user_id",
         "video_id",
         "event_ts",
@@ -192,7 +193,10 @@ def test_missing_pairs_file_is_named(spark, tmp_path):
 
 
 def test_agreeing_pairs_tsv_is_checked_and_no_users_table_is_made(spark, tmp_path):
-    write_pairs(tmp_path, ["1,10,1000", "1,11,2000", "1,10,3000", "2,12,1500"])
+    write_pairs(
+        tmp_path,
+        ["1,10,1651314031000", "1,11,1651314032000", "1,10,1651314033000", "2,12,1651314031500"],
+    )
     (tmp_path / f"{PREFIX}pairs.tsv").write_text("1\t10 11 10\n2\t12\n")
     release = microlens.detect(tmp_path)
     assert set(release.files) == {"pairs.csv", "pairs.tsv"}
@@ -204,14 +208,23 @@ def test_agreeing_pairs_tsv_is_checked_and_no_users_table_is_made(spark, tmp_pat
 def test_pairs_tsv_lists_only_what_the_reader_keeps_of_pairs_csv(spark, tmp_path):
     """Rows that go to quarantine (no user, an item that is no number) and the second copy
     of an exact duplicate are not in the tsv, which is derived from the kept log."""
-    write_pairs(tmp_path, ["1,10,1000", ",11,2000", "1,x,2500", "1,10,1000", "2,12,1500"])
+    write_pairs(
+        tmp_path,
+        [
+            "1,10,1651314031000",
+            ",11,1651314032000",
+            "1,x,1651314032500",
+            "1,10,1651314031000",
+            "2,12,1651314031500",
+        ],
+    )
     (tmp_path / f"{PREFIX}pairs.tsv").write_text("1\t10\n2\t12\n")
     tables = microlens.read_tables(spark, microlens.detect(tmp_path), QualityConfig())
     assert tables["interactions"].count() == 5  # every row kept, bad ones with a reason
 
 
 def test_disagreeing_pairs_tsv_names_both_files(spark, tmp_path):
-    csv = write_pairs(tmp_path, ["1,10,1000", "1,11,2000", "2,12,1500"])
+    csv = write_pairs(tmp_path, ["1,10,1651314031000", "1,11,1651314032000", "2,12,1651314031500"])
     tsv = tmp_path / f"{PREFIX}pairs.tsv"
     tsv.write_text("1\t10 11 11\n2\t12\n")
     release = microlens.detect(tmp_path)
@@ -238,7 +251,7 @@ def test_pairs_tsv_alone_is_refused_for_lack_of_timestamps(tmp_path):
 
 
 def test_detects_100k_and_50k_from_the_prefix(spark, tmp_path):
-    write_pairs(tmp_path / "a", ["1,10,1000"])
+    write_pairs(tmp_path / "a", ["1,10,1651314031000"])
     (tmp_path / "a" / f"{PREFIX}title_en.csv").write_bytes(b"10, ten\r\n")
     (tmp_path / "a" / f"{PREFIX}likes_and_views.txt").write_text("10\t1\t2\n")
     release = microlens.detect(tmp_path / "a")
@@ -249,11 +262,11 @@ def test_detects_100k_and_50k_from_the_prefix(spark, tmp_path):
         (10, "ten", 1, 2)
     ]
 
-    write_pairs(tmp_path / "b" / "data", ["1,10,1000"], prefix="MicroLens-50k_")
+    write_pairs(tmp_path / "b" / "data", ["1,10,1651314031000"], prefix="MicroLens-50k_")
     release = microlens.detect(tmp_path / "b")
     assert (release.variant, release.root) == ("50k", tmp_path / "b" / "data")
 
-    write_pairs(tmp_path / "c", ["1,10,1000"], prefix="MicroLens-100K_")
+    write_pairs(tmp_path / "c", ["1,10,1651314031000"], prefix="MicroLens-100K_")
     assert microlens.detect(tmp_path / "c").variant == "100k"
 
 

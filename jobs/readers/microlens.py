@@ -12,6 +12,21 @@ to case, so `MicroLens-100K_` works too):
                                    split on the first comma) and may be empty (caption null)
     <prefix>likes_and_views.txt    optional: `item<TAB>likes<TAB>views`, no header
 
+Every file is checked by `check(release)` before the Spark session starts: a file that is
+empty ("is empty") or holds only its header ("holds a header but no rows"), a pairs.csv
+header without user/item/timestamp or with another separator, a likes file with another
+separator or field count on its first line fail with the file named. A UTF-8 byte-order mark
+and CRLF line endings are accepted everywhere.
+
+Row rules of the log (the first broken one is the row's quarantine reason): "malformed row:
+wrong number of fields" (text kept in `raw__corrupt_record`), "user missing or not an
+integer", "item missing or not an integer" (text fully matching `[+-]?[0-9]+`, signed
+64-bit), "timestamp missing or not a number" (the number grammar of README "Row rules"),
+"timestamp out of range" (not finite, or beyond a long after HALF_UP rounding to ms),
+"timestamp before <quality.min_event_time> (quality.min_event_time)", "timestamp after
+<landing time + quality.max_future_days> (quality.max_future_days)", then "exact duplicate
+row". event_ts and ds are null where the timestamp breaks a rule.
+
 Tables: `interactions` (user_id, video_id, event_ts, source, ds) and, when the title or the
 likes file is there, `videos` (video_id, caption, likes, views). MicroLens has no watch time,
 no engagement flags, no categories and no user file: those columns and the `users` table are
@@ -29,10 +44,17 @@ from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
 from jobs.readers import Release, locate_release
+from jobs.readers.arrow_csv import CORRUPT
 from jobs.readers.native import (
     InputFileError,
-    read_csv_as_strings,
-    try_number,
+    check_header,
+    finite_number,
+    integer_id,
+    is_number_text,
+    landing_now_ms,
+    read_log_as_strings,
+    rounded_long,
+    time_rules,
     utc_day,
     with_quarantine_reason,
 )
@@ -50,7 +72,7 @@ PREFIX_PATTERN = re.compile(
     + r")$"
 )
 PAIRS_COLUMNS = ("user", "item", "timestamp")
-MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31 23:59:59.999 UTC
+MALFORMED = "malformed row: wrong number of fields"
 
 
 def expected_files() -> str:
@@ -92,50 +114,133 @@ def detect(raw_dir: Path) -> Release:
     return Release(DATASET, sizes[0], root, files)
 
 
+def check(release: Release) -> None:
+    """Every file-level check, without Spark (landing runs it before the session starts)."""
+    _check_pairs(release.files[PAIRS_CSV])
+    for name in (PAIRS_TSV, TITLES):
+        if name in release.files:
+            _check_not_empty(release.files[name])
+    if LIKES in release.files:
+        _check_likes(release.files[LIKES])
+
+
+def _shape(path: Path, header: bool) -> str | None:
+    """ "is empty" without a non-blank line, "holds a header but no rows" when `header` and
+    only the first line holds anything, else None."""
+    if not Path(path).is_file():
+        raise InputFileError(path, "file not found")
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            first = fh.readline(1 << 20)
+            rest_blank = not any(line.strip() for line in _until_nonblank(fh))
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable: {exc}") from exc
+    if not first.strip() and rest_blank:
+        return "is empty"
+    if header and rest_blank:
+        return "holds a header but no rows"
+    return None
+
+
+def _until_nonblank(fh):
+    """The lines of `fh` up to and including the first non-blank one."""
+    for line in fh:
+        yield line
+        if line.strip():
+            return
+
+
+def _check_not_empty(path: Path) -> None:
+    if _shape(path, header=False):
+        raise InputFileError(path, "is empty")
+
+
+def _check_pairs(path: Path) -> None:
+    """pairs.csv: not empty, the header names user,item,timestamp with commas, rows follow."""
+    shape = _shape(path, header=True)
+    if shape == "is empty":
+        raise InputFileError(path, shape)
+    check_header(Path(path), PAIRS_COLUMNS)
+    if shape:
+        raise InputFileError(path, shape)
+
+
 def read_tables(
     spark: SparkSession, release: Release, quality: QualityConfig
 ) -> dict[str, DataFrame]:
-    interactions = read_interactions(spark, release.files[PAIRS_CSV])
+    check(release)
+    now_ms = landing_now_ms()
+    interactions = read_interactions(spark, release.files[PAIRS_CSV], quality, now_ms)
     if PAIRS_TSV in release.files:
-        check_sequences_agree(spark, release.files[PAIRS_CSV], release.files[PAIRS_TSV])
+        check_sequences_agree(
+            spark, release.files[PAIRS_CSV], release.files[PAIRS_TSV], quality, now_ms
+        )
     tables = {"interactions": interactions}
     if TITLES in release.files or LIKES in release.files:
         tables["videos"] = read_videos(spark, release.files.get(TITLES), release.files.get(LIKES))
     return tables
 
 
-def read_interactions(spark: SparkSession, path: Path) -> DataFrame:
-    if not Path(path).is_file():
-        raise InputFileError(path, "file not found")
-    raw = read_csv_as_strings(spark, Path(path), PAIRS_COLUMNS)
-    parsed = raw.select(
-        *[F.col(c).alias(f"raw_{c}") for c in PAIRS_COLUMNS],
-        try_number("user", "long").alias("user_id"),
-        try_number("item", "long").alias("video_id"),
-        F.coalesce(
-            try_number("timestamp", "long"),
-            F.round(try_number("timestamp", "decimal(30, 3)")).try_cast("long"),
-        ).alias("time_ms"),
+def _epoch_ms(column: str) -> Column:
+    """Epoch milliseconds (the number grammar) rounded HALF_UP to a long; null when not a
+    number or out of range. Exact decimal arithmetic up to 20 integer digits, the finite
+    double beyond (out of range save text like "0e999999")."""
+    exact = F.expr(f"try_cast(trim(`{column}`) as decimal(38, 18))")
+    value = F.when(exact.isNotNull(), F.round(exact, 0).try_cast("long")).otherwise(
+        rounded_long(finite_number(column))
     )
-    in_range = F.col("time_ms").between(0, MAX_EPOCH_MS)
+    return F.when(is_number_text(column), value)
+
+
+def read_interactions(
+    spark: SparkSession,
+    path: Path,
+    quality: QualityConfig | None = None,
+    now_ms: int | None = None,
+) -> DataFrame:
+    """Every row of pairs.csv, parsed, with `ds` and a quarantine reason (null = ok).
+    `now_ms` (default `landing_now_ms()`) is the landing clock of the plausible-time rule."""
+    quality = quality or QualityConfig()
+    now_ms = landing_now_ms() if now_ms is None else now_ms
+    _check_pairs(Path(path))
+    raw = read_log_as_strings(spark, Path(path), PAIRS_COLUMNS)
+    parsed = raw.select(
+        *[F.col(c).alias(f"raw_{c}") for c in (*PAIRS_COLUMNS, CORRUPT)],
+        integer_id("user").alias("user_id"),
+        integer_id("item").alias("video_id"),
+        _epoch_ms("timestamp").alias("time_ms"),
+        is_number_text("timestamp").alias("_is_number"),
+    )
+    plausible = time_rules(F.col("time_ms"), "timestamp", quality, now_ms)
+    time_ok = F.col("time_ms").isNotNull()
+    for broken, _ in plausible:
+        time_ok = time_ok & ~F.coalesce(broken, F.lit(False))
     rules = [
+        (F.col(f"raw_{CORRUPT}").isNotNull(), MALFORMED),
         (F.col("user_id").isNull(), "user missing or not an integer"),
         (F.col("video_id").isNull(), "item missing or not an integer"),
-        (F.col("time_ms").isNull(), "timestamp missing or not a number"),
-        (~in_range, "timestamp outside 1970-01-01..9999-12-31"),
+        (~F.col("_is_number"), "timestamp missing or not a number"),
+        (F.col("time_ms").isNull(), "timestamp out of range"),
+        *plausible,
     ]
     return with_quarantine_reason(parsed, rules).select(
-        *[f"raw_{c}" for c in PAIRS_COLUMNS],
+        *[f"raw_{c}" for c in (*PAIRS_COLUMNS, CORRUPT)],
         "user_id",
         "video_id",
-        F.when(in_range, F.timestamp_millis("time_ms")).alias("event_ts"),
+        F.when(time_ok, F.timestamp_millis("time_ms")).alias("event_ts"),
         F.lit(DATASET).alias("source"),
-        F.when(in_range, utc_day(F.col("time_ms"))).alias("ds"),
+        F.when(time_ok, utc_day(F.col("time_ms"))).alias("ds"),
         QUARANTINE_REASON,
     )
 
 
-def check_sequences_agree(spark: SparkSession, csv_path: Path, tsv_path: Path) -> None:
+def check_sequences_agree(
+    spark: SparkSession,
+    csv_path: Path,
+    tsv_path: Path,
+    quality: QualityConfig | None = None,
+    now_ms: int | None = None,
+) -> None:
     """pairs.tsv must hold the same user -> items multiset as the valid rows of pairs.csv,
     else InputFileError."""
 
@@ -147,7 +252,7 @@ def check_sequences_agree(spark: SparkSession, csv_path: Path, tsv_path: Path) -
     # quarantine, and the tsv, derived from the kept log, never lists them), each exact
     # duplicate once.
     from_csv = (
-        read_interactions(spark, csv_path)
+        read_interactions(spark, csv_path, quality, now_ms)
         .where(F.col(QUARANTINE_REASON).isNull())
         .dropDuplicates(["user_id", "video_id", "event_ts"])
         .select(
@@ -212,8 +317,7 @@ def _line_separator(path: Path) -> str:
 
 def _read_titles(spark: SparkSession, path: Path) -> DataFrame:
     """`id, title` lines, no header: split on the first comma only; an empty title is null."""
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
+    _check_not_empty(path)
     lines = (
         spark.read.option("lineSep", _line_separator(path))
         .text(str(path))
@@ -230,7 +334,7 @@ def _read_titles(spark: SparkSession, path: Path) -> DataFrame:
     ).select(
         "raw_video_id",
         "raw_title",
-        try_number("raw_video_id", "long").alias("title_video_id"),
+        integer_id("raw_video_id").alias("title_video_id"),
         F.when(F.trim("raw_title") != "", F.trim("raw_title")).alias("caption"),
         F.col("raw_title").isNotNull().alias("_has_comma"),
     )
@@ -243,12 +347,11 @@ def _read_titles(spark: SparkSession, path: Path) -> DataFrame:
     )
 
 
-def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
-    """`item<TAB>likes<TAB>views`, no header."""
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        first = fh.readline().rstrip("\r\n")
+def _check_likes(path: Path) -> None:
+    """Not empty; the first line holds 3 tab-separated fields."""
+    _check_not_empty(path)
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        first = fh.readline(1 << 20).rstrip("\r\n")
     if first and "\t" not in first:
         for other in (",", ";", "|", " "):
             if other in first.strip():
@@ -261,10 +364,15 @@ def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
             f"expected 3 tab-separated fields (item, likes, views), the first line has "
             f"{len(first.split(chr(9)))}",
         )
+
+
+def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
+    """`item<TAB>likes<TAB>views`, no header."""
+    _check_likes(path)
     lines = (
         spark.read.option("lineSep", _line_separator(path))
         .text(str(path))
-        .select(F.regexp_replace("value", "\r$", "").alias("line"))
+        .select(F.regexp_replace("value", "^\ufeff|\r$", "").alias("line"))
         .where(F.trim("line") != "")
         .select(F.split("line", "\t").alias("f"))
     )
@@ -275,12 +383,12 @@ def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
         F.size("f").alias("_fields"),
     ).select(
         "*",
-        try_number("raw_item", "long").alias("likes_video_id"),
-        try_number("raw_likes", "long").alias("likes"),
-        try_number("raw_views", "long").alias("views"),
+        integer_id("raw_item").alias("likes_video_id"),
+        integer_id("raw_likes").alias("likes"),
+        integer_id("raw_views").alias("views"),
     )
     rules = [
-        (F.col("_fields") != 3, "expected 3 tab-separated fields"),
+        (F.col("_fields") != 3, MALFORMED),
         (F.col("likes_video_id").isNull(), "item missing or not an integer"),
         (F.col("likes").isNull(), "likes missing or not an integer"),
         (F.col("likes") < 0, "negative likes"),
