@@ -7,6 +7,11 @@ Each reader module defines:
         Resolves the folder (the release folder as unpacked, or its data/ folder), tells the
         variant from the files present and returns them; a folder that matches nothing
         raises InputFileError listing the files expected.
+    def check(release: Release) -> None
+        Cheap checks of every file read_tables will read (exists, not empty, header holds the
+        columns, at least one row after it; `native.check_file`), raising InputFileError that
+        names the file. land() calls it before any Spark session or JVM starts, so a wrong
+        header fails in about a second. A reader without `check` is skipped (getattr).
     def read_tables(spark, release: Release, quality: QualityConfig) -> dict[str, DataFrame]
         Unified table name -> rows. Each frame holds the unified columns the dataset has
         (features/schema.py, typed), the native values as `raw_<column>` strings (what
@@ -14,6 +19,29 @@ Each reader module defines:
         row breaks; every copy of an exact duplicate row after the first is "exact duplicate
         row"), and for day-partitioned tables (`DAILY_TABLES`) a `ds` column: the UTC day,
         null when the row's time cannot be read.
+
+Row rules (the shared helpers in jobs/readers/native.py, one copy for every reader):
+
+  * a field is trimmed of ASCII spaces only (Spark's trim); an empty or absent field is missing;
+  * an id (`integer_id`) fully matches `[+-]?[0-9]+` and fits a signed 64-bit integer
+    (negative ids are valid: hashed ids); else "<col> missing or not an integer";
+  * a number (`finite_number`) fully matches `[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?`
+    (NaN, Infinity, "1d", "0x1p3", "1_0" are not numbers), else "<col> missing or not a
+    number"; a value that becomes a long (ms durations, epoch times) is the double's exact
+    value (times 1000 for seconds) rounded HALF_UP (`rounded_long`, `scaled_long`) and must
+    fit a signed 64-bit integer, else "<col> out of range" (so is a non-finite one, "1e400");
+    `number_rules` gives these rules in order, "negative <col>" between them when asked;
+  * a flag is integer text equal to 0 or 1, else "<col> not 0 or 1";
+  * plausible time (`time_rules`): before `quality.min_event_time` 00:00 UTC ->
+    "<col> before <min_event_time> (quality.min_event_time)"; later than the landing clock
+    plus `quality.max_future_days` -> "<col> after <cutoff, ISO ms Z> (quality.max_future_days)".
+    The landing clock is `landing_now_ms()`: pinned by land() for a whole landing (its `now_ms`
+    argument, else $REELFLOW_NOW, an ISO time, UTC without a zone, else the wall clock);
+  * a log read by `read_log_as_strings` (Arrow engine) carries `_corrupt_record` (the text of
+    a row with the wrong number of fields) and `_bad_line` ("invalid UTF-8 on line N", N from
+    1 with the header): `malformed_rules` makes them the first two rules, the invalid line
+    first, "malformed row: wrong number of fields" second;
+  * the first rule broken is the reason; "exact duplicate row" comes last.
 """
 
 from __future__ import annotations

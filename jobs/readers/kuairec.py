@@ -39,7 +39,6 @@ from jobs.readers.native import (
     scaled_long,
     time_bounds,
     time_rules,
-    try_number,
     utc_day,
     with_duplicate_flag,
 )
@@ -279,13 +278,13 @@ def read_item_daily_features(spark: SparkSession, path: Path) -> DataFrame:
         *[F.col(c).alias(f"raw_{c}") for c in ("video_id", "date")],
         integer_id("video_id").alias("video_id"),
         F.to_date(F.col("date"), "yyyyMMdd").alias("stat_date"),
-        *([try_number("author_id", "long").alias("author_id")] if "author_id" in header else []),
+        *([integer_id("author_id").alias("author_id")] if "author_id" in header else []),
         *(
             [F.to_date(F.col("upload_dt"), "yyyy-MM-dd").alias("upload_date")]
             if "upload_dt" in header
             else []
         ),
-        *[try_number(c, "double").alias(c) for c in counters],
+        *[finite_number(c).alias(c) for c in counters],
     ).withColumn("ds", F.date_format("stat_date", "yyyy-MM-dd"))
     rules = [
         (F.col("video_id").isNull(), "video_id missing or not an integer"),
