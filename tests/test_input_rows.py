@@ -337,3 +337,25 @@ def test_crlf_and_quoted_separators_parse(spark, tmp_path, now):
         r["raw_user_id"]: (r["raw_watch_ratio"], r["quarantine_reason"]) for r in frame.collect()
     }
     assert got == {"1": ("1.15", None), "2": ("1.5", None)}
+
+
+def test_kuairand_check_allows_an_empty_log_but_not_all_of_them(tmp_path):
+    from jobs.readers import kuairand
+    from jobs.readers.native import KUAISHOU_USER_COLUMNS, InputFileError
+
+    for name in kuairand.LOGS:
+        (tmp_path / f"{name}_pure.csv").write_text(KUAIRAND_HEADER + "\n")
+    (tmp_path / "user_features_pure.csv").write_text(
+        ",".join(KUAISHOU_USER_COLUMNS) + "\n0,full_active,-124,1,5,6,7,8\n"
+    )
+    (tmp_path / "video_features_basic_pure.csv").write_text(
+        "video_id,author_id,video_type,upload_dt,video_duration,tag\n0,7,NORMAL,2022-04-10,1.0,\n"
+    )
+    release = kuairand.detect(tmp_path)
+    with pytest.raises(InputFileError, match="every log holds a header but no rows"):
+        kuairand.check(release)
+    write_matrix(tmp_path / f"{kuairand.LOGS[0]}_pure.csv", [kuairand_row(1)], KUAIRAND_HEADER)
+    kuairand.check(release)
+    (tmp_path / "user_features_pure.csv").write_text("")
+    with pytest.raises(InputFileError, match=r"user_features_pure\.csv: is empty"):
+        kuairand.check(release)

@@ -45,6 +45,7 @@ from jobs.readers.native import (
     check_file,
     check_header,
     finite_number,
+    has_rows,
     integer_id,
     landing_now_ms,
     malformed_rules,
@@ -182,8 +183,14 @@ def release_paths(release: Release, name: str) -> list[Path]:
 def check(release: Release) -> None:
     """Every file `read_tables` will read exists, holds its columns and at least one row:
     fails with InputFileError naming the file, before Spark starts."""
+    logs = [p for name in LOGS for p in release_paths(release, name)]
+    for path in logs:  # one log (or part) may hold a header only; all of them may not
+        check_file(path, LOG_COLUMNS, require_rows=False)
+    if logs and not any(has_rows(path) for path in logs):
+        raise InputFileError(
+            release.root, f"every log holds a header but no rows: {[p.name for p in logs]}"
+        )
     wanted = {
-        **{name: LOG_COLUMNS for name in LOGS},
         USER_FILE: KUAISHOU_USER_COLUMNS,
         BASIC_FILE: BASIC_COLUMNS,
         STATISTIC_FILE: STATISTIC_COLUMNS,

@@ -345,21 +345,27 @@ def malformed_rules(corrupt: str, bad_line: str) -> list[tuple[Column, str | Col
     ]
 
 
-def check_file(path: Path, expected: tuple[str, ...], sep: str = ",") -> list[str]:
-    """`check_header` plus: the file exists, is not empty and holds a row after its header.
-    Cheap (reads the first lines only), and run before any Spark session starts."""
+def check_file(
+    path: Path, expected: tuple[str, ...], sep: str = ",", require_rows: bool = True
+) -> list[str]:
+    """`check_header` plus: the file exists, is not empty and (with `require_rows`) holds a
+    row after its header. Cheap (reads the first lines only): run before Spark starts."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "file not found")
     if path.stat().st_size == 0:
         raise InputFileError(path, "is empty (expected a header and rows)")
     header = check_header(path, expected, sep)
+    if require_rows and not has_rows(path):
+        raise InputFileError(path, "holds a header but no rows")
+    return header
+
+
+def has_rows(path: Path) -> bool:
+    """Whether a non-blank line follows the header (reads up to the first one)."""
     with open(path, "rb") as fh:
         fh.readline()
-        for line in fh:
-            if line.strip():
-                return header
-    raise InputFileError(path, "holds a header but no rows")
+        return any(line.strip() for line in fh)
 
 
 def utc_day(ms: Column) -> Column:
