@@ -7,7 +7,15 @@ each as one atomic partition commit:
   lake/quarantine/<table>/ds=D    rejected rows: native values + `quarantine_reason`
   lake/quarantine/<table>/ds=undated   rows whose time cannot be read (same set every run)
 Static tables (KuaiRec's small_matrix, the social network) go to lake/normalized/<table>/
-whole, once per landing. Returns rows read, written and quarantined per table, with reasons.
+whole, once per landing. Returns rows read, written and quarantined per table, with reasons,
+exact duplicates and the quarantine share (`quarantine_share`: exact duplicates apart, since
+real logs hold them); a table day that keeps none of the rows it read is logged as a warning.
+
+A release without an item table (an own log whose spec has no [videos], MicroLens without its
+title and likes files) gets its `videos` snapshot derived from the log: every distinct
+video_id of the valid interactions landed through day D, with duration_ms where the log maps
+it. The summary says so (`"videos": {"derived_from": "interactions", ...}`) and so does a log
+line (logger "reelflow.normalize").
 
 Runnable as `spark-submit jobs/normalize.py --dataset kuairec --raw DIR --ds D` and as
 `normalize_day(...)`.
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,44 @@ from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 
 SNAPSHOT_TABLES = ("videos", "users")
+DUPLICATE = "exact duplicate row"  # the readers' reason for every copy after the first
+
+logger = logging.getLogger("reelflow.normalize")
+
+
+def quarantine_share(read: int, reasons: dict[str, int]) -> tuple[float, int]:
+    """(share of the rows read that were quarantined, exact duplicates), duplicates apart:
+    an exact copy of a row is neither a broken row nor a row of its own, so it is left out of
+    both sides of the share. The validate gate compares this with max_quarantine_share."""
+    duplicates = reasons.get(DUPLICATE, 0)
+    distinct = read - duplicates
+    broken = sum(reasons.values()) - duplicates
+    return (broken / distinct if distinct > 0 else 0.0), duplicates
+
+
+def top_reasons(reasons: dict[str, int], n: int = 3) -> str:
+    ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join(f"{reason!r} x{count}" for reason, count in ranked)
+
+
+def _counted(table: str, where: str, read: int, written: int, quarantined: int, reasons) -> dict:
+    share, duplicates = quarantine_share(read, reasons)
+    if read and not written:
+        logger.warning(
+            "%s %s: 0 of %d rows written, every row quarantined (top reasons: %s)",
+            table,
+            where,
+            read,
+            top_reasons(reasons),
+        )
+    return {
+        "read": read,
+        "written": written,
+        "quarantined": quarantined,
+        "duplicates": duplicates,
+        "quarantine_share": round(share, 6),
+        "reasons": reasons,
+    }
 
 
 def _write(df: DataFrame, table_dir: Path, partition: str) -> int:
@@ -86,18 +133,19 @@ def normalize_day(
         frame = frame.persist()
         good, bad = _split(frame)
         name = f"ds={ds}"
-        counts[table] = {
-            "read": frame.count(),
-            "written": _write(good, paths.normalized(table), name),
-            "quarantined": _write(bad, paths.quarantine(table), name),
-            "reasons": _reasons(paths.quarantine(table) / name, spark),
-        }
+        read = frame.count()
+        written = _write(good, paths.normalized(table), name)
+        quarantined = _write(bad, paths.quarantine(table), name)
+        reasons = _reasons(paths.quarantine(table) / name, spark)
+        counts[table] = _counted(table, name, read, written, quarantined, reasons)
         frame.unpersist()
         if table in DAILY_TABLES and (landed_dir / UNDATED_PARTITION).exists():
             undated = spark.read.parquet(str(landed_dir / UNDATED_PARTITION))
             counts[table]["undated_quarantined"] = _write(
                 _split(undated)[1], paths.quarantine(table), f"ds={UNDATED}"
             )
+    if "videos" not in landing["tables"]:
+        counts["videos"] = _derive_videos(spark, ds, paths)
     return {
         "dataset": dataset,
         "ds": ds,
@@ -107,16 +155,54 @@ def normalize_day(
     }
 
 
+def _derive_videos(spark, ds: str, paths: Paths) -> dict[str, Any]:
+    """The `videos` snapshot of day D for a release without an item table: every distinct
+    video_id of the valid interactions landed through D, with duration_ms (the largest one
+    logged) where the log maps it. Read from the landing, not from earlier normalized days,
+    so that a backfill of any single day gets the same catalog."""
+    landed_dir = paths.landing / "interactions"
+    parts = sorted(
+        p
+        for p in landed_dir.glob("ds=*")
+        if p.name != UNDATED_PARTITION and p.name.removeprefix("ds=") <= ds
+    )
+    views = (
+        spark.read.parquet(*[str(p) for p in parts])
+        if parts
+        else spark.read.parquet(str(landed_dir)).where(F.lit(False))
+    ).where(F.col(QUARANTINE_REASON).isNull())
+    if "duration_ms" in views.columns:
+        catalog = views.groupBy("video_id").agg(F.max("duration_ms").alias("duration_ms"))
+    else:
+        catalog = views.select("video_id").distinct()
+    written = _write(catalog, paths.normalized("videos"), f"ds={ds}")
+    logger.info(
+        "videos: the release has no item table; catalog derived from the interactions "
+        "through ds=%s: %d videos, columns %s",
+        ds,
+        written,
+        ", ".join(catalog.columns),
+    )
+    return {
+        "derived_from": "interactions",
+        "through": ds,
+        "written": written,
+        "columns": catalog.columns,
+    }
+
+
 def _normalize_static(spark, table: str, fingerprint: str, paths: Paths) -> dict[str, Any]:
     """Whole-table commit of a table with no day, once per landing."""
     marker = paths.normalized(table).parent / f"_{table}.landed"
     if marker.exists() and marker.read_text() == fingerprint:
         return {"static": True, "skipped": True}
     good, bad = _split(spark.read.parquet(str(paths.landing / table)))
+    written = _write(good, paths.normalized(table).parent, table)
+    quarantined = _write(bad, paths.quarantine(table).parent, table)
+    reasons = _reasons(paths.quarantine(table).parent / table, spark)
     result = {
         "static": True,
-        "written": _write(good, paths.normalized(table).parent, table),
-        "quarantined": _write(bad, paths.quarantine(table).parent, table),
+        **_counted(table, "(static)", written + quarantined, written, quarantined, reasons),
     }
     marker.write_text(fingerprint)
     return result

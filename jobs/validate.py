@@ -3,6 +3,14 @@
 A failed expectation raises `ValidationFailed` naming it, which fails the Airflow task and
 so stops the DAG run before features are computed from bad data. The full result is kept as
 JSON under lake/validation/<table>/ds=D.json.
+
+The quarantine gate: for every table with a quarantine partition of day D
+(lake/quarantine/<table>/ds=D, written by normalize in the same run as the normalized one),
+the share of the day's rows that were quarantined, exact duplicate rows apart
+(jobs.normalize.quarantine_share), must not exceed `quality.max_quarantine_share`; a table
+over it fails the gate with its share and top reasons. The counts are read from the
+partitions themselves, not from normalize's summary, so a day normalized by hand, by
+spark-submit or by the DAG is gated the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from features.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
+from jobs.normalize import DUPLICATE
 from jobs.spark import spark_session
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
@@ -85,6 +94,52 @@ def _trailing_counts(spark, table_dir, ds: str, days: int) -> list[int]:
     return [spark.read.parquet(str(table_dir / f"ds={d}")).count() for d in previous]
 
 
+def _quarantine_gate(spark, ds: str, config: Config, paths: Paths) -> tuple[dict, list[str]]:
+    """Per table with a quarantine partition of day D: counts, share, and a failure line
+    when the share exceeds quality.max_quarantine_share."""
+    from features.schema import QUARANTINE_REASON
+    from jobs.normalize import quarantine_share, top_reasons
+
+    limit = config.quality.max_quarantine_share
+    root = paths.quarantine(INTERACTIONS).parent
+    report: dict[str, Any] = {}
+    failures: list[str] = []
+    tables = (
+        sorted(p.name for p in root.iterdir() if not p.name.startswith("_"))
+        if root.exists()
+        else []
+    )
+    for table in tables:
+        bad_dir = paths.quarantine(table) / f"ds={ds}"
+        if not bad_dir.exists():
+            continue
+        rows = spark.read.parquet(str(bad_dir)).groupBy(QUARANTINE_REASON).count().collect()
+        reasons = {r[QUARANTINE_REASON]: r["count"] for r in rows}
+        good_dir = paths.normalized(table) / f"ds={ds}"
+        written = spark.read.parquet(str(good_dir)).count() if good_dir.exists() else 0
+        quarantined = sum(reasons.values())
+        share, duplicates = quarantine_share(written + quarantined, reasons)
+        report[table] = {
+            "read": written + quarantined,
+            "written": written,
+            "quarantined": quarantined,
+            "duplicates": duplicates,
+            "quarantine_share": round(share, 6),
+            "max_quarantine_share": limit,
+            "success": share <= limit,
+            "reasons": reasons,
+        }
+        if share > limit:
+            broken = {r: n for r, n in reasons.items() if r != DUPLICATE}
+            failures.append(
+                f"{table}: quarantine share {share:.1%} of the day's rows "
+                f"({quarantined - duplicates} of {written + quarantined - duplicates}, exact "
+                f"duplicates apart: {duplicates}) exceeds quality.max_quarantine_share "
+                f"{limit:.1%}; top reasons: {top_reasons(broken)}"
+            )
+    return report, failures
+
+
 def _run(gx, context, name: str, suite, df) -> dict[str, Any]:
     source = context.data_sources.add_spark(name=f"{name}_source")
     asset = source.add_dataframe_asset(name=name)
@@ -144,7 +199,10 @@ def validate_day(
     if users_dir.exists():  # MicroLens and plain event logs have no user table
         users = spark.read.parquet(str(users_dir))
         report[USERS] = _run(gx, context, USERS, _suite_catalog(gx, USERS, "user_id"), users)
+    quarantine, quarantine_failures = _quarantine_gate(spark, ds, config, paths)
     for table, table_report in report.items():
+        if table in quarantine:
+            table_report["quarantine"] = quarantine[table]
         out = paths.validation(table) / f"ds={ds}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(table_report, indent=2, default=str))
@@ -152,7 +210,7 @@ def validate_day(
         f"{table}: {f['expectation']}({f['column']}) observed {f['observed']}"
         for table, table_report in report.items()
         for f in table_report["failed"]
-    ]
+    ] + quarantine_failures
     if failures:
         raise ValidationFailed(f"validation of ds={ds} failed: " + "; ".join(failures))
-    return {"ds": ds, "success": True, "tables": report}
+    return {"ds": ds, "success": True, "tables": report, "quarantine": quarantine}

@@ -63,7 +63,6 @@ def movielens_days(folder: Path, n_days: int) -> tuple[Path, list[str], pd.DataF
     return folder, days, rows
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 14")
 def test_catalog_is_derived_from_the_log_and_the_day_validates(spark, home, tmp_path, caplog):
     from jobs.normalize import normalize_day
     from jobs.validate import validate_day
@@ -88,39 +87,65 @@ def test_catalog_is_derived_from_the_log_and_the_day_validates(spark, home, tmp_
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason="issue 12 row 14")
 def test_movielens_u_data_runs_end_to_end_and_recommends(tmp_path):
+    """The daily DAG through Airflow for ten days, then the ranker, the export and a
+    recommendation. Training goes through `reelflow train` rather than the train DAG: on ten
+    days of ratings the ranker does not beat popularity (val NDCG@10 0.15 after one epoch,
+    0.02 after six, popularity 0.30), so the gate rightly keeps it out, the export DAG would
+    find no champion, and the test forces the promotion by hand, as a person would."""
     raw, days, rows = movielens_days(tmp_path / "movielens", 10)
+    home = tmp_path / "home"
     env = {
         **os.environ,
-        "REELFLOW_HOME": str(tmp_path / "home"),
-        # One epoch each: this checks that the pipeline runs on a log without an item file,
-        # not what the models learn from ten days of ratings.
+        "REELFLOW_HOME": str(home),
+        # One epoch: this checks that the pipeline runs on a log without an item file, not
+        # what a model learns from ten days of ratings.
         "REELFLOW_RANKER__EPOCHS": "1",
-        "REELFLOW_SEQUENCE__EPOCHS": "1",
         # The DAGs start on 2020-01-01 by default, and Airflow creates no task for a run
         # before a DAG's start date: the 1997 days would "succeed" without running a task.
         "REELFLOW_START_DATE": days[0],
     }
+
+    def cli(*args: str):
+        result = reelflow_cli(*args, "--json", env=env, timeout=900)
+        assert result.returncode == 0, (
+            f"reelflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+        return json.loads(result.stdout)
+
     started = time.monotonic()
-    run = reelflow_cli("run", "--dataset", "events", "--raw", str(raw), "--json", env=env)
-    assert run.returncode == 0, f"reelflow run failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
-    summary = json.loads(run.stdout)
+    summary = cli("run", "--dataset", "events", "--raw", str(raw), "--skip-train")
     assert list(summary["days"]) == days
     for ds, day in summary["days"].items():
         assert day["validation"] == "passed", ds
         assert day["normalized"] == int((rows["ds"] == ds).sum()), ds
-        assert day["user_features"] and day["video_features"], ds
-    assert summary["train"]["version"] and summary["export"]["candidates"]["rows"] > 0
-
-    home = tmp_path / "home"
+        assert day["quarantined"] == 0, ds
+        assert day["user_features"] and day["video_features"] and day["materialized"], ds
     normalize = json.loads((home / "runs" / f"ds={days[-1]}" / "normalize.json").read_text())
     assert normalize["tables"]["videos"]["derived_from"] == "interactions"
     assert normalize["tables"]["videos"]["written"] == rows["item"].nunique()
+    video_features = pd.read_parquet(
+        home / "lake" / "features" / "video_features" / f"ds={days[-1]}"
+    )
+    assert set(video_features["video_id"]) == set(rows["item"])
+    assert (video_features["primary_category"] == -1).all()  # no categories: none invented
+    ran = time.monotonic() - started
 
-    user = int(rows.loc[rows["ds"] == days[-1], "user"].iloc[0])
-    recommended = reelflow_cli("recommend", "--user", str(user), "--json", env=env, timeout=600)
-    assert recommended.returncode == 0, recommended.stderr[-3000:]
-    candidates = json.loads(recommended.stdout)["candidates"]
+    trained = cli("train", "--model", "ranker")
+    assert trained["gate"]["decision"] in ("promoted", "rejected")
+    if not trained["promoted"]:
+        forced = cli(
+            "promote", "--model", "ranker", "--version", str(trained["version"]), "--force"
+        )
+        assert forced["decision"] == "forced"
+    export = cli("export", "--ds", days[-1])
+    assert export["index"]["size"] == rows["item"].nunique()
+    assert export["candidates"]["rows"] > 0
+
+    user = int(rows.loc[rows["ts"].idxmax(), "user"])  # the last one to rate
+    candidates = cli("recommend", "--user", str(user))["candidates"]
     assert candidates and {c["video_id"] for c in candidates} <= set(rows["item"])
-    print(f"events e2e on {len(rows)} MovieLens rows: {time.monotonic() - started:.0f}s")
+    print(
+        f"events e2e on {len(rows)} MovieLens rows: run {ran:.0f}s, "
+        f"all {time.monotonic() - started:.0f}s"
+    )
