@@ -106,10 +106,13 @@ def cmd_generate(args) -> int:
 
 def cmd_normalize(args) -> int:
     from jobs.normalize import normalize
-    from reelflow.state import claim_home
+    from reelflow.state import check_home, record_home
 
-    claim_home(Paths.from_env(), args.dataset, args.raw)
-    _emit(normalize(args.dataset, args.raw, args.ds), args.json)
+    paths = Paths.from_env()
+    check_home(paths, args.dataset)  # refuse another dataset's home before any work
+    summary = normalize(args.dataset, args.raw, args.ds)
+    record_home(paths, args.dataset, args.raw)  # only once the release landed and normalized
+    _emit(summary, args.json)
     return 0
 
 

@@ -133,7 +133,6 @@ def test_an_error_without_a_message_still_says_what_it_is(monkeypatch, capsys, h
 # --- row 7: a home records its dataset only after a successful landing ---------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 7")
 def test_a_failed_normalize_does_not_claim_the_home(home, tmp_path, capsys):
     from reelflow.state import read_state
 
@@ -148,7 +147,6 @@ def test_a_failed_normalize_does_not_claim_the_home(home, tmp_path, capsys):
     assert read_state(home) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 7")
 def test_state_is_written_atomically(home, tmp_path, monkeypatch):
     from reelflow import state
 
