@@ -34,6 +34,17 @@ def day(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def at_least_one(value: str) -> int:
+    """argparse type of a count that must be 1 or more (`recommend --k`)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def _days(start: str, end: str) -> list[str]:
     first, last = date.fromisoformat(start), date.fromisoformat(end)
     if last < first:
@@ -535,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_recommend,
     )
     p.add_argument("--user", type=int, required=True)
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument(
+        "--k", type=at_least_one, default=10, help="how many candidates to print (at least 1)"
+    )
     p = add(
         "run", "Run the whole pipeline through Airflow, day by day, then train and export.", cmd_run
     )

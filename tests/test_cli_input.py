@@ -165,7 +165,6 @@ def test_state_is_written_atomically(home, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("k", ["0", "-1"])
-@pytest.mark.xfail(strict=True, reason="issue 12 row 8")
 def test_recommend_k_must_be_at_least_one(k, capsys):
     with pytest.raises(SystemExit) as info:
         cli.build_parser().parse_args(["recommend", "--user", "1", "--k", k])
