@@ -393,9 +393,8 @@ def write_release(dataset: str, case: Case, folder: Path) -> bytes:
         )
         (folder / "user_features.csv").write_text(USER_FEATURES)
     elif dataset == "kuairand":
-        header = ",".join(name for name, _ in KUAIRAND) + "\n"
-        for other in ("log_standard_4_22_to_5_08_pure.csv", "log_random_4_22_to_5_08_pure.csv"):
-            (folder / other).write_text(header)
+        for other, data_ in KUAIRAND_COMPANION_LOGS.items():
+            (folder / other).write_bytes(data_)
         (folder / "user_features_pure.csv").write_text(USER_FEATURES)
         (folder / "video_features_basic_pure.csv").write_text(
             "video_id,author_id,video_type,upload_dt,upload_type,visible_status,video_duration,"
@@ -406,6 +405,18 @@ def write_release(dataset: str, case: Case, folder: Path) -> bytes:
         (folder / "reelflow_events.toml").write_text(spec_toml(case))
     return data
 
+
+# KuaiRand's other two logs (a release needs all three, each with a row): one valid row each,
+# from a user the fuzzed rows never hold; the oracle judges them too.
+_KUAIRAND_HEADER = ",".join(name for name, _ in KUAIRAND)
+KUAIRAND_COMPANION_LOGS = {
+    "log_standard_4_22_to_5_08_pure.csv": (
+        f"{_KUAIRAND_HEADER}\n990001,5,20220430,1800,1651314030792,0,1,0,0,0,0,1,863,30066,0,0,0,0,1\n"
+    ).encode(),
+    "log_random_4_22_to_5_08_pure.csv": (
+        f"{_KUAIRAND_HEADER}\n990002,6,20220501,0900,1651366800000,1,0,0,0,0,0,0,0,0,12,3,1,1,2\n"
+    ).encode(),
+}
 
 USER_FEATURES = (
     "user_id,user_active_degree,is_live_streamer,is_video_author,follow_user_num,"
@@ -518,6 +529,16 @@ def read_interactions(spark, dataset: str, folder: Path, columns: tuple[str, ...
     return frame.select(*picked, *raw, "quarantine_reason").collect()
 
 
+def judge_release(dataset: str, data: bytes, spec: oracle.EventsSpec | None) -> list:
+    """The oracle's verdict on every row of the release's logs: the fuzzed one and, for
+    KuaiRand, the two fixed companion logs."""
+    lines = oracle.judge(data, dataset, NOW_MS, spec)
+    if dataset == "kuairand":
+        for other in KUAIRAND_COMPANION_LOGS.values():
+            lines += oracle.judge(other, dataset, NOW_MS)
+    return lines
+
+
 def value_tuple(values: dict, columns: tuple[str, ...]) -> tuple:
     return tuple(values[c] for c in columns)
 
@@ -581,7 +602,7 @@ def check(spark, dataset: str, case: Case) -> None:
     with tempfile.TemporaryDirectory(prefix=f"fuzz_{dataset}_") as tmp:
         folder = Path(tmp)
         data = write_release(dataset, case, folder)
-        lines = oracle.judge(data, dataset, NOW_MS, spec)
+        lines = judge_release(dataset, data, spec)
         rows = read_interactions(spark, dataset, folder, columns)
     header = [name for name, _ in layout(dataset, case)]
     valid_lines = [line for line in lines if line.values is not None]
@@ -695,7 +716,7 @@ def test_landing_job_never_raises_and_its_counts_add_up(spark, dataset, tmp_path
     folder.mkdir()
     data = write_release(dataset, case, folder)
     spec = events_spec(case) if dataset == "events" else None
-    lines = oracle.judge(data, dataset, NOW_MS, spec)
+    lines = judge_release(dataset, data, spec)
     paths = Paths(tmp_path / "home")
     summary = land(dataset, folder, load_config(), paths)
     assert summary["tables"]["interactions"]["rows"] == len(lines)
