@@ -154,6 +154,9 @@ def test_events_numbers_follow_the_grammar_and_ids_are_64_bit(spark, tmp_path):
         "1,10,1e30,5,1": "event_ts (column 't') out of range",
         "1,10,NaN,5,1": "event_ts (column 't') missing or not epoch milliseconds",
         f"1,10,{ok},5,1.5": "is_like (column 'l') not 0 or 1",
+        f"1,10,{ok},5,1.0": "is_like (column 'l') not 0 or 1",
+        f"1,10,{ok},-5,1": "negative watch_ms (column 'w')",
+        f"1,10,{ok},-1e400,1": "watch_ms (column 'w') out of range",  # not finite
     }
     log = "uid,vid,t,w,l\n" + "\n".join(lines) + "\n"
     rows = read_events(spark, events_folder(tmp_path, SPEC, {"log.csv": log})).persist()
@@ -277,7 +280,11 @@ def test_microlens_bom_and_crlf(spark, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("uid,vid,t,w,l\n", "holds a header but no rows"), ("", "is empty"), ("\n\n", "is empty")],
+    [
+        ("uid,vid,t,w,l\n", "holds a header but no rows"),
+        ("", "is empty (expected a header and rows)"),
+        ("\n\n", "is empty (expected a header and rows)"),
+    ],
 )
 def test_events_header_only_or_empty_file_fails_before_spark(tmp_path, content, problem):
     folder = events_folder(tmp_path, SPEC, {"log.csv": "uid,vid,t,w,l\n1,10,1651314030792,5,1\n"})
@@ -300,7 +307,12 @@ def test_events_headerless_empty_file_fails_before_spark(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("user,item,timestamp\r\n", "holds a header but no rows"), ("", "is empty")],
+    [
+        ("user,item,timestamp\r\n", "holds a header but no rows"),
+        ("\ufeffuser,item,timestamp\n\n", "holds a header but no rows"),
+        ("", "is empty (expected a header and rows)"),
+        ("\n \n", "is empty (expected a header and rows)"),
+    ],
 )
 def test_microlens_header_only_or_empty_pairs_fail_before_spark(tmp_path, content, problem):
     folder = pairs_folder(tmp_path, content)
@@ -316,3 +328,22 @@ def test_microlens_check_names_a_bad_likes_file_without_spark(tmp_path):
     with pytest.raises(InputFileError) as error:
         microlens.check(microlens.detect(folder))
     assert str(error.value) == f"{likes}: wrong separator: expected '\\t', the first line uses ','"
+
+
+# ----------------------------------------------------------------------------- invalid UTF-8
+
+
+def test_events_invalid_utf8_line_is_quarantined_with_its_line_number(spark, tmp_path):
+    log = b"uid,vid,t,w,l\n1,10,1651314030792,5,1\n1,11,\xff1651314030792,5,1\n"
+    rows = read_events(spark, events_folder(tmp_path, SPEC, {"log.csv": log}))
+    assert reasons(rows) == Counter({"invalid UTF-8 on line 3": 1})
+    assert "_bad_line" not in rows.columns
+
+
+def test_microlens_invalid_utf8_line_is_quarantined_with_its_line_number(spark, tmp_path):
+    # The bad line comes after the first 8 KiB: native.check_header decodes a text buffer
+    # past the header line, so a bad byte within the first 8 KiB fails it (reported).
+    good = b"".join(b"%d,10,1651314030792\n" % n for n in range(1000))
+    log = b"user,item,timestamp\n" + good + b"1,\xc3\x28,1651314030792\n"
+    rows = read_pairs(spark, pairs_folder(tmp_path, log))
+    assert reasons(rows) == Counter({"invalid UTF-8 on line 1002": 1})

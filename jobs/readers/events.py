@@ -44,8 +44,8 @@ Top-level keys
     unit        "s" (epoch seconds, decimals allowed), "ms" (epoch milliseconds) or "iso8601"
                 (`2022-04-30T10:20:30.792Z`, `2022-04-30 10:20:30+08:00`, `2022-04-30`; a time
                 without an offset is UTC). A parquet column already typed timestamp is taken as
-                is, whatever the unit. Epoch values are numbers (see the row rules), rounded
-                HALF_UP to milliseconds.
+                is, whatever the unit. Epoch values are numbers (see the row rules): the
+                double's exact value (times 1000 for seconds) rounded HALF_UP to ms.
     min_event_time  optional, "YYYY-MM-DD" (or a TOML date): overrides the quality config's
                 `quality.min_event_time` for this log (e.g. "1950-01-01" for an old archive).
 
@@ -81,19 +81,20 @@ Row rules (a rejected row is quarantined with the first reason it breaks, in thi
     fully matches `[+-]?[0-9]+` and fits a signed 64-bit long (negative ids are valid); a
     number fully matches `[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?` and is finite
     (NaN, Infinity, "1d", "0x1p3" are not numbers).
-    "malformed row: wrong number of fields" (csv/tsv: a line with more or fewer fields than
-    the header or `columns`; its text is kept in `raw__corrupt_record`);
+    "invalid UTF-8 on line N" (utf-8 csv/tsv: N counts the file's lines from 1, header
+    included) and "malformed row: wrong number of fields" (csv/tsv: a line with more or fewer
+    fields than the header or `columns`); both keep the line's text in `raw__corrupt_record`;
     "user_id (column 'user') missing or not an integer", likewise video_id;
     "event_ts (column 'ts') missing or not epoch seconds" (or "... not epoch milliseconds",
     "... not an ISO 8601 time"); "event_ts (column 'ts') out of range" (a number whose
     milliseconds do not fit a long); "event_ts (column 'ts') before 1990-01-01
     (quality.min_event_time)" and "event_ts (column 'ts') after <landing time + max_future_days,
     ISO> (quality.max_future_days)" (the plausible-time rule; event_ts and ds are null on
-    these rows); "watch_ms (column 'w') missing or not a number", "watch_ms (column 'w') out of
-    range" (not finite, or beyond a long after HALF_UP rounding), "negative watch_ms (column
-    'w')", likewise duration_ms; "watch_ratio (column 'r') missing or not a number",
+    these rows); "watch_ms (column 'w') missing or not a number", "negative watch_ms (column
+    'w')", "watch_ms (column 'w') out of range" (not finite, or beyond a long after HALF_UP
+    rounding), likewise duration_ms; "watch_ratio (column 'r') missing or not a number",
     "watch_ratio (column 'r') out of range" (not finite); "is_like (column 'l') not 0 or 1"
-    (0, 1, true, false, or a number equal to 0 or 1); "watch_ratio outside [min, max]"
+    (the integer 0 or 1, or true/false); "watch_ratio outside [min, max]"
     (quality config, only where the ratio is defined); "exact duplicate row" for every copy of
     an identical line after the first.
 
@@ -123,15 +124,17 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampNTZT
 
 from features.schema import INTERACTION_OPTIONAL, QUARANTINE_REASON
 from jobs.readers import Release
-from jobs.readers.arrow_csv import CORRUPT, read_arrow_csv
+from jobs.readers.arrow_csv import BAD_LINE, CORRUPT, read_arrow_csv
 from jobs.readers.native import (
     InputFileError,
     finite_number,
     integer_id,
     is_number_text,
     landing_now_ms,
+    malformed_rules,
     number_rules,
     rounded_long,
+    scaled_long,
     time_rules,
     with_quarantine_reason,
 )
@@ -425,7 +428,7 @@ def _check_text_file(spec: Path, path: Path, opts: dict, wanted: dict[str, str])
     """Empty file, then the first line (separator, field count, mapped columns), then a
     header without rows; returns the column names (the header, or the spec's columns)."""
     shape = _shape(path, opts)
-    if shape == "is empty":
+    if shape and shape.startswith("is empty"):
         raise InputFileError(path, shape)
     header = _text_columns(path, opts)
     if header is not None:
@@ -464,7 +467,7 @@ def _shape(path: Path, opts: dict) -> str | None:
     except (OSError, LookupError) as exc:
         raise InputFileError(path, f"unreadable: {exc}") from exc
     if not first.strip() and rest_blank:
-        return "is empty"
+        return "is empty (expected a header and rows)" if opts["header"] else "is empty"
     if opts["header"] and rest_blank:
         return "holds a header but no rows"
     return None
@@ -533,7 +536,7 @@ def _read_file(
         # Arrow's parser: a line with the wrong number of fields arrives with its text in
         # `_corrupt_record` (every column null) instead of being truncated or padded.
         frame = read_arrow_csv(spark, [path], tuple(names), opts["separator"], opts["header"])
-        return frame.select(*[F.col(f"`{n}`") for n in names], CORRUPT), set()
+        return frame.select(*[F.col(f"`{n}`") for n in names], CORRUPT, BAD_LINE), set()
     # Other encodings: Spark's reader, which keeps a line with the wrong number of fields
     # in the corrupt-record column.
     schema = StructType([StructField(n, StringType()) for n in [*names, CORRUPT]])
@@ -548,6 +551,7 @@ def _read_file(
         .option("columnNameOfCorruptRecord", CORRUPT)
         .schema(schema)
         .csv(str(path))
+        .withColumn(BAD_LINE, F.lit(None).cast("string"))
     )
     return frame, set()
 
@@ -584,8 +588,10 @@ def _raw_names(columns: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     if CORRUPT in columns:
         names[CORRUPT] = RAW_CORRUPT
+    if BAD_LINE in columns:
+        names[BAD_LINE] = BAD_LINE  # "invalid UTF-8 on line N": a rule's reason, not a value
     for column in columns:
-        if column == CORRUPT:
+        if column in (CORRUPT, BAD_LINE):
             continue
         base = "raw_" + re.sub(r"[^0-9A-Za-z_]", "_", column)
         name, n = base, 1
@@ -601,19 +607,10 @@ def _text(raw: str) -> Column:
 
 
 def _epoch_ms(raw: str, unit: str) -> Column:
-    """Epoch seconds or milliseconds (the number grammar) as epoch ms rounded HALF_UP; null
-    when the text is not a number or the ms do not fit a long. Exact decimal arithmetic where
-    the value has at most 20 integer digits, the finite double beyond (always out of range,
-    save text like "0e999999")."""
-    exact = F.expr(f"try_cast(trim(`{raw}`) as decimal(38, 18))")
-    if unit == "s":
-        exact_ms = F.round(exact, 3) * F.lit(1000)
-        approx_ms = rounded_long(finite_number(raw) * F.lit(1000.0))
-    else:
-        exact_ms = F.round(exact, 0)
-        approx_ms = rounded_long(finite_number(raw))
-    value = F.when(exact.isNotNull(), exact_ms.try_cast("long")).otherwise(approx_ms)
-    return F.when(is_number_text(raw), value)
+    """Epoch seconds or milliseconds (the number grammar, finite) as epoch ms: the double's
+    exact value times 1000 (seconds) rounded HALF_UP; null when the text is not a number or
+    the ms do not fit a long."""
+    return scaled_long(finite_number(raw), 1000 if unit == "s" else 1)
 
 
 def _iso_ts(raw: str) -> Column:
@@ -628,14 +625,13 @@ def _iso_ts(raw: str) -> Column:
 
 
 def _flag(raw: str) -> Column:
-    """0/1 (also true/false, and a number equal to 0 or 1 such as "1.0"), else null."""
+    """The integer 0 or 1 ("+1", "01" too; "1.0" is no flag), or true/false; else null."""
     text = F.lower(_text(raw))
-    value = finite_number(raw)
+    value = integer_id(raw)
     return (
-        F.when(text.isin("1", "true"), F.lit(1))
-        .when(text.isin("0", "false"), F.lit(0))
-        .when(value == 1, F.lit(1))
-        .when(value == 0, F.lit(0))
+        F.when(text == "true", F.lit(1))
+        .when(text == "false", F.lit(0))
+        .when(value.isin(0, 1), value.cast("int"))
     )
 
 
@@ -723,7 +719,7 @@ def read_interactions(
         )
     rules: list = []
     if RAW_CORRUPT in typed_frame.columns:
-        rules.append((F.col(RAW_CORRUPT).isNotNull(), MALFORMED))
+        rules += malformed_rules(RAW_CORRUPT, BAD_LINE)
     rules += [
         (F.col("_user_id").isNull(), f"{named('user_id')} missing or not an integer"),
         (F.col("_video_id").isNull(), f"{named('video_id')} missing or not an integer"),
@@ -735,8 +731,7 @@ def read_interactions(
     rules += time_rules_
     for column in ("watch_ms", "duration_ms"):
         if column in optional:
-            rules += number_rules(named(column), raw=raw[optional[column]])
-            rules.append((F.col(f"_{column}") < 0, f"negative {named(column)}"))
+            rules += number_rules(named(column), raw=raw[optional[column]], non_negative=True)
     if "watch_ratio" in optional:
         ratio_raw = raw[optional["watch_ratio"]]
         rules.append(
@@ -783,7 +778,7 @@ def read_interactions(
         if column in optional:
             unified.append(F.col(f"_{column}").alias(column))
     return checked.select(
-        *raw.values(),
+        *[name for name in raw.values() if name != BAD_LINE],
         *unified,
         F.lit(options["source"]).alias("source"),
         utc_day(F.col("_event_ts")).alias("ds"),
@@ -824,7 +819,7 @@ def read_videos(spark: SparkSession, release: Release) -> DataFrame:
         parsed = parsed.withColumn("primary_category", F.try_element_at("categories", F.lit(1)))
     rules: list = []
     if RAW_CORRUPT in parsed.columns:
-        rules.append((F.col(RAW_CORRUPT).isNotNull(), MALFORMED))
+        rules += malformed_rules(RAW_CORRUPT, BAD_LINE)
     rules.append(
         (
             F.col("video_id").isNull(),
@@ -832,5 +827,6 @@ def read_videos(spark: SparkSession, release: Release) -> DataFrame:
         )
     )
     checked = with_quarantine_reason(parsed, rules)
-    ordered = [c for c in checked.columns if c != QUARANTINE_REASON] + [QUARANTINE_REASON]
+    ordered = [c for c in checked.columns if c not in (QUARANTINE_REASON, BAD_LINE)]
+    ordered.append(QUARANTINE_REASON)
     return checked.select(*ordered)

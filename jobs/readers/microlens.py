@@ -18,8 +18,9 @@ header without user/item/timestamp or with another separator, a likes file with 
 separator or field count on its first line fail with the file named. A UTF-8 byte-order mark
 and CRLF line endings are accepted everywhere.
 
-Row rules of the log (the first broken one is the row's quarantine reason): "malformed row:
-wrong number of fields" (text kept in `raw__corrupt_record`), "user missing or not an
+Row rules of the log (the first broken one is the row's quarantine reason): "invalid UTF-8
+on line N", "malformed row: wrong number of fields" (both keep the line's text in
+`raw__corrupt_record`), "user missing or not an
 integer", "item missing or not an integer" (text fully matching `[+-]?[0-9]+`, signed
 64-bit), "timestamp missing or not a number" (the number grammar of README "Row rules"),
 "timestamp out of range" (not finite, or beyond a long after HALF_UP rounding to ms),
@@ -44,16 +45,17 @@ from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
 from jobs.readers import Release, locate_release
-from jobs.readers.arrow_csv import CORRUPT
+from jobs.readers.arrow_csv import BAD_LINE, CORRUPT
 from jobs.readers.native import (
     InputFileError,
-    check_header,
+    check_file,
     finite_number,
     integer_id,
     is_number_text,
     landing_now_ms,
+    malformed_rules,
     read_log_as_strings,
-    rounded_long,
+    scaled_long,
     time_rules,
     utc_day,
     with_quarantine_reason,
@@ -157,12 +159,9 @@ def _check_not_empty(path: Path) -> None:
 
 def _check_pairs(path: Path) -> None:
     """pairs.csv: not empty, the header names user,item,timestamp with commas, rows follow."""
-    shape = _shape(path, header=True)
-    if shape == "is empty":
-        raise InputFileError(path, shape)
-    check_header(Path(path), PAIRS_COLUMNS)
-    if shape:
-        raise InputFileError(path, shape)
+    if _shape(path, header=False) == "is empty":  # blank lines only: no header to name
+        raise InputFileError(path, "is empty (expected a header and rows)")
+    check_file(Path(path), PAIRS_COLUMNS)
 
 
 def read_tables(
@@ -182,14 +181,9 @@ def read_tables(
 
 
 def _epoch_ms(column: str) -> Column:
-    """Epoch milliseconds (the number grammar) rounded HALF_UP to a long; null when not a
-    number or out of range. Exact decimal arithmetic up to 20 integer digits, the finite
-    double beyond (out of range save text like "0e999999")."""
-    exact = F.expr(f"try_cast(trim(`{column}`) as decimal(38, 18))")
-    value = F.when(exact.isNotNull(), F.round(exact, 0).try_cast("long")).otherwise(
-        rounded_long(finite_number(column))
-    )
-    return F.when(is_number_text(column), value)
+    """Epoch milliseconds (the number grammar, finite): the double's exact value rounded
+    HALF_UP to a long; null when not a number or out of range."""
+    return scaled_long(finite_number(column), 1)
 
 
 def read_interactions(
@@ -206,6 +200,7 @@ def read_interactions(
     raw = read_log_as_strings(spark, Path(path), PAIRS_COLUMNS)
     parsed = raw.select(
         *[F.col(c).alias(f"raw_{c}") for c in (*PAIRS_COLUMNS, CORRUPT)],
+        BAD_LINE,
         integer_id("user").alias("user_id"),
         integer_id("item").alias("video_id"),
         _epoch_ms("timestamp").alias("time_ms"),
@@ -216,7 +211,7 @@ def read_interactions(
     for broken, _ in plausible:
         time_ok = time_ok & ~F.coalesce(broken, F.lit(False))
     rules = [
-        (F.col(f"raw_{CORRUPT}").isNotNull(), MALFORMED),
+        *malformed_rules(f"raw_{CORRUPT}", BAD_LINE),
         (F.col("user_id").isNull(), "user missing or not an integer"),
         (F.col("video_id").isNull(), "item missing or not an integer"),
         (~F.col("_is_number"), "timestamp missing or not a number"),
