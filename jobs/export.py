@@ -137,12 +137,32 @@ def _previous_plan(paths: Paths, ds: str) -> pd.DataFrame | None:
     return pd.read_parquet(part) if part.exists() else None
 
 
+def require_inputs(paths: Paths, ds: str) -> None:
+    """Refuses, naming the day, the folder and the step to run, an export of a day whose
+    features or catalog are missing or empty (checked before any model or index is built)."""
+    import pyarrow.dataset as pads
+
+    needs = [
+        (paths.features(USER_FEATURES), "user features", f"reelflow features --ds {ds}"),
+        (paths.features(VIDEO_FEATURES), "video features", f"reelflow features --ds {ds}"),
+        (paths.normalized(VIDEOS), "normalized videos", f"reelflow normalize ... --ds {ds}"),
+    ]
+    for table, what, step in needs:
+        part = partition(table, ds)
+        if not part.is_dir():
+            raise FileNotFoundError(
+                f"no {what} for {ds} under {part}; run `{step}` for that day first"
+            )
+        if pads.dataset(str(part), format="parquet").count_rows() == 0:
+            raise ValueError(f"the {what} for {ds} under {part} hold no row; nothing to export")
+
+
 def export_candidates(
     ds: str, config: Config | None = None, paths: Paths | None = None
 ) -> dict[str, Any]:
-
     config = config or load_config()
     paths = paths or Paths.from_env()
+    require_inputs(paths, ds)
     cc, k = config.candidates, config.export.candidates_per_user
     setup_tracking(paths)
     champion = champion_version(RANKER)

@@ -577,6 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_message(exc: BaseException) -> str:
+    """What the CLI prints for a failure: the exception's message, or, when it has none (a bare
+    `assert`, a library's empty error), its type and repr, so the line is never empty."""
+    text = str(exc).strip()
+    if not text:
+        return f"{type(exc).__name__}: {exc!r} (no message; REELFLOW_DEBUG=1 shows the traceback)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -588,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if os.environ.get("REELFLOW_DEBUG"):
             raise
-        print(f"reelflow {args.command}: error: {exc}", file=sys.stderr)
+        print(f"reelflow {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 1
 
 

@@ -112,14 +112,12 @@ def test_spark_submit_entry_refuses_a_bad_day(capsys):
 # --- row 6: export of a day without features says so; no empty error messages -------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 6")
 def test_export_of_a_day_without_features_names_the_day_and_what_is_missing(home, capsys):
     assert cli.main(["export", "--ds", "2099-01-01"]) == 1
     err = capsys.readouterr().err
     assert "2099-01-01" in err and "user features" in err and "reelflow features" in err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 6")
 def test_an_error_without_a_message_still_says_what_it_is(monkeypatch, capsys, home):
     def boom(args):
         raise AssertionError()
