@@ -189,13 +189,12 @@ def test_the_gate_does_not_promote_a_challenger_that_ties_the_champion():
 # --- row 13: Spark's and Java's console noise stays out of a normal run's stderr -------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 row 13")
 def test_normalize_stderr_holds_no_spark_or_java_noise(tiny_raw, tmp_path):
-    raw, _ = tiny_raw
+    raw, manifest = tiny_raw
     env = {**os.environ, "REELFLOW_HOME": str(tmp_path / "home")}
     result = subprocess.run(
         [sys.executable, "-m", "reelflow.cli", "normalize", "--dataset", "kuairec"]
-        + ["--raw", str(raw), "--json"],
+        + ["--raw", str(raw), "--ds", manifest["days"][0], "--json"],
         env=env,
         capture_output=True,
         text=True,
