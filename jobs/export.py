@@ -222,6 +222,12 @@ def export_candidates(
         in_index = np.arange(len(video_ids))
         vectors = ranker.video_vectors(video_frame)
         queries = ranker.user_vectors(user_frame)
+    if len(in_index) == 0:  # FAISS would stop on a bare `assert k > 0`
+        raise ValueError(
+            f"no video of the {ds} catalog ({len(video_ids)} videos) has an embedding in "
+            f"{embedding_model['name']} v{embedding_model['version']}: nothing to index; "
+            "train the model on data that holds these videos first"
+        )
     # Below the recall floor this raises before anything is written: the last export stays live.
     ann = build_ann_index(vectors, queries, config.export)
     n_search = min(cc.ann_candidates, len(in_index))
