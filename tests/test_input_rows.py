@@ -164,15 +164,18 @@ def _with_bad_utf8(path: Path, good: int, bad_at: int) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-def test_row3_invalid_utf8_line_is_quarantined_with_its_line_number(spark, tmp_path, now):
-    from jobs.readers.kuairec import read_interactions
+@pytest.mark.parametrize("bad_at", [300, 1])  # ~22 KB in; the line after the header
+def test_row3_invalid_utf8_line_is_quarantined_with_its_line_number(spark, tmp_path, now, bad_at):
+    from jobs.readers.kuairec import MATRIX_COLUMNS, read_interactions
+    from jobs.readers.native import check_file
 
     path = tmp_path / "big_matrix.csv"
-    _with_bad_utf8(path, good=400, bad_at=300)  # line 301 of the file, ~22 KB in
+    _with_bad_utf8(path, good=400, bad_at=bad_at)
+    check_file(path, MATRIX_COLUMNS)  # the header check reads bytes: the bad row is no fault
     frame = read_interactions(spark, tmp_path, QualityConfig(), path.name)
     reasons = [r[0] for r in frame.select("quarantine_reason").collect()]
     assert len(reasons) == 401  # every row accounted for
-    assert [r for r in reasons if r is not None] == ["invalid UTF-8 on line 301"]
+    assert [r for r in reasons if r is not None] == [f"invalid UTF-8 on line {bad_at + 1}"]
 
 
 def test_row3_line_numbers_hold_across_byte_ranges(spark, tmp_path):

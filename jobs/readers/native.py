@@ -41,9 +41,11 @@ def find_release_file(raw_dir: Path, name: str) -> Path:
 def check_header(path: Path, expected: tuple[str, ...], sep: str = ",") -> list[str]:
     """The header's columns; fails on a missing column or a wrong separator before Spark reads."""
     try:
+        # Bytes first: a text-mode read decodes ahead, into rows that may not be UTF-8.
+        with open(path, "rb") as fh:
+            first = fh.readline()
         # utf-8-sig: a byte-order mark before the header is not part of the first name.
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            header = fh.readline().rstrip("\r\n")
+        header = first.decode("utf-8-sig").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(path, f"unreadable: {exc}") from exc
     columns = [c.strip() for c in header.split(sep)]
