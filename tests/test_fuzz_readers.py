@@ -498,11 +498,15 @@ def with_forced_examples(dataset: str):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def landing_clock():
-    """One fixed landing clock for the readers and the oracle."""
+def landing_clock(spark):
+    """One fixed landing clock for the readers and the oracle; one shuffle partition while
+    the module runs (files of 50-200 rows: more partitions are pure overhead)."""
+    partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "1")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REELFLOW_NOW", NOW_ISO)
         yield
+    spark.conf.set("spark.sql.shuffle.partitions", partitions)
     print(f"\nfuzz examples run per reader: {dict(RUN_COUNTS)}")
 
 
