@@ -29,9 +29,11 @@ def _emit(summary: Any, as_json: bool, text: str | None = None) -> None:
 def day(value: str) -> str:
     """argparse type of every day option: a real UTC date written YYYY-MM-DD."""
     try:
-        return check_day(value, "day")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        return check_day(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a UTC day: expected a real date YYYY-MM-DD"
+        ) from None
 
 
 def at_least_one(value: str) -> int:
@@ -83,7 +85,7 @@ def plan_days(landed: list[str], start: str | None, end: str | None, max_days: i
         raise SystemExit(
             f"the data spans {span:,} days ({first} .. {last}, {len(days):,} of them with data), "
             f"more than run.max_days = {max_days}: pass --start and --end to choose the days "
-            f"to run (e.g. --start {days[-1]} --end {days[-1]}), or raise REELFLOW_RUN__MAX_DAYS"
+            "to run, or raise REELFLOW_RUN__MAX_DAYS"
         )
     return days
 
