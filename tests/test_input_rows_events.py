@@ -347,3 +347,35 @@ def test_microlens_invalid_utf8_line_is_quarantined_with_its_line_number(spark, 
     log = b"user,item,timestamp\n" + good + b"1,\xc3\x28,1651314030792\n"
     rows = read_pairs(spark, pairs_folder(tmp_path, log))
     assert reasons(rows) == Counter({"invalid UTF-8 on line 1002": 1})
+
+
+def test_row11_videos_patterns_may_not_leave_the_release_folder(tmp_path):
+    folder = tmp_path / "events"
+    (tmp_path / "items.csv").write_text("item,name\n1,x\n")
+    spec = TSV_SPEC + '[videos]\nfiles = ["../items.csv"]\nformat = "csv"\nid = "item"\n'
+    events_folder(folder, spec, {"u.data": "1\t10\t5\t881250949\n"})
+    with pytest.raises(InputFileError) as error:
+        events.detect(folder)
+    assert str(error.value) == (
+        f"{folder / events.SPEC_NAME}: files pattern '../items.csv' leaves the folder "
+        f"{folder} ('..')"
+    )
+
+
+def test_events_latin1_row_with_the_wrong_number_of_fields_is_quarantined(spark, tmp_path):
+    spec = TSV_SPEC.replace("header = false\n", 'header = false\nencoding = "latin-1"\n')
+    log = "1\t10\t5\t881250949\n1\t11\t5\t881250949\t\xe9\n2\t12\t881250949\n".encode("latin-1")
+    rows = read_events(spark, events_folder(tmp_path, spec, {"u.data": log}))
+    assert rows.count() == 3
+    assert reasons(rows) == Counter({MALFORMED: 2})
+
+
+def test_events_unsupported_encoding_is_a_spec_error(tmp_path):
+    spec = TSV_SPEC.replace("header = false\n", 'header = false\nencoding = "cp1252"\n')
+    events_folder(tmp_path, spec, {"u.data": "1\t10\t5\t881250949\n"})
+    with pytest.raises(InputFileError) as error:
+        events.detect(tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path / events.SPEC_NAME}: encoding 'cp1252' is not supported; use one of "
+        "['iso-8859-1', 'us-ascii', 'utf-16', 'utf-16be', 'utf-16le', 'utf-32', 'utf-8']"
+    )

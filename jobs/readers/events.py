@@ -30,9 +30,10 @@ Top-level keys
                 file order. Every line must have this many fields.
     separator   csv/tsv only, optional: one character replacing the format's separator
                 ("," for csv, a tab for tsv), e.g. "|" or ";".
-    encoding    csv/tsv only, default "utf-8" (e.g. "latin-1"). A UTF-8 byte-order mark
-                before the first line is accepted; lines may end in LF or CRLF; a quoted field
-                ("a,b") may hold the separator.
+    encoding    csv/tsv only, default "utf-8"; also "latin-1" (iso-8859-1), "ascii", "utf-16",
+                "utf-16be", "utf-16le", "utf-32" (what Spark's reader takes). A UTF-8
+                byte-order mark before the first line is accepted; lines may end in LF or
+                CRLF; a quoted field ("a,b") may hold the separator.
     source      default "events": the dataset name written to the `source` column.
 
 [mapping]  required: the unified columns every log must have, each set to a source column.
@@ -110,6 +111,7 @@ Errors that stop the run (InputFileError, naming the file and the problem)
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import logging
 import re
@@ -166,7 +168,17 @@ VIDEO_KEYS = (*FILE_KEYS, "id", "title", "categories", "categories_separator")
 TIME_KEYS = ("unit", "min_event_time")
 MALFORMED = "malformed row: wrong number of fields"
 RAW_CORRUPT = f"raw_{CORRUPT}"
-UTF8_NAMES = ("utf-8", "utf8", "utf-8-sig", "utf_8")
+# Python's codec name -> the charset Spark's CSV reader accepts (Spark 4 takes only these).
+SPARK_CHARSETS = {
+    "utf-8": "utf-8",
+    "utf-8-sig": "utf-8",
+    "iso8859-1": "iso-8859-1",
+    "ascii": "us-ascii",
+    "utf-16": "utf-16",
+    "utf-16-be": "utf-16be",
+    "utf-16-le": "utf-16le",
+    "utf-32": "utf-32",
+}
 
 logger = logging.getLogger("reelflow.readers.events")
 
@@ -217,6 +229,17 @@ def _file_options(spec: Path, table: dict, where: str, defaults: dict) -> dict:
     if fmt != "parquet" and (not isinstance(separator, str) or len(separator) != 1):
         raise _fail(spec, f"{where}separator must be one character, got {separator!r}")
     encoding = _string(spec, table.get("encoding", defaults.get("encoding", "utf-8")), "encoding")
+    if fmt != "parquet":
+        try:
+            codec = codecs.lookup(encoding).name
+        except LookupError:
+            codec = None
+        if codec not in SPARK_CHARSETS:
+            raise _fail(
+                spec,
+                f"{where}encoding {encoding!r} is not supported; use one of "
+                f"{sorted(set(SPARK_CHARSETS.values()))}",
+            )
     return {
         "format": fmt,
         "files": files,
@@ -447,8 +470,12 @@ def _parquet_columns(path: Path) -> list[str]:
         raise InputFileError(path, f"not a readable parquet file: {exc}") from exc
 
 
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
 def _text_encoding(encoding: str) -> str:
-    return "utf-8-sig" if encoding.lower() in UTF8_NAMES else encoding
+    return "utf-8-sig" if _is_utf8(encoding) else encoding
 
 
 def _shape(path: Path, opts: dict) -> str | None:
@@ -532,7 +559,7 @@ def _read_file(
             *[_as_text(frame, name, name in typed).alias(name) for name in frame.columns]
         ), typed
     names = _check_text_file(spec, path, opts, wanted)
-    if opts["encoding"].lower() in UTF8_NAMES and not any("," in n for n in names):
+    if _is_utf8(opts["encoding"]) and not any("," in n for n in names):
         # Arrow's parser: a line with the wrong number of fields arrives with its text in
         # `_corrupt_record` (every column null) instead of being truncated or padded.
         frame = read_arrow_csv(spark, [path], tuple(names), opts["separator"], opts["header"])
@@ -543,7 +570,7 @@ def _read_file(
     frame = (
         spark.read.option("header", opts["header"])
         .option("sep", opts["separator"])
-        .option("encoding", opts["encoding"])
+        .option("encoding", SPARK_CHARSETS[codecs.lookup(opts["encoding"]).name])
         .option("quote", '"')
         .option("escape", '"')
         .option("enforceSchema", True)
