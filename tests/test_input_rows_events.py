@@ -379,3 +379,23 @@ def test_events_unsupported_encoding_is_a_spec_error(tmp_path):
         f"{tmp_path / events.SPEC_NAME}: encoding 'cp1252' is not supported; use one of "
         "['iso-8859-1', 'us-ascii', 'utf-16', 'utf-16be', 'utf-16le', 'utf-32', 'utf-8']"
     )
+
+
+def test_microlens_likes_with_a_bom_and_a_short_line(spark, tmp_path):
+    likes = tmp_path / f"{PREFIX}likes_and_views.txt"
+    likes.write_bytes(b"\xef\xbb\xbf1\t10\t100\r\n2\t20\r\n3\t1.0\t5\r\n")
+    videos = microlens.read_videos(spark, None, likes)
+    got = {r.raw_item: (r.video_id, r.likes, r[QUARANTINE_REASON]) for r in videos.collect()}
+    assert got == {
+        "1": (1, 10, None),
+        "2": (2, 20, MALFORMED),
+        "3": (3, None, "likes missing or not an integer"),
+    }
+
+
+def test_microlens_pairs_tsv_line_without_a_tab_does_not_crash(spark, tmp_path):
+    folder = pairs_folder(tmp_path, "user,item,timestamp\n1,10,1651314030792\n2,11,1651314030792\n")
+    (folder / f"{PREFIX}pairs.tsv").write_text("1\t10\n2\n")
+    with pytest.raises(InputFileError) as error:
+        read_pairs(spark, folder)
+    assert "1 (user, item) pair(s) occur a different number of times" in str(error.value)

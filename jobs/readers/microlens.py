@@ -260,7 +260,7 @@ def check_sequences_agree(
     lines = (
         spark.read.option("lineSep", _line_separator(tsv_path))
         .text(str(tsv_path))
-        .select(F.regexp_replace("value", "\r$", "").alias("value"))
+        .select(F.regexp_replace("value", "^\ufeff|\r$", "").alias("value"))
         .where(F.trim("value") != "")
     )
     from_tsv = (
@@ -268,8 +268,8 @@ def check_sequences_agree(
             F.split("value", "\t", 2).alias("fields"),
         )
         .select(
-            key(F.col("fields")[0]).alias("user"),
-            F.explode(F.split(F.trim(F.coalesce(F.col("fields")[1], F.lit(""))), r"\s+")).alias(
+            key(F.get("fields", 0)).alias("user"),
+            F.explode(F.split(F.trim(F.coalesce(F.get("fields", 1), F.lit(""))), r"\s+")).alias(
                 "item"
             ),
         )
@@ -372,9 +372,9 @@ def _read_likes(spark: SparkSession, path: Path) -> DataFrame:
         .select(F.split("line", "\t").alias("f"))
     )
     parsed = lines.select(
-        F.col("f")[0].alias("raw_item"),
-        F.col("f")[1].alias("raw_likes"),
-        F.col("f")[2].alias("raw_views"),
+        F.get("f", 0).alias("raw_item"),
+        F.get("f", 1).alias("raw_likes"),
+        F.get("f", 2).alias("raw_views"),
         F.size("f").alias("_fields"),
     ).select(
         "*",
