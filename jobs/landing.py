@@ -25,7 +25,7 @@ from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, pinned_now, tim
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 
-LANDING_VERSION = "1"  # bump when a reader changes what it lands
+LANDING_VERSION = "2"  # bump when a reader changes what it lands (2: issue 12 row rules)
 UNDATED_PARTITION = "ds=__HIVE_DEFAULT_PARTITION__"  # where Spark puts rows whose ds is null
 
 
