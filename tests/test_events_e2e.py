@@ -111,7 +111,9 @@ def test_movielens_u_data_runs_end_to_end_and_recommends(tmp_path):
         assert result.returncode == 0, (
             f"reelflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
-        return json.loads(result.stdout)
+        # `export` lets Feast print its materialization progress on stdout before the JSON.
+        out = result.stdout
+        return json.loads(out if out.startswith("{") else out[out.rindex("\n{\n") + 1 :])
 
     started = time.monotonic()
     summary = cli("run", "--dataset", "events", "--raw", str(raw), "--skip-train")
