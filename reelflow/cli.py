@@ -8,7 +8,9 @@ reelflow recommend --user 42
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,12 +18,18 @@ from typing import Any
 
 from reelflow.paths import Paths, check_day, partition
 
+DAG_START_DATE = "2020-01-01"  # the DAGs' start_date when $REELFLOW_START_DATE is unset
 DATASETS = ["kuairec", "kuairand", "microlens", "events"]
+
+
+# With --json, stdout holds the summary alone: what libraries print while a command runs
+# (Feast's materialization progress) goes to stderr, and the summary to the real stdout.
+_SUMMARY_OUT: list = []
 
 
 def _emit(summary: Any, as_json: bool, text: str | None = None) -> None:
     if as_json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps(summary, indent=2, default=str), file=(_SUMMARY_OUT or [sys.stdout])[-1])
     else:
         print(text if text is not None else json.dumps(summary, indent=2, default=str))
 
@@ -354,6 +362,11 @@ def cmd_run(args) -> int:
     known = data_days(args.dataset, raw)
     record_home(paths, args.dataset, raw)  # only once the release landed
     days = plan_days(known, args.start, args.end, load_config().run.max_days)
+    # The DAGs start on $REELFLOW_START_DATE (default 2020-01-01), and Airflow creates no task
+    # for a run before a DAG's start: an older release (MovieLens is from 1997) would
+    # "succeed" day after day with nothing run. Start them no later than the plan's first day.
+    if days[0] < os.environ.get("REELFLOW_START_DATE", DAG_START_DATE)[:10]:
+        os.environ["REELFLOW_START_DATE"] = days[0]
     airflow_runner.migrate(paths)
     conf = {"dataset": args.dataset, "raw": str(raw)}
     plan = [("reelflow_daily", ds, conf) for ds in days]
@@ -591,6 +604,13 @@ def error_message(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "json", False):
+            _SUMMARY_OUT.append(sys.stdout)
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    return args.fn(args)
+            finally:
+                _SUMMARY_OUT.pop()
         return args.fn(args)
     except SystemExit:
         raise
