@@ -243,6 +243,8 @@ def _respell(value: str, kind: str, variant: int) -> str:
         return ["+" + value if not sign else value, ("-" if sign else "") + "00" + digits][
             variant % 2
         ]
+    if not oracle.NUMBER_RE.fullmatch(value):
+        return value  # an earlier mutation made it no number: nothing to respell
     exact = Decimal(value)
     spellings = [f"{value}0" if "." in value else f"{value}.0", f"{exact.scaleb(-2)}e2"]
     if not sign:
