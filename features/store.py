@@ -23,6 +23,7 @@ import pandas as pd
 
 from features.compute import feature_time
 from reelflow.paths import FEATURE_REPO, Paths
+from reelflow.state import write_text
 
 
 def feature_store(paths: Paths | None = None):
@@ -78,7 +79,7 @@ def apply_if_changed(paths: Paths | None = None) -> dict[str, Any]:
             raise RuntimeError(
                 f"feast apply failed in {FEATURE_REPO}:\n{result.stdout}\n{result.stderr}"
             )
-        marker.write_text(digest)
+        write_text(marker, digest)  # atomic: a crash never leaves half a digest
         return {"applied": True, "digest": digest}
 
 

@@ -38,7 +38,8 @@ from jobs.landing import UNDATED_PARTITION, land
 from jobs.readers import DAILY_TABLES, READERS
 from jobs.spark import spark_session
 from reelflow.config import Config, load_config
-from reelflow.paths import Paths
+from reelflow.paths import Paths, partition
+from reelflow.state import write_text
 
 SNAPSHOT_TABLES = ("videos", "users")
 DUPLICATE = "exact duplicate row"  # the readers' reason for every copy after the first
@@ -118,7 +119,7 @@ def normalize_day(
     for table in landing["tables"]:
         landed_dir = paths.landing / table
         if table in DAILY_TABLES:
-            day_dir = landed_dir / f"ds={ds}"
+            day_dir = partition(landed_dir, ds)
             frame = (
                 spark.read.parquet(str(day_dir))
                 if day_dir.exists()
@@ -132,7 +133,7 @@ def normalize_day(
             continue
         frame = frame.persist()
         good, bad = _split(frame)
-        name = f"ds={ds}"
+        name = partition(Path(), ds).name
         read = frame.count()
         written = _write(good, paths.normalized(table), name)
         quarantined = _write(bad, paths.quarantine(table), name)
@@ -142,7 +143,7 @@ def normalize_day(
         if table in DAILY_TABLES and (landed_dir / UNDATED_PARTITION).exists():
             undated = spark.read.parquet(str(landed_dir / UNDATED_PARTITION))
             counts[table]["undated_quarantined"] = _write(
-                _split(undated)[1], paths.quarantine(table), f"ds={UNDATED}"
+                _split(undated)[1], paths.quarantine(table), partition(Path(), UNDATED).name
             )
     if "videos" not in landing["tables"]:
         counts["videos"] = _derive_videos(spark, ds, paths)
@@ -175,7 +176,7 @@ def _derive_videos(spark, ds: str, paths: Paths) -> dict[str, Any]:
         catalog = views.groupBy("video_id").agg(F.max("duration_ms").alias("duration_ms"))
     else:
         catalog = views.select("video_id").distinct()
-    written = _write(catalog, paths.normalized("videos"), f"ds={ds}")
+    written = _write(catalog, paths.normalized("videos"), partition(Path(), ds).name)
     logger.info(
         "videos: the release has no item table; catalog derived from the interactions "
         "through ds=%s: %d videos, columns %s",
@@ -204,7 +205,7 @@ def _normalize_static(spark, table: str, fingerprint: str, paths: Paths) -> dict
         "static": True,
         **_counted(table, "(static)", written + quarantined, written, quarantined, reasons),
     }
-    marker.write_text(fingerprint)
+    write_text(marker, fingerprint)
     return result
 
 

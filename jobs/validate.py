@@ -26,7 +26,8 @@ from features.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
 from jobs.normalize import DUPLICATE
 from jobs.spark import spark_session
 from reelflow.config import Config, load_config
-from reelflow.paths import Paths
+from reelflow.paths import Paths, partition
+from reelflow.state import write_text
 
 
 class ValidationFailed(RuntimeError):
@@ -90,8 +91,8 @@ def _suite_catalog(gx, table: str, key: str):
 def _trailing_counts(spark, table_dir, ds: str, days: int) -> list[int]:
     from features.compute import days_back
 
-    previous = [d for d in days_back(ds, days + 1)[:-1] if (table_dir / f"ds={d}").exists()]
-    return [spark.read.parquet(str(table_dir / f"ds={d}")).count() for d in previous]
+    previous = [d for d in days_back(ds, days + 1)[:-1] if partition(table_dir, d).exists()]
+    return [spark.read.parquet(str(partition(table_dir, d))).count() for d in previous]
 
 
 def _quarantine_gate(spark, ds: str, config: Config, paths: Paths) -> tuple[dict, list[str]]:
@@ -110,12 +111,12 @@ def _quarantine_gate(spark, ds: str, config: Config, paths: Paths) -> tuple[dict
         else []
     )
     for table in tables:
-        bad_dir = paths.quarantine(table) / f"ds={ds}"
+        bad_dir = partition(paths.quarantine(table), ds)
         if not bad_dir.exists():
             continue
         rows = spark.read.parquet(str(bad_dir)).groupBy(QUARANTINE_REASON).count().collect()
         reasons = {r[QUARANTINE_REASON]: r["count"] for r in rows}
-        good_dir = paths.normalized(table) / f"ds={ds}"
+        good_dir = partition(paths.normalized(table), ds)
         written = spark.read.parquet(str(good_dir)).count() if good_dir.exists() else 0
         quarantined = sum(reasons.values())
         share, duplicates = quarantine_share(written + quarantined, reasons)
@@ -174,13 +175,13 @@ def validate_day(
     config = config or load_config()
     paths = paths or Paths.from_env()
     spark = spark_session(config.spark)
-    interactions = spark.read.parquet(str(paths.normalized(INTERACTIONS) / f"ds={ds}"))
-    videos = spark.read.parquet(str(paths.normalized(VIDEOS) / f"ds={ds}"))
+    interactions = spark.read.parquet(str(partition(paths.normalized(INTERACTIONS), ds)))
+    videos = spark.read.parquet(str(partition(paths.normalized(VIDEOS), ds)))
     video_ids = [row.video_id for row in videos.select("video_id").distinct().collect()]
     trailing = _trailing_counts(
         spark, paths.normalized(INTERACTIONS), ds, config.quality.volume_trailing_days
     )
-    users_dir = paths.normalized(USERS) / f"ds={ds}"
+    users_dir = partition(paths.normalized(USERS), ds)
 
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -203,9 +204,8 @@ def validate_day(
     for table, table_report in report.items():
         if table in quarantine:
             table_report["quarantine"] = quarantine[table]
-        out = paths.validation(table) / f"ds={ds}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(table_report, indent=2, default=str))
+        out = partition(paths.validation(table), ds).with_suffix(".json")
+        write_text(out, json.dumps(table_report, indent=2, default=str))
     failures = [
         f"{table}: {f['expectation']}({f['column']}) observed {f['observed']}"
         for table, table_report in report.items()

@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from reelflow.paths import REPO_ROOT, Paths
+from reelflow.paths import REPO_ROOT, Paths, partition
 
 CONN_ENV = "REELFLOW_SPARK_CONN_ID"
 APPLICATION = str(REPO_ROOT / "jobs" / "submit.py")
@@ -74,5 +74,7 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
         }
         super().execute(context)
         ds = run_day(context)
-        summary = json.loads((Paths.from_env().runs / f"ds={ds}" / f"{self.job}.json").read_text())
+        summary = json.loads(
+            (partition(Paths.from_env().runs, ds) / f"{self.job}.json").read_text()
+        )
         return stamp(context, summary)
