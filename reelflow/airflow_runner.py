@@ -47,10 +47,17 @@ def _airflow() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
-def _airflow_out(paths: Paths, *args: str) -> str:
-    result = subprocess.run(
-        [_airflow(), *args], env=airflow_env(paths), capture_output=True, text=True
-    )
+def _airflow_out(paths: Paths, *args: str, attempts: int = 5) -> str:
+    for attempt in range(attempts):
+        result = subprocess.run(
+            [_airflow(), *args], env=airflow_env(paths), capture_output=True, text=True
+        )
+        # On the embedded SQLite metadata DB a running scheduler holds the write lock for a
+        # moment at a time; a command that met it changed nothing, so it is tried again.
+        locked = "database is locked" in result.stderr + result.stdout
+        if result.returncode == 0 or not locked or attempt == attempts - 1:
+            break
+        time.sleep(2 * (attempt + 1))
     if result.returncode != 0:
         raise RuntimeError(
             f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -188,9 +188,14 @@ class AirflowStack:
 
     def airflow(self, *args: str) -> str:
         airflow = str(Path(sys.executable).parent / "airflow")
-        result = subprocess.run(
-            [airflow, *args], env=self.env, capture_output=True, text=True, timeout=300
-        )
+        for attempt in range(5):
+            result = subprocess.run(
+                [airflow, *args], env=self.env, capture_output=True, text=True, timeout=300
+            )
+            # SQLite: the scheduler holds the write lock for moments; nothing was changed.
+            if result.returncode == 0 or "database is locked" not in result.stderr:
+                break
+            time.sleep(2 * (attempt + 1))
         assert result.returncode == 0, f"airflow {args}:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
