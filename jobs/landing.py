@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from jobs.readers import DAILY_TABLES, Release, get_reader
 from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, pinned_now, time_bounds
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
+from reelflow.state import write_json
 
 LANDING_VERSION = "2"  # bump when a reader changes what it lands (2: issue 12 row rules)
 UNDATED_PARTITION = "ds=__HIVE_DEFAULT_PARTITION__"  # where Spark puts rows whose ds is null
@@ -111,23 +111,8 @@ def land(
             "time_cutoff": iso_ms(latest),
             "tables": summary,
         }
-        write_json_atomically(paths.landing / "_landed.json", result)
+        write_json(paths.landing / "_landed.json", result)  # atomic: temp file + rename
         return {**result, "skipped": False}
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """`data` as JSON at `path`, through a temporary file in the same folder and a rename: a
-    crash leaves the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _landed_counts(spark, table_dir: Path, daily: bool) -> dict[str, Any]:
