@@ -24,7 +24,7 @@ demo: install
 	$(VENV)/bin/reelflow recommend --user $$($(PY) -c "import pandas as pd, sys; print(pd.read_csv(sys.argv[1], nrows=1)['user_id'][0])" "$(DEMO_RAW)/big_matrix.csv") --k 10
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Everything but the end-to-end DAG runs: the loop while developing.
 test-fast: install

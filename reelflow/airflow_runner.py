@@ -37,10 +37,20 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         }
     )
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
+        # SQLite lets one writer in at a time and gives up after 5 s by default: with a
+        # scheduler, a dag-processor and a CLI command on two busy cores, wait longer.
+        env.setdefault(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
+            "reelflow.airflow_runner.SQLITE_CONNECT_ARGS",
+        )
     # A foreground one-shot run reports a failure at once; the DAGs' retries (with minutes of
     # backoff) are for scheduled deployments. REELFLOW_TASK_RETRIES=2 restores them here.
     env.setdefault("REELFLOW_TASK_RETRIES", "0")
     return env
+
+
+SQLITE_CONNECT_ARGS = {"timeout": 60}  # seconds a SQLite connection waits for the write lock
 
 
 def _airflow() -> str:

@@ -139,9 +139,10 @@ class ArrowCsvReader(DataSourceReader):
         invalid: list[tuple[str, str]] = []
         try:
             table, corrupt = self._parse(data)
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            if "utf" not in str(exc).lower():
-                raise
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            # Invalid UTF-8 fails the parse, with a message that depends on where it sits (in
+            # a well-formed row, or in one the wrong-field-count handler cannot decode): set
+            # such lines apart and parse again; any other failure is raised as it is.
             data, invalid = self._split_invalid_utf8(partition.path, begin, data)
             if not invalid:
                 raise
