@@ -20,28 +20,12 @@ import pytest
 
 from jobs.readers.events import SPEC_NAME
 from tests.conftest import SHARED_DATA, reelflow_cli
+from tests.test_readers_events import MOVIELENS_SPEC
 
 U_DATA = SHARED_DATA / "movielens" / "ml-100k" / "u.data"
 pytestmark = pytest.mark.skipif(
     not U_DATA.exists(), reason="../shared/data/movielens/ml-100k/u.data is absent"
 )
-
-# No [videos] section: the log is all there is.
-SPEC = """
-format = "tsv"
-header = false
-files = ["u.data"]
-columns = ["user", "item", "rating", "ts"]
-source = "movielens"
-
-[mapping]
-user_id = "user"
-video_id = "item"
-event_ts = "ts"
-
-[time]
-unit = "s"
-"""
 
 
 def utc_day(line: str) -> str:
@@ -55,7 +39,7 @@ def movielens_days(folder: Path, n_days: int) -> tuple[Path, list[str], pd.DataF
     kept = [line for line in lines if utc_day(line) in set(days)]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "u.data").write_text("\n".join(kept) + "\n")
-    (folder / SPEC_NAME).write_text(SPEC)
+    (folder / SPEC_NAME).write_text(MOVIELENS_SPEC)  # no [videos]: the log is all there is
     rows = pd.DataFrame(
         [line.split("\t") for line in kept], columns=["user", "item", "rating", "ts"]
     ).astype(int)

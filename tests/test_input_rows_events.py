@@ -15,6 +15,7 @@ from features.schema import QUARANTINE_REASON
 from jobs.readers import events, microlens
 from jobs.readers.native import InputFileError, pinned_now
 from reelflow.config import QualityConfig
+from tests.test_readers_events import reasons
 
 NOW = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
 PREFIX = "MicroLens-100k_"
@@ -45,11 +46,6 @@ event_ts = "ts"
 [time]
 unit = "s"
 """
-
-
-def reasons(df) -> Counter:
-    bad = df.where(F.col(QUARANTINE_REASON).isNotNull()).select(QUARANTINE_REASON)
-    return Counter(r[0] for r in bad.collect())
 
 
 def events_folder(tmp_path: Path, spec: str, files: dict[str, str | bytes]) -> Path:
