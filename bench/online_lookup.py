@@ -59,7 +59,7 @@ def build_home(home: Path, scale: str, seed: int) -> tuple[str, np.ndarray]:
         normalize("kuairec", raw, None, load_config(), paths)
         compute_features(manifest["days"][-1], load_config(), paths)
         done.write_text(manifest["days"][-1])
-        from jobs.spark import spark_session
+        from lake.spark import spark_session
 
         spark_session().stop()
     ds = done.read_text()

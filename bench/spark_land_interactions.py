@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from jobs.readers.kuairec import read_interactions
-from jobs.spark import spark_session
+from lake.spark import spark_session
 from reelflow.config import QualityConfig
 
 raw, out = Path(sys.argv[1]), sys.argv[2]

@@ -178,7 +178,7 @@ def run_side(engine: str, work: Path, entity_file: Path, tag: str) -> None:
         report["join_seconds"] = time.perf_counter() - join_started
     else:
         from features.pit_join import spark_historical_features
-        from jobs.spark import spark_session
+        from lake.spark import spark_session
         from reelflow.config import load_config
 
         session_started = time.perf_counter()

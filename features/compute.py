@@ -54,8 +54,8 @@ from pyspark.sql.window import Window
 
 from features.labels import ranker_labels
 from features.schema import INTERACTIONS, VIDEOS
-from jobs.commit import staged_partition
-from jobs.spark import spark_session
+from lake.commit import staged_partition
+from lake.spark import spark_session
 from reelflow.config import Config, FeatureConfig, load_config
 from reelflow.paths import Paths, partition
 

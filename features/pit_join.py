@@ -354,7 +354,7 @@ def spark_historical_features(
     module docstring for the exact semantics and where Feast's file store differs).
     """
     from features.store import feature_store
-    from jobs.spark import spark_session
+    from lake.spark import spark_session
     from reelflow.config import load_config
 
     paths = paths or Paths.from_env()

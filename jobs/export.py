@@ -34,7 +34,7 @@ from features.schema import INTERACTIONS, USERS, VIDEOS
 from jobs.ann import build_ann_index, mlflow_fields
 from jobs.candidates import Catalog, build_lists, trending, watched_pairs
 from jobs.cold_start import EXPOSURE_PLAN, assign_cohorts, plan_exposure
-from jobs.commit import staged_partition
+from lake.commit import staged_partition
 from models.ranker_data import read_partitions
 from models.registry import (
     RANKER,

@@ -3,7 +3,7 @@
 A daily run then reads only its day's landed partition instead of re-parsing a 12.5M-row
 CSV. Landing is skipped when the release's files (by SHA-256), the reader and the quality
 rules are unchanged; a lock keeps parallel daily runs (backfills) from landing twice.
-Each landed table is swapped in whole (jobs/commit.py), so a reader never sees half of one.
+Each landed table is swapped in whole (lake/commit.py), so a reader never sees half of one.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON
-from jobs.commit import staged_partition
 from jobs.readers import DAILY_TABLES, Release, get_reader
 from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, pinned_now, time_bounds
+from lake.commit import staged_partition
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 from reelflow.state import write_json
@@ -86,7 +86,7 @@ def land(
         previous = landed(paths)
         if previous.get("fingerprint") == print_:
             return {**previous, "skipped": True}
-        from jobs.spark import spark_session
+        from lake.spark import spark_session
 
         spark = spark_session(config.spark)
         with pinned_now(now_ms):

@@ -33,10 +33,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from features.schema import QUARANTINE_REASON, UNDATED
-from jobs.commit import staged_partition
 from jobs.landing import UNDATED_PARTITION, land
 from jobs.readers import DAILY_TABLES, READERS
-from jobs.spark import spark_session
+from lake.commit import staged_partition
+from lake.spark import spark_session
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths, partition
 from reelflow.state import write_text

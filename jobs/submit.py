@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    # jobs.spark.spark_session must keep the master that spark-submit gave the session.
+    # lake.spark.spark_session must keep the master that spark-submit gave the session.
     os.environ.setdefault("SPARK_SUBMIT_MODE", "1")
     from reelflow import tasks
 

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from features.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
 from jobs.normalize import DUPLICATE
-from jobs.spark import spark_session
+from lake.spark import spark_session
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths, partition
 from reelflow.state import write_text

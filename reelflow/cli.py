@@ -65,7 +65,7 @@ def _days(start: str, end: str) -> list[str]:
 def data_days(dataset: str, raw: Path) -> list[str]:
     """The UTC days a release covers, from landing it (parsed once, skipped when unchanged)."""
     from jobs.landing import land
-    from jobs.spark import spark_session
+    from lake.spark import spark_session
 
     days = land(dataset, raw)["tables"]["interactions"]["days"]
     spark_session().stop()  # the Airflow run starts its own; don't hold two JVMs
@@ -391,7 +391,7 @@ def _landed_days(dataset: str, raw: Path) -> list[str]:
 
     summary = land(dataset, raw)
     if not summary.get("skipped"):
-        from jobs.spark import spark_session
+        from lake.spark import spark_session
 
         spark_session().stop()  # the DAG runs start their own JVMs
     days = summary["tables"]["interactions"]["days"]

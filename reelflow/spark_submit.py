@@ -58,7 +58,7 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
             "spark.pyspark.python": python,
             "spark.pyspark.driver.python": python,
             "spark.ui.enabled": "false",
-            # The driver JVM starts before jobs.spark configures the session: UTC from the start.
+            # The driver JVM starts before lake.spark configures the session: UTC from the start.
             "spark.sql.session.timeZone": "UTC",
             "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
             "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",

@@ -106,7 +106,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.spark import spark_session
+    from lake.spark import spark_session
 
     session = spark_session()
     yield session

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.commit import recover, staged_partition
+from lake.commit import recover, staged_partition
 
 
 def write(folder: Path, text: str) -> None:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from jobs.commit import recover, staged_partition
 from jobs.normalize import normalize_day
+from lake.commit import recover, staged_partition
 
 DAY = "2020-07-06"
 TABLES = (("normalized", "interactions"), ("quarantine", "interactions"), ("normalized", "videos"))
@@ -96,7 +96,7 @@ def test_sigkill_in_the_middle_of_a_write_keeps_the_old_partition(tmp_path):
     slow_writer = (
         "import time, sys\n"
         "from pathlib import Path\n"
-        "from jobs.commit import staged_partition\n"
+        "from lake.commit import staged_partition\n"
         "with staged_partition(Path(sys.argv[1]), 'ds=2020-07-05') as staging:\n"
         "    staging.mkdir(parents=True)\n"
         "    for i in range(1000):\n"

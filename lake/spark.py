@@ -17,7 +17,7 @@ from pathlib import Path
 from reelflow.config import SparkConfig
 
 LOG4J2 = """\
-# Written by jobs/spark.py: Spark's logs go to a file, never to the console.
+# Written by lake/spark.py: Spark's logs go to a file, never to the console.
 status = error
 appender.file.type = File
 appender.file.name = file
