@@ -98,8 +98,8 @@ def movielens_gru(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     )
     model = result.model.eval().cpu()
     with torch.no_grad():
-        items = model.item_emb.weight[1:].float().numpy()  # row 0 is padding
-        users = model.encode(split.stage("test").inputs)[:, -1].float().numpy()
+        items = model.item_vectors().float().numpy()
+        users = model.query({"items": split.stage("test").inputs}).float().numpy()
     order = np.random.default_rng(seed).permutation(len(users))
     half = len(users) // 2
     info = {

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.interface import Recommender
+
 HEADS = ("watch_time", "completion", "rewatch", "continuation", "skip")
 USER_DENSE = (
     "views_1d",
@@ -72,7 +74,13 @@ def _tower(in_dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, out_dim * 2), nn.ReLU(), nn.Linear(out_dim * 2, out_dim))
 
 
-class MultiObjectiveRanker(nn.Module):
+class MultiObjectiveRanker(Recommender):
+    """`encode` gives each (user, video) row's head logits, `score` combines them; `query`
+    and `item_vectors` are the user and video towers (their dot product is a retrieval
+    score). The fatigue penalty needs the row's features: `score_batch`."""
+
+    config_class = RankerModelConfig
+
     def __init__(self, config: RankerModelConfig):
         super().__init__()
         self.config = config
@@ -119,20 +127,34 @@ class MultiObjectiveRanker(nn.Module):
         wide = torch.cat([video_dense, taste, torch.log(taste + 1e-3)], dim=-1)
         return self.heads(self.bottom(x)) + self.wide(wide)
 
-    def forward(
-        self, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None
-    ):
-        user_vec = self.user_vector(batch["user_idx"], batch["user_dense"], batch["affinity"])
-        video_vec = self.video_vector(batch["video_idx"], batch["video_dense"], batch["category"])
-        logits = self.head_logits(
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(rows, len(HEADS)) head logits of each (user, video) row."""
+        user_vec = self.query(batch)
+        video_vec = self.item_vectors(batch)
+        return self.head_logits(
             user_vec, video_vec, batch["affinity"], batch["category"], batch["video_dense"]
         )
-        loss = None if targets is None else self.loss(logits, targets)
-        return logits, loss
 
-    def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    def query(self, users: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The user tower."""
+        return self.user_vector(users["user_idx"], users["user_dense"], users["affinity"])
+
+    def item_vectors(self, items: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The video tower of the videos in `items` (their features: a ranker has no video
+        vector without them)."""
+        if items is None:
+            raise ValueError("the ranker's video vectors need the videos' features")
+        return self.video_vector(items["video_idx"], items["video_dense"], items["category"])
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean BCE per active head over the rows whose label is known (`<head>_known`, all
-        rows when absent); skip only over logged views."""
+        rows when absent); skip only over logged views. The sampled unexposed videos are rows
+        of the batch (`exposed` = 0), not `negatives`."""
         total = logits.new_zeros(())
         exposed = targets["exposed"]
         for i, head in enumerate(HEADS):
@@ -170,7 +192,11 @@ class MultiObjectiveRanker(nn.Module):
             return None
         return self.category_share(batch["recent_share"], batch["category"]).squeeze(1)
 
-    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def score(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """The combined score of rows' head logits (`encode`), without the fatigue penalty."""
+        return self.combined_score(hidden)
+
+    def score_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The combined score of each (user, video) row of `batch`, fatigue included."""
         logits, _ = self(batch)
         return self.combined_score(logits, self.fatigue(batch))

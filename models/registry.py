@@ -72,7 +72,7 @@ class RankerBundle:
                 if column.startswith(f"{view}__"):
                     part[column.split("__", 1)[1]] = rows[column].to_numpy()
             batch.update(self.encode(part))
-        return self.model.score(batch).numpy()
+        return self.model.score_batch(batch).numpy()
 
     def score_all(self, user_frame: pd.DataFrame, video_frame: pd.DataFrame) -> np.ndarray:
         return score_matrix(self.model, self.encode(user_frame), self.encode(video_frame)).numpy()

@@ -126,14 +126,8 @@ def log_sequence_bundle(bundle: SequenceBundle, example: pd.DataFrame) -> None:
 def item_table(bundle: SequenceBundle) -> np.ndarray:
     """(n_items, d) video embeddings, row j = vocabulary index j + 1, such that a user's query
     (`user_queries`) dotted with a row is the model's next-video score: an inner-product index
-    over these rows retrieves what the model would rank first. BERT4Rec's output bias becomes
-    one more column (the queries carry a 1 there)."""
-    model = bundle.model
-    n = model.config.n_items
-    table = model.item_emb.weight[1 : n + 1].float()
-    if hasattr(model, "out_bias"):
-        table = torch.cat([table, model.out_bias[1 : n + 1, None].float()], dim=1)
-    return table.cpu().numpy()
+    over these rows retrieves what the model would rank first."""
+    return bundle.model.item_vectors().float().cpu().numpy()
 
 
 @torch.no_grad()
@@ -148,12 +142,7 @@ def user_queries(bundle: SequenceBundle, histories: list) -> np.ndarray:
     out = np.empty((len(inputs), width), dtype=np.float32)
     for start in range(0, len(inputs), 1024):
         batch = inputs[start : start + 1024]
-        if hasattr(model, "inference_tokens"):  # BERT4Rec, the student: [MASK] appended
-            hidden = model.encode(model.inference_tokens(batch))[:, -1]
-            hidden = torch.cat([hidden, torch.ones_like(hidden[:, :1])], dim=1)
-        else:
-            hidden = model.encode(batch)[:, -1]
-        out[start : start + len(batch)] = hidden.float().cpu().numpy()
+        out[start : start + len(batch)] = model.query({"items": batch}).float().cpu().numpy()
     return out
 
 

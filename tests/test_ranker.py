@@ -75,7 +75,7 @@ def test_score_matrix_equals_scoring_each_pair():
                 **{k: t[u : u + 1] for k, t in users.items()},
                 **{k: t[v : v + 1] for k, t in videos.items()},
             }
-            assert torch.isclose(matrix[u, v], model.score(pair)[0], atol=1e-5)
+            assert torch.isclose(matrix[u, v], model.score_batch(pair)[0], atol=1e-5)
 
 
 def test_fatigue_lowers_the_score_of_the_category_the_user_just_binged():
@@ -93,7 +93,7 @@ def test_fatigue_lowers_the_score_of_the_category_the_user_just_binged():
     binge[3] = 1.0
     rows["recent_share"] = torch.stack([torch.zeros(31), binge, binge, binge])
     with torch.no_grad():
-        scores = model.score(rows)
+        scores = model.score_batch(rows)
         unpenalized = model.combined_score(model(rows)[0])
     assert scores[1] < scores[0]
     assert scores[0] - scores[1] == pytest.approx(0.05, abs=1e-6)  # penalty * share 1.0

@@ -1,0 +1,85 @@
+"""The one interface every model in models/ implements, as RecBole has one for its models.
+
+A model is a file in models/ holding a dataclass config (`config_class`) and an
+`nn.Module` subclass of `Recommender`:
+
+    encode(batch) -> hidden                 what the model makes of a batch of its inputs
+    loss(hidden, targets, negatives=None)   the training loss; `negatives` (item indices) lets a
+                                            model score a sample instead of the whole catalog
+    score(hidden, items=None)               scores of every item, or of the `items` given
+    item_vectors(items=None), query(users)  what the export indexes and searches with:
+                                            query . item vector = the model's retrieval score
+
+`forward(batch, targets)` is what the trainer (models/trainer.py) calls: `prepare` (a
+model's training-time corruption of its inputs, BERT4Rec's masking; none by default), then
+`encode` and `loss`. `NextItemModel` adds what every model of the next video after a history
+shares (GRU4Rec, BERT4Rec, the student): the last position's hidden state and full-catalog
+scores for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class Recommender(nn.Module):
+    config_class: ClassVar[type]  # the model's dataclass config, saved as JSON in its bundle
+    # Trainer settings (models/trainer.py TrainerConfig fields) the model was tuned with.
+    trainer_defaults: ClassVar[dict[str, Any]] = {}
+    config: Any
+
+    def prepare(
+        self, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The training batch and targets as `encode` and `loss` read them."""
+        return batch, targets
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(
+        self,
+        hidden: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def item_vectors(self, items: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def query(self, users: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if targets is not None:
+            batch, targets = self.prepare(batch, targets)
+        hidden = self.encode(batch)
+        return hidden, None if targets is None else self.loss(hidden, targets)
+
+
+class NextItemModel(Recommender):
+    """A model of the next video after a history of item indices (1..n_items, 0 padding)."""
+
+    def next_hidden(self, history: torch.Tensor) -> torch.Tensor:
+        """(users, max_len) left-padded histories -> the hidden state of the next position."""
+        return self.encode({"items": history})[:, -1]
+
+    def query(self, users: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.next_hidden(users["items"])
+
+    @torch.no_grad()
+    def predict_next(self, history: torch.Tensor) -> torch.Tensor:
+        """(users, max_len) left-padded histories -> (users, n_items + 1) scores; column 0 is
+        padding and scores -inf."""
+        scores = self.score(self.next_hidden(history))
+        scores[:, 0] = -torch.inf
+        return scores
