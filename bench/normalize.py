@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from jobs.readers.kuairec import MATRIX_COLUMNS as COLUMNS  # noqa: E402
-from jobs.synthetic import generate_kuairec  # noqa: E402
 from reelflow.config import QualityConfig  # noqa: E402
+from synthetic.kuairec import generate_kuairec  # noqa: E402
 
 
 def duckdb_normalize(csv: Path, out: Path, threads: int, quality: QualityConfig) -> float:

@@ -47,9 +47,9 @@ def build_home(home: Path, scale: str, seed: int) -> tuple[str, np.ndarray]:
     os.environ["REELFLOW_HOME"] = str(home)
     from features.compute import USER_FEATURES, compute_features
     from jobs.normalize import normalize
-    from jobs.synthetic import generate
     from reelflow.config import load_config
     from reelflow.paths import Paths
+    from synthetic import generate
 
     paths = Paths.from_env()
     raw = home / "raw" / "KuaiRec 2.0"

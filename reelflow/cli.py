@@ -16,10 +16,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from reelflow.names import DATASETS
 from reelflow.paths import Paths, check_day, partition
+from synthetic import GENERATORS, generate
 
 DAG_START_DATE = "2020-01-01"  # the DAGs' start_date when $REELFLOW_START_DATE is unset
-DATASETS = ["kuairec", "kuairand", "microlens", "events"]
 
 
 # With --json, stdout holds the summary alone: what libraries print while a command runs
@@ -111,8 +112,6 @@ def affected_days(first: str, to: str | None, last_data_day: str, window: int) -
 
 
 def cmd_generate(args) -> int:
-    from jobs.synthetic import generate
-
     manifest = generate(
         args.dataset, args.out, scale=args.scale, seed=args.seed, variant=args.variant
     )
@@ -488,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Write synthetic data in a dataset's native files (deterministic for a seed).",
         cmd_generate,
     )
-    p.add_argument("--dataset", choices=["kuairec", "kuairand", "microlens"], default="kuairec")
+    p.add_argument("--dataset", choices=list(GENERATORS), default="kuairec")
     p.add_argument("--variant", help="kuairand: pure, 1k, 27k; microlens: 100k, 50k")
     p.add_argument("--out", required=True, help="folder to write the release files into")
     p.add_argument(

@@ -1,8 +1,8 @@
 """What the three DAG files share: their Assets, task defaults, the failure record and params.
 
 Imported at DAG parse time, which the scheduler repeats every loop: only the standard library,
-`airflow.sdk` (the DAG files import it anyway) and `reelflow.paths`. Nothing here imports
-Spark, torch, Feast or MLflow.
+`airflow.sdk` (the DAG files import it anyway), `reelflow.paths` and `reelflow.names`. Nothing
+here imports Spark, torch, Feast or MLflow.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, RetryDecision, RetryPolicy
 
+from reelflow.names import DATASETS
 from reelflow.paths import Paths, partition
 from reelflow.state import write_json
 
@@ -37,8 +38,6 @@ CANDIDATES = Asset(name="reelflow_candidates", uri="file:///reelflow/lake/candid
 # compose file's init job create the pool.
 GPU_QUEUE = "gpu"
 GPU_POOL = "gpu"
-
-DATASETS = ["kuairec", "kuairand", "microlens", "events"]
 
 
 class FailDataErrors(RetryPolicy):

@@ -124,7 +124,7 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_raw(tmp_path_factory):
-    from jobs.synthetic import generate_kuairec
+    from synthetic.kuairec import generate_kuairec
 
     out = tmp_path_factory.mktemp("raw") / "KuaiRec 2.0" / "data"
     manifest = generate_kuairec(out, scale="tiny", seed=0)

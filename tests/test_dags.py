@@ -170,7 +170,7 @@ def test_the_weekly_training_floor_fires_on_sundays(scheduler_dags):
 def test_manual_params_are_validated(dagbag):
     from airflow.sdk.exceptions import ParamValidationError
 
-    from reelflow.cli import DATASETS
+    from reelflow.names import DATASETS
 
     params = dagbag.dags["reelflow_daily"].params
     assert params.validate() == {"dataset": "", "raw": ""}  # empty: the home's source

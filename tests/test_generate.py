@@ -1,4 +1,4 @@
-"""Tests for jobs.synthetic: native KuaiRec formats, manifest counts and learnable structure."""
+"""Tests for synthetic.kuairec and synthetic.generate: native KuaiRec formats, manifest counts and learnable structure."""
 
 import hashlib
 import json
@@ -9,15 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.synthetic import (
-    BAD_ROW_KINDS,
-    DATASETS,
-    SCALES,
-    Scale,
-    build_world,
-    generate,
-    generate_kuairec,
-)
+from reelflow.names import DATASETS
+from synthetic import GENERATORS, generate
+from synthetic.kuairec import BAD_ROW_KINDS, SCALES, build_kuairec_world, generate_kuairec
+from synthetic.world import Scale
 
 SCALE = "tiny"
 SEED = 0
@@ -254,7 +249,7 @@ def test_popularity_is_skewed(valid_views: pd.DataFrame) -> None:
 
 
 def test_users_concentrate_on_their_favourite_categories(valid_views: pd.DataFrame) -> None:
-    world = build_world(SCALE, SEED)
+    world = build_kuairec_world(SCALE, SEED)
     category = world.catalog.primary_category[valid_views["video_id"].to_numpy()]
     favourite = world.audience.taste.argmax(axis=1)[valid_views["user_id"].to_numpy()]
     global_share = np.bincount(category, minlength=31) / category.size
@@ -263,7 +258,7 @@ def test_users_concentrate_on_their_favourite_categories(valid_views: pd.DataFra
 
 
 def test_watch_ratio_rises_with_taste(valid_views: pd.DataFrame) -> None:
-    world = build_world(SCALE, SEED)
+    world = build_kuairec_world(SCALE, SEED)
     taste = world.audience.taste
     affinity = (taste / taste.max(axis=1, keepdims=True))[
         valid_views["user_id"].to_numpy(),
@@ -278,7 +273,7 @@ def test_watch_ratio_rises_with_taste(valid_views: pd.DataFrame) -> None:
 def test_personalised_popularity_beats_global_popularity_on_the_last_day(
     valid_views: pd.DataFrame,
 ) -> None:
-    world = build_world(SCALE, SEED)
+    world = build_kuairec_world(SCALE, SEED)
     last_day = valid_views["day"].max()
     train, test = (
         valid_views[valid_views["day"] < last_day],
@@ -309,7 +304,7 @@ def test_repeat_views_of_the_same_video_exist(valid_views: pd.DataFrame) -> None
 
 
 def test_new_videos_have_no_views_before_their_upload_day(valid_views: pd.DataFrame) -> None:
-    upload_day = build_world(SCALE, SEED).catalog.upload_day
+    upload_day = build_kuairec_world(SCALE, SEED).catalog.upload_day
     assert 0.05 < (upload_day > 0).mean() < 0.3
     view_upload_day = upload_day[valid_views["video_id"].to_numpy()]
     assert (valid_views["day"].to_numpy() >= view_upload_day).all()
@@ -366,7 +361,7 @@ def test_dispatcher_writes_the_same_kuairec_files(
     generated: tuple[Path, dict], tmp_path: Path
 ) -> None:
     out_dir, manifest = generated
-    assert DATASETS == ("kuairec", "kuairand", "microlens")
+    assert tuple(GENERATORS) == ("kuairec", "kuairand", "microlens")
     assert generate("kuairec", tmp_path, scale=SCALE, seed=SEED) == manifest
     for name in OUTPUT_FILES:
         assert (tmp_path / name).read_bytes() == (out_dir / name).read_bytes(), name
@@ -374,3 +369,7 @@ def test_dispatcher_writes_the_same_kuairec_files(
         generate("kuairec", tmp_path, scale=SCALE, variant="1k")
     with pytest.raises(ValueError, match="unknown dataset"):
         generate("movielens", tmp_path, scale=SCALE)
+
+
+def test_every_generator_writes_a_dataset_reelflow_reads() -> None:
+    assert set(GENERATORS) <= set(DATASETS)

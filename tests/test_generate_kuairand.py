@@ -1,4 +1,4 @@
-"""Tests for jobs.synthetic_kuairand: native KuaiRand files, manifest counts, learnable structure."""
+"""Tests for synthetic.kuairand: native KuaiRand files, manifest counts, learnable structure."""
 
 import json
 from pathlib import Path
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.synthetic import generate
-from jobs.synthetic_kuairand import (
+from synthetic import generate
+from synthetic.kuairand import (
     BAD_ROW_KINDS,
     LOG_COLUMNS,
     SCALES,

@@ -1,4 +1,4 @@
-"""Tests for jobs.synthetic_microlens: native MicroLens files, manifest counts, learnable
+"""Tests for synthetic.microlens: native MicroLens files, manifest counts, learnable
 structure."""
 
 import json
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.synthetic import generate
-from jobs.synthetic_microlens import (
+from synthetic import generate
+from synthetic.microlens import (
     BAD_ROW_KINDS,
     MIN_PER_USER,
     SCALES,

@@ -122,7 +122,7 @@ def test_microlens_without_title_and_likes_files_gets_its_catalog_from_the_log(
     """Issue 12 row 14: a release without an item table derives `videos` from the log."""
     import pandas as pd
 
-    from jobs.synthetic_microlens import generate_microlens
+    from synthetic.microlens import generate_microlens
 
     raw = tmp_path / "MicroLens-100k"
     manifest = generate_microlens(raw, scale="tiny", seed=0)

@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from jobs.synthetic import generate_kuairec
 from models.evaluate import next_item_metrics
 from models.sequence_data import from_frame
 from models.train_sequence import SequenceBundle, score_items, train_sequence_model
 from models.vocab import Vocabulary
+from synthetic.kuairec import generate_kuairec
 
 FAST = {"epochs": 8, "batch_size": 32, "lr": 5e-3, "progress": False}
 

@@ -51,12 +51,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-READERS = {
-    "kuairec": "jobs.readers.kuairec",
-    "kuairand": "jobs.readers.kuairand",
-    "microlens": "jobs.readers.microlens",
-    "events": "jobs.readers.events",
-}
+from reelflow.names import DATASETS
+
+# Dataset -> its reader module: every dataset has one, named after it.
+READERS = {dataset: f"jobs.readers.{dataset}" for dataset in DATASETS}
 DAILY_TABLES = ("interactions", "video_daily_stats")
 
 

@@ -10,7 +10,7 @@ Writes what the release's `data/` folder holds for a variant `<v>` in ("pure", "
 
 plus `reelflow_manifest.json` (rows per UTC day, valid and bad, over all log files together).
 
-The logs come from the simulation core of `jobs.synthetic` (popularity, category tastes,
+The logs come from the simulation core of `synthetic.world` (popularity, category tastes,
 sessions, watch ratios): a standard exposure is a feed draw, a random one a uniform draw over
 the random pool, both inside the same sessions. Clicks, likes, follows, comments, forwards and
 long views rise with the user's taste for the video's category and with the watch ratio, so the
@@ -27,11 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.synthetic import (
+from synthetic.text import (
     FOLLOW_RANGES,
     FRIEND_RANGES,
-    NON_NUMERIC_PLAY_DURATION,
+    NON_NUMERIC,
     USER_FEATURE_COLUMNS,
+    csv_field,
+    day_counts,
+    int_text,
+    join_lines,
+    plan_bad_rows,
+    range_label,
+    utc_day_index,
+    write_manifest,
+    write_table,
+)
+from synthetic.world import (
     UTC8_OFFSET_MS,
     Platform,
     Scale,
@@ -39,25 +50,16 @@ from jobs.synthetic import (
     add_rewatches,
     build_world,
     choose_videos,
-    csv_field,
     date_ms,
-    day_counts,
     day_moods,
     first_of_runs,
-    int_text,
-    join_lines,
-    plan_bad_rows,
     play_duration_ms,
-    range_label,
     simulate_watch_ratio,
     some_rows,
     split_sessions,
     streams,
     taste_affinity,
-    utc_day_index,
     view_times_in_day,
-    write_manifest,
-    write_table,
     zipf_weights,
 )
 
@@ -357,7 +359,7 @@ def _log_text(log: dict[str, np.ndarray], source: np.ndarray, row_kind: np.ndarr
         else:
             text[name] = int_text(values)
     text["user_id"][kind["missing_user_id"]] = ""
-    text["play_time_ms"][kind["non_numeric_play_time_ms"]] = NON_NUMERIC_PLAY_DURATION
+    text["play_time_ms"][kind["non_numeric_play_time_ms"]] = NON_NUMERIC
     return join_lines([text[name] for name in LOG_COLUMNS])
 
 

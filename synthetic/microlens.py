@@ -17,7 +17,7 @@ The variant "50k" writes `MicroLens-50k_pairs.csv`, `..._pairs.tsv` and
 field quoted then), LF line endings, and no line for an item without a title.
 
 Plus `reelflow_manifest.json` (rows per UTC day of pairs.csv, valid and bad). Interactions come
-from the simulation core of `jobs.synthetic`: Zipf popularity, category tastes, sessions; every
+from the simulation core of `synthetic.world`: Zipf popularity, category tastes, sessions; every
 user has at least 5 interactions (the release is filtered so), on 1-3 active days.
 """
 
@@ -26,29 +26,32 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.synthetic import (
+from synthetic.text import (
+    NON_NUMERIC,
+    csv_field,
+    day_counts,
+    int_text,
+    join_lines,
+    plan_bad_rows,
+    utc_day_index,
+    write_manifest,
+)
+from synthetic.world import (
     DAY_MS,
     Platform,
     Scale,
     World,
     build_world,
     choose_videos,
-    csv_field,
     date_ms,
-    day_counts,
     first_of_runs,
-    int_text,
-    join_lines,
-    plan_bad_rows,
     play_duration_ms,
     simulate_watch_ratio,
     some_rows,
     split_sessions,
     streams,
     taste_affinity,
-    utc_day_index,
     view_times_in_day,
-    write_manifest,
 )
 
 VARIANTS = ("100k", "50k")
@@ -107,7 +110,6 @@ BAD_ROW_KINDS = (
     "non_numeric_item",  # item is text ("abc")
     "duplicate",  # exact copy of a valid row, right after it
 )
-NON_NUMERIC_ITEM = "abc"
 
 # Titles: 0.36% empty (real: 72 of 19,738); half of the whole titles hold a comma (the 100k file
 # keeps what comes before it); 8% of those have a space before the comma (the cut title then
@@ -203,7 +205,7 @@ def _write_pairs(
     source, row_kind = plan_bad_rows(user.size, BAD_ROW_KINDS, rng)
     columns = [int_text(user[source] + 1), int_text(item[source] + 1), int_text(timestamp[source])]
     columns[0][row_kind == BAD_ROW_KINDS.index("missing_user")] = ""
-    columns[1][row_kind == BAD_ROW_KINDS.index("non_numeric_item")] = NON_NUMERIC_ITEM
+    columns[1][row_kind == BAD_ROW_KINDS.index("non_numeric_item")] = NON_NUMERIC
     with (out / f"{prefix}_pairs.csv").open("w", encoding="utf-8", newline="\n") as f:
         f.write("user,item,timestamp\n")
         f.write(join_lines(columns))
