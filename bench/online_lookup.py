@@ -47,6 +47,7 @@ def build_home(home: Path, scale: str, seed: int) -> tuple[str, np.ndarray]:
     os.environ["REELFLOW_HOME"] = str(home)
     from features.compute import USER_FEATURES, compute_features
     from jobs.normalize import normalize
+    from lake.partitions import partition
     from reelflow.config import load_config
     from reelflow.paths import Paths
     from synthetic import generate
@@ -65,7 +66,7 @@ def build_home(home: Path, scale: str, seed: int) -> tuple[str, np.ndarray]:
     ds = done.read_text()
     import pandas as pd
 
-    users = pd.read_parquet(paths.features(USER_FEATURES) / f"ds={ds}")["user_id"].to_numpy()
+    users = pd.read_parquet(partition(paths.features(USER_FEATURES), ds))["user_id"].to_numpy()
     return ds, users
 
 

@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from features.pit_join import same_value  # noqa: E402
+from lake.partitions import available_days, partition  # noqa: E402
 
 SERVICE = "ranker_v1"
 ROW_ID = "row_id"  # the extra entity column: kept by both sides, and matches rows across them
@@ -73,12 +74,6 @@ def cli(home: Path, *args: str) -> None:
         raise SystemExit(f"reelflow {' '.join(args)} failed (exit {result.returncode})")
 
 
-def days_of(table_dir: Path) -> list[str]:
-    if not table_dir.exists():
-        return []
-    return sorted(p.name.split("=", 1)[1] for p in table_dir.glob("ds=*") if p.is_dir())
-
-
 def stale_feature_days(home: Path, days: list[str]) -> list[str]:
     """Days whose feature partitions are missing or lack a column the registry declares."""
     from features.compute import LABELS
@@ -95,7 +90,7 @@ def stale_feature_days(home: Path, days: list[str]) -> list[str]:
     stale = []
     for ds in days:
         for table in [*views, LABELS]:
-            part = paths.features(table) / f"ds={ds}"
+            part = partition(paths.features(table), ds)
             if not part.exists():
                 stale.append(ds)
                 break
@@ -114,7 +109,7 @@ def prepare(home: Path, scale: str, seed: int) -> list[str]:
             "--out", str(raw))  # fmt: skip
     manifest = json.loads((raw / "reelflow_manifest.json").read_text())
     days = list(manifest["days"])
-    if days_of(home / "lake" / "normalized" / "interactions") != days:
+    if available_days(home / "lake" / "normalized" / "interactions") != days:
         cli(home, "normalize", "--dataset", "kuairec", "--raw", str(raw), "--json")
     stale = stale_feature_days(home, days)
     if stale:

@@ -39,7 +39,7 @@ def reelflow_train():
     @task(outlets=[CHAMPION])
     def train_ranker(**context):
         """Trains on every labelled day before the last, holds out the last, gates promotion."""
-        from models.ranker_data import available_days
+        from lake.partitions import available_days
         from reelflow import tasks
         from reelflow.dag_defaults import run_day, stamp
         from reelflow.paths import Paths

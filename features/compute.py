@@ -44,7 +44,7 @@ the features built on it: absent stays absent, it is never invented.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,10 @@ from pyspark.sql.window import Window
 from features.labels import ranker_labels
 from features.schema import INTERACTIONS, VIDEOS
 from lake.commit import staged_partition
+from lake.partitions import days_back, partition, partition_name
 from lake.spark import spark_session
 from reelflow.config import Config, FeatureConfig, load_config
-from reelflow.paths import Paths, partition
+from reelflow.paths import Paths
 
 USER_FEATURES = "user_features"
 VIDEO_FEATURES = "video_features"
@@ -87,12 +88,6 @@ RATE_SOURCE = {
 def feature_time(ds: str) -> datetime:
     """The timestamp of features computed from data through day `ds`."""
     return datetime.fromisoformat(ds).replace(tzinfo=UTC) + timedelta(days=1)
-
-
-def days_back(ds: str, n: int) -> list[str]:
-    """`ds` and the n-1 days before it, oldest first."""
-    end = date.fromisoformat(ds)
-    return [(end - timedelta(days=i)).isoformat() for i in range(n - 1, -1, -1)]
 
 
 def read_window(spark: SparkSession, table_dir: Path, ds: str, n_days: int) -> DataFrame | None:
@@ -379,7 +374,7 @@ def compute_features(
     views = read_window(spark, paths.normalized(INTERACTIONS), ds, cfg.long_window_days)
     if views is None:
         raise FileNotFoundError(
-            f"no normalized interactions through ds={ds} under {paths.normalized(INTERACTIONS)}"
+            f"no normalized interactions through {partition_name(ds)} under {paths.normalized(INTERACTIONS)}"
         )
     categories = (
         catalog.select("video_id", "primary_category")
@@ -395,7 +390,7 @@ def compute_features(
         (LABELS, ranker_labels(views, ds, cfg, config.ranker)),
     ):
         table = paths.features(name)
-        with staged_partition(table, partition(table, ds).name) as staging:
+        with staged_partition(table, partition_name(ds)) as staging:
             frame.coalesce(1).write.parquet(str(staging))
         counts[name] = spark.read.parquet(str(partition(table, ds))).count()
     views.unpersist()

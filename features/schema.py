@@ -86,4 +86,3 @@ USER_COLUMNS = (
 )
 
 QUARANTINE_REASON = "quarantine_reason"  # column naming why a row was rejected
-UNDATED = "undated"  # quarantine partition of rows whose time cannot be read at all

@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.compute import USER_FEATURES, VIDEO_FEATURES, days_back, feature_time
+from features.compute import USER_FEATURES, VIDEO_FEATURES, feature_time
 from features.schema import INTERACTIONS, USERS, VIDEOS
 from jobs.ann import build_ann_index, mlflow_fields
 from jobs.candidates import Catalog, build_lists, trending, watched_pairs
 from jobs.cold_start import EXPOSURE_PLAN, assign_cohorts, plan_exposure
 from lake.commit import staged_partition
+from lake.partitions import days_back, partition, partition_name
 from models.ranker_data import read_partitions
 from models.registry import (
     RANKER,
@@ -45,14 +46,14 @@ from models.registry import (
     setup_tracking,
 )
 from reelflow.config import Config, load_config
-from reelflow.paths import Paths, partition
+from reelflow.paths import Paths
 
 USER_CANDIDATES = "user_candidates"
 USERS_PER_CHUNK = 10_000  # candidate lists built for this many users at a time
 
 
 def _write_parquet(frame: pd.DataFrame, table_dir: Path, ds: str) -> None:
-    with staged_partition(table_dir, partition(table_dir, ds).name) as staging:
+    with staged_partition(table_dir, partition_name(ds)) as staging:
         staging.mkdir(parents=True)
         frame.to_parquet(staging / "part-0.parquet", index=False)
 
@@ -62,7 +63,7 @@ def publish(export_root: Path, ds: str) -> None:
     tmp = export_root / f".latest.{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    os.symlink(partition(export_root, ds).name, tmp)
+    os.symlink(partition_name(ds), tmp)
     os.replace(tmp, export_root / "latest")
 
 
@@ -311,7 +312,7 @@ def export_candidates(
             "cohort_slots": int(len(cohorts)),
         },
     }
-    with staged_partition(paths.exports, partition(paths.exports, ds).name) as staging:
+    with staged_partition(paths.exports, partition_name(ds)) as staging:
         staging.mkdir(parents=True)
         ann.save(staging)  # index.faiss + index.json (its report: the tuned nprobe)
         np.save(staging / "video_ids.npy", video_ids[in_index])

@@ -21,12 +21,12 @@ from features.schema import QUARANTINE_REASON
 from jobs.readers import DAILY_TABLES, Release, get_reader
 from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, pinned_now, time_bounds
 from lake.commit import staged_partition
+from lake.partitions import NULL_DAY
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 from reelflow.state import write_json
 
 LANDING_VERSION = "2"  # bump when a reader changes what it lands (2: issue 12 row rules)
-UNDATED_PARTITION = "ds=__HIVE_DEFAULT_PARTITION__"  # where Spark puts rows whose ds is null
 
 
 def file_digest(path: Path, chunk: int = 1 << 22) -> str:
@@ -126,11 +126,9 @@ def _landed_counts(spark, table_dir: Path, daily: bool) -> dict[str, Any]:
         .agg(F.count(F.lit(1)).alias("rows"), F.sum(bad).alias("rejected"))
         .collect()
     )
-    days = sorted(r["ds"] for r in per_day if r["ds"] not in (None, "__HIVE_DEFAULT_PARTITION__"))
+    days = sorted(r["ds"] for r in per_day if r["ds"] not in (None, NULL_DAY))
     return {
         "rows": sum(r["rows"] for r in per_day),
         "days": days,
-        "undated": sum(
-            r["rows"] for r in per_day if r["ds"] in (None, "__HIVE_DEFAULT_PARTITION__")
-        ),
+        "undated": sum(r["rows"] for r in per_day if r["ds"] in (None, NULL_DAY)),
     }

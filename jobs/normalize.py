@@ -32,13 +32,14 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON, UNDATED
-from jobs.landing import UNDATED_PARTITION, land
+from features.schema import QUARANTINE_REASON
+from jobs.landing import land
 from jobs.readers import DAILY_TABLES, READERS
 from lake.commit import staged_partition
+from lake.partitions import NULL_DAY, UNDATED, available_days, partition, partition_name
 from lake.spark import spark_session
 from reelflow.config import Config, load_config
-from reelflow.paths import Paths, partition
+from reelflow.paths import Paths
 from reelflow.state import write_text
 
 SNAPSHOT_TABLES = ("videos", "users")
@@ -133,17 +134,17 @@ def normalize_day(
             continue
         frame = frame.persist()
         good, bad = _split(frame)
-        name = partition(Path(), ds).name
+        name = partition_name(ds)
         read = frame.count()
         written = _write(good, paths.normalized(table), name)
         quarantined = _write(bad, paths.quarantine(table), name)
         reasons = _reasons(paths.quarantine(table) / name, spark)
         counts[table] = _counted(table, name, read, written, quarantined, reasons)
         frame.unpersist()
-        if table in DAILY_TABLES and (landed_dir / UNDATED_PARTITION).exists():
-            undated = spark.read.parquet(str(landed_dir / UNDATED_PARTITION))
+        if table in DAILY_TABLES and partition(landed_dir, NULL_DAY).exists():
+            undated = spark.read.parquet(str(partition(landed_dir, NULL_DAY)))
             counts[table]["undated_quarantined"] = _write(
-                _split(undated)[1], paths.quarantine(table), partition(Path(), UNDATED).name
+                _split(undated)[1], paths.quarantine(table), partition_name(UNDATED)
             )
     if "videos" not in landing["tables"]:
         counts["videos"] = _derive_videos(spark, ds, paths)
@@ -162,11 +163,7 @@ def _derive_videos(spark, ds: str, paths: Paths) -> dict[str, Any]:
     logged) where the log maps it. Read from the landing, not from earlier normalized days,
     so that a backfill of any single day gets the same catalog."""
     landed_dir = paths.landing / "interactions"
-    parts = sorted(
-        p
-        for p in landed_dir.glob("ds=*")
-        if p.name != UNDATED_PARTITION and p.name.removeprefix("ds=") <= ds
-    )
+    parts = [partition(landed_dir, day) for day in available_days(landed_dir) if day <= ds]
     views = (
         spark.read.parquet(*[str(p) for p in parts])
         if parts
@@ -176,7 +173,7 @@ def _derive_videos(spark, ds: str, paths: Paths) -> dict[str, Any]:
         catalog = views.groupBy("video_id").agg(F.max("duration_ms").alias("duration_ms"))
     else:
         catalog = views.select("video_id").distinct()
-    written = _write(catalog, paths.normalized("videos"), partition(Path(), ds).name)
+    written = _write(catalog, paths.normalized("videos"), partition_name(ds))
     logger.info(
         "videos: the release has no item table; catalog derived from the interactions "
         "through ds=%s: %d videos, columns %s",

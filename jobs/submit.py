@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from reelflow.paths import check_day
+from lake.partitions import check_day
 
 JOBS = ("normalize", "features")
 

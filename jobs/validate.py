@@ -24,9 +24,10 @@ from pyspark.sql import functions as F
 
 from features.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
 from jobs.normalize import DUPLICATE
+from lake.partitions import days_back, partition, partition_name
 from lake.spark import spark_session
 from reelflow.config import Config, load_config
-from reelflow.paths import Paths, partition
+from reelflow.paths import Paths
 from reelflow.state import write_text
 
 
@@ -89,8 +90,6 @@ def _suite_catalog(gx, table: str, key: str):
 
 
 def _trailing_counts(spark, table_dir, ds: str, days: int) -> list[int]:
-    from features.compute import days_back
-
     previous = [d for d in days_back(ds, days + 1)[:-1] if partition(table_dir, d).exists()]
     return [spark.read.parquet(str(partition(table_dir, d))).count() for d in previous]
 
@@ -212,5 +211,5 @@ def validate_day(
         for f in table_report["failed"]
     ] + quarantine_failures
     if failures:
-        raise ValidationFailed(f"validation of ds={ds} failed: " + "; ".join(failures))
+        raise ValidationFailed(f"validation of {partition_name(ds)} failed: " + "; ".join(failures))
     return {"ds": ds, "success": True, "tables": report, "quarantine": quarantine}

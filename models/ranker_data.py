@@ -27,6 +27,7 @@ from features.compute import LABELS, USER_FEATURES, VIDEO_FEATURES
 from features.labels import LABELS as LABEL_NAMES
 from features.schema import VIDEOS
 from features.store import historical_features
+from lake.partitions import available_days
 from models.ranker import USER_DENSE, VIDEO_DENSE
 from models.vocab import Vocabulary  # moved to models/vocab.py; still importable from here
 from reelflow.config import Config
@@ -52,10 +53,6 @@ def read_partitions(table_dir, days: list[str] | None = None) -> pd.DataFrame:
     frame = dataset.to_table(filter=flt).to_pandas()
     frame["ds"] = frame["ds"].astype(str)
     return frame
-
-
-def available_days(table_dir) -> list[str]:
-    return sorted(p.name.split("=", 1)[1] for p in table_dir.glob("ds=*") if p.is_dir())
 
 
 @dataclass

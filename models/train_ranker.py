@@ -16,11 +16,11 @@ import pandas as pd
 import torch
 
 from features.compute import LABELS
+from lake.partitions import available_days
 from models.evaluate import full_ranking_metrics, head_metrics
 from models.gate import gate_version, run_params
 from models.ranker import HEADS, MultiObjectiveRanker, RankerModelConfig
 from models.ranker_data import (
-    available_days,
     build_holdout,
     build_training_data,
     user_feature_frame,

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 
+from lake.partitions import partition
 from models.evaluate import full_ranking_metrics
-from reelflow.paths import Paths, partition
+from reelflow.paths import Paths
 
 SMALL_MATRIX = "small_matrix"
 RANDOM_EXPOSURE = "random_exposure"

@@ -16,8 +16,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from lake.partitions import check_day, partition
 from reelflow.names import DATASETS
-from reelflow.paths import Paths, check_day, partition
+from reelflow.paths import Paths
 from synthetic import GENERATORS, generate
 
 DAG_START_DATE = "2020-01-01"  # the DAGs' start_date when $REELFLOW_START_DATE is unset

@@ -1,8 +1,8 @@
 """What the three DAG files share: their Assets, task defaults, the failure record and params.
 
 Imported at DAG parse time, which the scheduler repeats every loop: only the standard library,
-`airflow.sdk` (the DAG files import it anyway), `reelflow.paths` and `reelflow.names`. Nothing
-here imports Spark, torch, Feast or MLflow.
+`airflow.sdk` (the DAG files import it anyway), `reelflow.paths`, `reelflow.names` and
+`lake.partitions`. Nothing here imports Spark, torch, Feast or MLflow.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, RetryDecision, RetryPolicy
 
+from lake.partitions import partition
 from reelflow.names import DATASETS
-from reelflow.paths import Paths, partition
+from reelflow.paths import Paths
 from reelflow.state import write_json
 
 # What the DAG runs produce. The URIs name the tables inside a home (the home itself is a

@@ -2,14 +2,13 @@
 
 The home is resolved once to an absolute path so that the Airflow scheduler, its workers
 and `spark-submit` all agree on it, and so that a demo is removed with one `rm -rf`.
+The per-day folders inside them (`ds=…`) are made by `lake.partitions`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,29 +91,3 @@ class Paths:
     def state_file(self) -> Path:
         """Which dataset and raw folder this home holds (one home holds one dataset)."""
         return self.home / "reelflow_state.json"
-
-
-# The quarantine partition of rows whose time cannot be read (features.schema.UNDATED; named
-# here too because this ground-floor module imports nothing above it).
-UNDATED = "undated"
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def check_day(ds: object, what: str = "ds") -> str:
-    """DS itself when it is a real UTC calendar day written YYYY-MM-DD; else a ValueError that
-    names the value. Every day that reaches a path or a job goes through here."""
-    if isinstance(ds, str) and _DAY.fullmatch(ds):
-        try:
-            date.fromisoformat(ds)
-            return ds
-        except ValueError:
-            pass
-    raise ValueError(f"{what} {ds!r} is not a UTC day: expected a real date YYYY-MM-DD")
-
-
-def partition(table_dir: Path, ds: str) -> Path:
-    """`table_dir/ds=DS`, the only way a day partition's path is made: DS must be a real day
-    YYYY-MM-DD (or the undated quarantine partition), so no value can leave the table."""
-    if ds != UNDATED:
-        check_day(ds)
-    return Path(table_dir) / f"ds={ds}"

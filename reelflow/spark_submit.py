@@ -19,7 +19,8 @@ from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from reelflow.paths import REPO_ROOT, Paths, partition
+from lake.partitions import partition
+from reelflow.paths import REPO_ROOT, Paths
 
 CONN_ENV = "REELFLOW_SPARK_CONN_ID"
 APPLICATION = str(REPO_ROOT / "jobs" / "submit.py")

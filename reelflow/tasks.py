@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reelflow.paths import Paths, check_day, partition
+from lake.partitions import check_day, partition
+from reelflow.paths import Paths
 from reelflow.state import write_json
 
 

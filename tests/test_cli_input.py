@@ -77,15 +77,14 @@ def test_every_day_argument_must_be_a_real_date(argv, bad, capsys):
 
 @pytest.mark.parametrize("bad", ["notadate", "../../../../escape", "", "2020-13-01", "ds=x"])
 def test_partition_refuses_anything_but_a_day(bad, tmp_path):
-    from reelflow.paths import partition
+    from lake.partitions import partition
 
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         partition(tmp_path / "table", bad)
 
 
 def test_partition_accepts_a_day_and_the_undated_partition(tmp_path):
-    from features.schema import UNDATED
-    from reelflow.paths import partition
+    from lake.partitions import UNDATED, partition
 
     assert partition(tmp_path, "2020-07-05") == tmp_path / "ds=2020-07-05"
     assert partition(tmp_path, UNDATED) == tmp_path / f"ds={UNDATED}"
