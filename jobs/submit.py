@@ -3,9 +3,10 @@
     spark-submit --master local[2] jobs/submit.py --job normalize --ds 2020-07-05 \
         [--dataset kuairec --raw /path/to/release]
 
-calls `reelflow.tasks.normalize` / `reelflow.tasks.features`, the functions the DAG's @task
-tasks call in the worker's own process, so both paths write the same partitions and the same
-summary under `$REELFLOW_HOME/runs/ds=D/`. The master comes from the submit command.
+calls `jobs.normalize.normalize_day` / `features.compute.compute_features`, the functions the
+DAG's @task tasks call in the worker's own process, and records the summary through
+`reelflow.runs` as they do, so both paths write the same partitions and the same summary under
+`$REELFLOW_HOME/runs/ds=D/`. The master comes from the submit command.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sys
 
 from lake.partitions import check_day
+from reelflow.runs import record, source
 
 JOBS = ("normalize", "features")
 
@@ -39,11 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     # lake.spark.spark_session must keep the master that spark-submit gave the session.
     os.environ.setdefault("SPARK_SUBMIT_MODE", "1")
-    from reelflow import tasks
-
     if args.job == "normalize":
-        return tasks.normalize(args.ds, {"dataset": args.dataset, "raw": args.raw})
-    return tasks.features(args.ds)
+        from jobs.normalize import normalize_day
+
+        dataset, raw = source({"dataset": args.dataset, "raw": args.raw})
+        return record(args.ds, "normalize", normalize_day(dataset, raw, args.ds))
+    from features.compute import compute_features
+
+    return record(args.ds, "features", compute_features(args.ds))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@
 environment variable `AIRFLOW_CONN_REELFLOW_SPARK='{"conn_type": "spark", "host": "local[2]"}'`,
 or `spark://spark-master:7077` on a cluster). With it, `normalize` and `features` run
 `spark-submit jobs/submit.py --job ...` against that master; without it they run in the
-worker's own local session. Either way the same functions of `reelflow.tasks` do the work.
+worker's own local session. Either way the same job functions do the work and record the same
+summaries (`reelflow.runs`).
 
 Imported only by the DAG file's connection branch: unset, parsing never imports the provider.
 """

@@ -9,29 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lake.partitions import check_day, partition
-from reelflow.paths import Paths
-from reelflow.state import write_json
-
-
-def record(ds: str, step: str, summary: dict[str, Any]) -> dict[str, Any]:
-    out = partition(Paths.from_env().runs, ds) / f"{step}.json"
-    write_json(out, summary)
-    return summary
-
-
-def source(params: dict[str, Any]) -> tuple[str, str]:
-    """The dataset and raw folder of a run: its params, else what this home was set up with."""
-    from reelflow.state import read_state
-
-    state = read_state(Paths.from_env())
-    dataset = params.get("dataset") or state.get("dataset")
-    raw = params.get("raw") or state.get("raw")
-    if not dataset or not raw:
-        raise ValueError(
-            "no dataset/raw folder: pass params {'dataset': ..., 'raw': ...} or run `reelflow run` once"
-        )
-    return dataset, raw
+from lake.partitions import check_day
+from reelflow.runs import record, source
 
 
 def apply_feature_repo(ds: str) -> dict[str, Any]:

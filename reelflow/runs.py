@@ -1,0 +1,32 @@
+"""What a day's tasks leave under `$REELFLOW_HOME/runs/ds=D/`, and which data a run reads.
+
+The Airflow tasks in this process (`reelflow.tasks`) and the spark-submit application
+(`jobs/submit.py`) both record their summaries here, so both paths leave the same files; the
+spark-submit operator and `reelflow run`'s report read them back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lake.partitions import partition
+from reelflow.paths import Paths
+from reelflow.state import read_state, write_json
+
+
+def record(ds: str, step: str, summary: dict[str, Any]) -> dict[str, Any]:
+    out = partition(Paths.from_env().runs, ds) / f"{step}.json"
+    write_json(out, summary)
+    return summary
+
+
+def source(params: dict[str, Any]) -> tuple[str, str]:
+    """The dataset and raw folder of a run: its params, else what this home was set up with."""
+    state = read_state(Paths.from_env())
+    dataset = params.get("dataset") or state.get("dataset")
+    raw = params.get("raw") or state.get("raw")
+    if not dataset or not raw:
+        raise ValueError(
+            "no dataset/raw folder: pass params {'dataset': ..., 'raw': ...} or run `reelflow run` once"
+        )
+    return dataset, raw
