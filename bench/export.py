@@ -147,8 +147,8 @@ def feature_frames(
     log: pd.DataFrame, video_ids: np.ndarray, users: np.ndarray, ds: str, config: Config
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(user_frame, video_frame) as features/compute.py holds them for MicroLens on day ds."""
-    from features.compute import feature_time
     from lake.partitions import days_back
+    from lake.schema import feature_time
     from models.ranker import USER_DENSE, VIDEO_DENSE
 
     cfg = config.features

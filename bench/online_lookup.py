@@ -45,9 +45,10 @@ FLOOR_LOOKUPS = 1_000
 def build_home(home: Path, scale: str, seed: int) -> tuple[str, np.ndarray]:
     """Generated data through the real jobs; returns the last day and its users."""
     os.environ["REELFLOW_HOME"] = str(home)
-    from features.compute import USER_FEATURES, compute_features
+    from features.compute import compute_features
     from jobs.normalize import normalize
     from lake.partitions import partition
+    from lake.schema import USER_FEATURES
     from reelflow.config import load_config
     from reelflow.paths import Paths
     from synthetic import generate
@@ -71,8 +72,8 @@ def build_home(home: Path, scale: str, seed: int) -> tuple[str, np.ndarray]:
 
 
 def fill_store(ds: str) -> None:
-    from features.compute import ONLINE_VIEWS
     from features.store import apply_if_changed, materialize_day
+    from lake.schema import ONLINE_VIEWS
 
     apply_if_changed()
     materialize_day(ds, list(ONLINE_VIEWS))

@@ -76,8 +76,8 @@ def cli(home: Path, *args: str) -> None:
 
 def stale_feature_days(home: Path, days: list[str]) -> list[str]:
     """Days whose feature partitions are missing or lack a column the registry declares."""
-    from features.compute import LABELS
     from features.store import apply_if_changed, feature_store
+    from lake.schema import LABELS
     from reelflow.paths import Paths
 
     paths = Paths(home)

@@ -1,8 +1,9 @@
 """Daily user, video and sequence features in Spark, stamped by the feature-time rule.
 
-Features computed from data through day D are stamped D+1 00:00 UTC (`feature_time(D)`),
-the first moment they could exist; a point-in-time join then never shows a label on day D a
-feature that used day D. Every table is one `ds=D` partition per day under lake/features.
+Features computed from data through day D are stamped D+1 00:00 UTC
+(`lake.schema.feature_time`), the first moment they could exist; a point-in-time join then
+never shows a label on day D a feature that used day D. Every table is one `ds=D` partition
+per day under lake/features.
 Each feature is defined once below; the README's feature table is written from this list.
 
 user_features/ds=D  one row per user with a view in the long window (28 days)
@@ -44,7 +45,7 @@ the features built on it: absent stays absent, it is never invented.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +54,20 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from features.labels import ranker_labels
-from features.schema import INTERACTIONS, VIDEOS
 from lake.commit import staged_partition
 from lake.partitions import days_back, partition, partition_name
+from lake.schema import (
+    INTERACTIONS,
+    LABELS,
+    USER_FEATURES,
+    USER_SEQUENCES,
+    VIDEO_FEATURES,
+    VIDEOS,
+    feature_time,
+)
 from lake.spark import spark_session
 from reelflow.config import Config, FeatureConfig, load_config
 from reelflow.paths import Paths
-
-USER_FEATURES = "user_features"
-VIDEO_FEATURES = "video_features"
-USER_SEQUENCES = "user_sequences"
-LABELS = "labels"
-FEATURE_TABLES = (USER_FEATURES, VIDEO_FEATURES, USER_SEQUENCES, LABELS)
-ONLINE_VIEWS = (USER_FEATURES, VIDEO_FEATURES, USER_SEQUENCES)  # labels stay offline
 
 ENGAGEMENT = ("like", "follow", "comment", "share")  # is_<action> flags of the schema
 USER_HORIZONS = ("last50", "7d", "28d")
@@ -83,11 +85,6 @@ RATE_SOURCE = {
     "skip_rate": "watch_ratio",
     **{f"{a}_rate": f"is_{a}" for a in ENGAGEMENT},
 }
-
-
-def feature_time(ds: str) -> datetime:
-    """The timestamp of features computed from data through day `ds`."""
-    return datetime.fromisoformat(ds).replace(tzinfo=UTC) + timedelta(days=1)
 
 
 def read_window(spark: SparkSession, table_dir: Path, ds: str, n_days: int) -> DataFrame | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.compute import feature_time
+from lake.schema import feature_time
 from reelflow.paths import FEATURE_REPO, Paths
 from reelflow.state import write_text
 

@@ -22,7 +22,6 @@ import pandas as pd
 
 from reelflow.config import ColdStartConfig
 
-EXPOSURE_PLAN = "exposure_plan"
 EXPLORING = ("new", "grow", "hold")  # states that hand out exploration slots
 PLAN_COLUMNS = ("video_id", "state", "cohort_users", "normalized_performance", "reason", "first_ds")
 

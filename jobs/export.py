@@ -29,13 +29,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.compute import USER_FEATURES, VIDEO_FEATURES, feature_time
-from features.schema import INTERACTIONS, USERS, VIDEOS
 from jobs.ann import build_ann_index, mlflow_fields
 from jobs.candidates import Catalog, build_lists, trending, watched_pairs
-from jobs.cold_start import EXPOSURE_PLAN, assign_cohorts, plan_exposure
+from jobs.cold_start import assign_cohorts, plan_exposure
 from lake.commit import staged_partition
 from lake.partitions import days_back, partition, partition_name
+from lake.schema import (
+    EXPOSURE_PLAN,
+    INTERACTIONS,
+    USER_CANDIDATES,
+    USER_FEATURES,
+    USERS,
+    VIDEO_FEATURES,
+    VIDEOS,
+    feature_time,
+)
 from models.ranker_data import read_partitions
 from models.registry import (
     RANKER,
@@ -48,7 +56,6 @@ from models.registry import (
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 
-USER_CANDIDATES = "user_candidates"
 USERS_PER_CHUNK = 10_000  # candidate lists built for this many users at a time
 
 

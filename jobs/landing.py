@@ -17,11 +17,11 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON
 from jobs.readers import DAILY_TABLES, Release, get_reader
 from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, pinned_now, time_bounds
 from lake.commit import staged_partition
 from lake.partitions import NULL_DAY
+from lake.schema import QUARANTINE_REASON
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 from reelflow.state import write_json

@@ -32,11 +32,11 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON
 from jobs.landing import land
 from jobs.readers import DAILY_TABLES, READERS
 from lake.commit import staged_partition
 from lake.partitions import NULL_DAY, UNDATED, available_days, partition, partition_name
+from lake.schema import QUARANTINE_REASON
 from lake.spark import spark_session
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths

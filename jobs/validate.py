@@ -22,9 +22,9 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from features.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
 from jobs.normalize import DUPLICATE
 from lake.partitions import days_back, partition, partition_name
+from lake.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
 from lake.spark import spark_session
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
@@ -97,8 +97,8 @@ def _trailing_counts(spark, table_dir, ds: str, days: int) -> list[int]:
 def _quarantine_gate(spark, ds: str, config: Config, paths: Paths) -> tuple[dict, list[str]]:
     """Per table with a quarantine partition of day D: counts, share, and a failure line
     when the share exceeds quality.max_quarantine_share."""
-    from features.schema import QUARANTINE_REASON
     from jobs.normalize import quarantine_share, top_reasons
+    from lake.schema import QUARANTINE_REASON
 
     limit = config.quality.max_quarantine_share
     root = paths.quarantine(INTERACTIONS).parent

@@ -23,11 +23,10 @@ import pandas as pd
 import pyarrow.dataset as pads
 import torch
 
-from features.compute import LABELS, USER_FEATURES, VIDEO_FEATURES
 from features.labels import LABELS as LABEL_NAMES
-from features.schema import VIDEOS
 from features.store import historical_features
 from lake.partitions import available_days
+from lake.schema import LABELS, USER_FEATURES, VIDEO_FEATURES, VIDEOS
 from models.ranker import USER_DENSE, VIDEO_DENSE
 from models.vocab import Vocabulary  # moved to models/vocab.py; still importable from here
 from reelflow.config import Config

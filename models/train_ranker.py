@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.compute import LABELS
 from lake.partitions import available_days
+from lake.schema import LABELS
 from models.evaluate import full_ranking_metrics, head_metrics
 from models.gate import gate_version, run_params
 from models.ranker import HEADS, MultiObjectiveRanker, RankerModelConfig

@@ -152,8 +152,8 @@ def cmd_features(args) -> int:
 
 
 def cmd_materialize(args) -> int:
-    from features.compute import ONLINE_VIEWS
     from features.store import apply_if_changed, materialize_day
+    from lake.schema import ONLINE_VIEWS
 
     apply_if_changed()
     _emit(materialize_day(args.ds, list(ONLINE_VIEWS)), args.json)

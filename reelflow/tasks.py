@@ -53,8 +53,8 @@ def features(ds: str) -> dict[str, Any]:
 
 def materialize(ds: str) -> dict[str, Any]:
     check_day(ds)
-    from features.compute import ONLINE_VIEWS
     from features.store import materialize_day
+    from lake.schema import ONLINE_VIEWS
 
     return record(ds, "materialize", materialize_day(ds, list(ONLINE_VIEWS)))
 
@@ -76,7 +76,8 @@ def train_sequence(ds: str, model: str, teacher_version: int | None = None) -> d
 def export(ds: str) -> dict[str, Any]:
     check_day(ds)
     from features.store import materialize_day
-    from jobs.export import USER_CANDIDATES, export_candidates
+    from jobs.export import export_candidates
+    from lake.schema import USER_CANDIDATES
 
     manifest = export_candidates(ds)
     materialize_day(ds, [USER_CANDIDATES])

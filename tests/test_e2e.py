@@ -303,8 +303,8 @@ def test_cold_start_plan_follows_normalized_performance_day_to_day(pipeline_run,
     """Exports of the last two days: each new video of the first gets a cohort; the next day
     a strong one (normalized performance >= 1.2) doubles it, a weak one stops. Runs last
     among the pipeline tests: it re-publishes the exports."""
-    from jobs.cold_start import EXPOSURE_PLAN
     from jobs.export import export_candidates
+    from lake.schema import EXPOSURE_PLAN
     from reelflow.config import ColdStartConfig, Config
 
     # Cohorts of 10 (of the 120 tiny users) so that doubling shows.

@@ -284,8 +284,8 @@ def test_training_set_never_sees_features_of_the_label_day(hand_home, engine):
 @pytest.fixture(scope="module")
 def online_home(hand_home):
     """D1 materialized, then D0 backfilled after it (an older day written last)."""
-    from features.compute import ONLINE_VIEWS
     from features.store import apply_if_changed, materialize_day
+    from lake.schema import ONLINE_VIEWS
 
     paths, _ = hand_home
     apply_if_changed(paths)
@@ -348,8 +348,8 @@ def test_redis_online_store_and_postgres_registry(hand_home, monkeypatch):
     import psycopg
     import redis
 
-    from features.compute import ONLINE_VIEWS
     from features.store import apply_if_changed, feature_store, materialize_day, online_features
+    from lake.schema import ONLINE_VIEWS
     from reelflow.paths import FEATURE_REPO
 
     paths, _ = hand_home
@@ -393,8 +393,8 @@ def test_redis_online_store_and_postgres_registry(hand_home, monkeypatch):
 
 def test_feature_repo_declares_every_computed_column(hand_home):
     """The Feast schemas and the Spark tables agree, column for column and type for type."""
-    from features.compute import ONLINE_VIEWS
     from features.store import apply_if_changed, feature_store
+    from lake.schema import ONLINE_VIEWS
 
     paths, _ = hand_home
     apply_if_changed(paths)
@@ -407,6 +407,6 @@ def test_feature_repo_declares_every_computed_column(hand_home):
 
 
 def test_feature_time_stamps_the_next_midnight():
-    from features.compute import feature_time
+    from lake.schema import feature_time
 
     assert feature_time(D1) == datetime(2020, 7, 6, tzinfo=UTC)

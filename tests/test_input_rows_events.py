@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON
 from jobs.readers import events, microlens
 from jobs.readers.native import InputFileError, pinned_now
+from lake.schema import QUARANTINE_REASON
 from reelflow.config import QualityConfig
 from tests.test_readers_events import reasons
 

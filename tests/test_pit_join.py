@@ -70,7 +70,7 @@ def write_view(spark, paths, fv, rows) -> pd.DataFrame:
     import pyarrow as pa
     from feast.type_map import feast_value_type_to_pa
 
-    from features.compute import feature_time
+    from lake.schema import feature_time
 
     (key,) = [c.name for c in fv.entity_columns]
     ts_field = fv.batch_source.timestamp_field

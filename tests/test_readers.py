@@ -3,9 +3,9 @@
 import pytest
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON
 from jobs.readers import kuairec
 from jobs.readers.native import InputFileError
+from lake.schema import QUARANTINE_REASON
 from reelflow.config import QualityConfig
 from tests.conftest import SHARED_DATA
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON
 from jobs.readers import kuairand
 from jobs.readers.native import KUAISHOU_USER_COLUMNS, InputFileError
+from lake.schema import QUARANTINE_REASON
 from reelflow.config import QualityConfig
 from tests.conftest import SHARED_DATA
 

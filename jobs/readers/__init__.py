@@ -14,7 +14,7 @@ Each reader module defines:
         header fails in about a second. A reader without `check` is skipped (getattr).
     def read_tables(spark, release: Release, quality: QualityConfig) -> dict[str, DataFrame]
         Unified table name -> rows. Each frame holds the unified columns the dataset has
-        (features/schema.py, typed), the native values as `raw_<column>` strings (what
+        (lake/schema.py, typed), the native values as `raw_<column>` strings (what
         quarantine keeps), `quarantine_reason` (null for a valid row, else the first rule the
         row breaks; every copy of an exact duplicate row after the first is "exact duplicate
         row"), and for day-partitioned tables (`DAILY_TABLES`) a `ds` column: the UTC day,

@@ -124,7 +124,6 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampNTZType, TimestampType
 
-from features.schema import INTERACTION_OPTIONAL, QUARANTINE_REASON
 from jobs.readers import Release
 from jobs.readers.arrow_csv import BAD_LINE, CORRUPT, read_arrow_csv
 from jobs.readers.native import (
@@ -140,6 +139,7 @@ from jobs.readers.native import (
     time_rules,
     with_quarantine_reason,
 )
+from lake.schema import INTERACTION_OPTIONAL, QUARANTINE_REASON
 from reelflow.config import QualityConfig
 
 DATASET = "events"

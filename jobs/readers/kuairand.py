@@ -36,7 +36,6 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON
 from jobs.readers import Release, locate_release
 from jobs.readers.arrow_csv import BAD_LINE, CORRUPT
 from jobs.readers.native import (
@@ -61,6 +60,7 @@ from jobs.readers.native import (
     utc_day,
     with_quarantine_reason,
 )
+from lake.schema import QUARANTINE_REASON
 from reelflow.config import QualityConfig
 
 DATASET = "kuairand"

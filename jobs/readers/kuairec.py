@@ -14,7 +14,6 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.schema import QUARANTINE_REASON
 from jobs.readers import Release, data_folder
 from jobs.readers.arrow_csv import BAD_LINE, CORRUPT
 from jobs.readers.native import (
@@ -42,6 +41,7 @@ from jobs.readers.native import (
     utc_day,
     with_duplicate_flag,
 )
+from lake.schema import QUARANTINE_REASON
 from reelflow.config import QualityConfig
 
 DATASET = "kuairec"

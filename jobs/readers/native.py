@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from features.schema import QUARANTINE_REASON
+from lake.schema import QUARANTINE_REASON
 from reelflow.config import QualityConfig
 
 

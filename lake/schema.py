@@ -1,9 +1,10 @@
-"""The unified schema: the one contract between readers and everything downstream.
+"""The lake's tables: their names, the unified schema, and the feature-time rule.
 
-Every reader in `jobs/readers/` produces these tables from its dataset's native files;
-features, models and exports read only these. Columns marked optional appear only when the
-dataset has them (KuaiRec has no like/follow flags, MovieLens no watch time): absent stays
-absent downstream, it is never invented.
+The unified schema is the one contract between readers and everything downstream: every
+reader in `jobs/readers/` produces the normalized tables below from its dataset's native
+files; features, models and exports read only these. Columns marked optional appear only
+when the dataset has them (KuaiRec has no like/follow flags, MovieLens no watch time): absent
+stays absent downstream, it is never invented.
 
 interactions (lake/normalized/interactions/ds=YYYY-MM-DD, one UTC day per partition)
   user_id      long       required
@@ -41,9 +42,27 @@ users (lake/normalized/users/ds=…, a daily snapshot)
   user_id long, user_active_degree string, register_days int, follow_user_num int,
   fans_user_num int, friend_user_num int, is_live_streamer int, is_video_author int
   (KuaiRec, KuaiRand; MicroLens and events logs have no users table)
+
+small_matrix (lake/normalized/small_matrix, one table without days) KuaiRec's fully observed
+  block, with the interactions' columns, where the release has it
+
+The other tables, each one `ds=D` partition per day under the home's lake (`reelflow.paths`):
+  quarantine/<table>   rejected rows: the native values as `raw_<column>` strings and the
+                       `quarantine_reason`; rows without a readable time in `ds=undated`
+  features/<view>      user_features, video_features, user_sequences: the Feast feature views
+                       (features/compute.py); labels, offline only (features/labels.py);
+                       user_candidates, each user's candidate lists (jobs/export.py)
+  candidates           user_id, rank, video_id, score, source (jobs/export.py)
+  exposure_plan        the cold-start plan (jobs/cold_start.py)
+
+Feature time: features computed from data through day D are stamped D+1 00:00 UTC
+(`feature_time(D)`), the first moment they could exist; a point-in-time join then never shows
+a label on day D a feature that used day D. Materialization follows the same stamps.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 INTERACTIONS = "interactions"
 VIDEOS = "videos"
@@ -86,3 +105,20 @@ USER_COLUMNS = (
 )
 
 QUARANTINE_REASON = "quarantine_reason"  # column naming why a row was rejected
+
+# Feature tables under lake/features/: the Feast feature views, and the labels (offline only).
+USER_FEATURES = "user_features"
+VIDEO_FEATURES = "video_features"
+USER_SEQUENCES = "user_sequences"
+LABELS = "labels"
+FEATURE_TABLES = (USER_FEATURES, VIDEO_FEATURES, USER_SEQUENCES, LABELS)
+ONLINE_VIEWS = (USER_FEATURES, VIDEO_FEATURES, USER_SEQUENCES)  # labels stay offline
+# The export's: each user's candidate lists (a feature view, materialized online) and the
+# cold-start plan.
+USER_CANDIDATES = "user_candidates"
+EXPOSURE_PLAN = "exposure_plan"
+
+
+def feature_time(ds: str) -> datetime:
+    """The timestamp of features computed from data through day `ds`: D+1 00:00 UTC."""
+    return datetime.fromisoformat(ds).replace(tzinfo=UTC) + timedelta(days=1)
