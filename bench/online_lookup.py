@@ -81,7 +81,7 @@ def fill_store(ds: str) -> None:
 
 def lookup_features() -> list[str]:
     """Every feature of the user views: what a feed server reads for one user."""
-    from features.store import feature_store
+    from features.feast_repo import feature_store
 
     store = feature_store()
     return [
@@ -104,7 +104,7 @@ def time_lookups(users: np.ndarray, batch: int, lookups: int, seed: int) -> dict
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from features.store import feature_store
+    from features.feast_repo import feature_store
 
     store = feature_store()
     features = lookup_features()

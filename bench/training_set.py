@@ -76,7 +76,8 @@ def cli(home: Path, *args: str) -> None:
 
 def stale_feature_days(home: Path, days: list[str]) -> list[str]:
     """Days whose feature partitions are missing or lack a column the registry declares."""
-    from features.store import apply_if_changed, feature_store
+    from features.feast_repo import feature_store
+    from features.store import apply_if_changed
     from lake.schema import LABELS
     from reelflow.paths import Paths
 
@@ -162,7 +163,7 @@ def run_side(engine: str, work: Path, entity_file: Path, tag: str) -> None:
     sample = set(pd.read_parquet(work / "sample.parquet")[ROW_ID])
     report: dict = {"engine": engine, "entity_rows": len(entity)}
     if engine == "feast":
-        from features.store import feature_store
+        from features.feast_repo import feature_store
 
         store = feature_store(paths)
         service = store.get_feature_service(SERVICE)

@@ -55,6 +55,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.feast_repo import feature_store
 from reelflow.paths import Paths
 
 ENTITY_TIMESTAMP = "event_timestamp"  # Feast's DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL
@@ -353,7 +354,6 @@ def spark_historical_features(
     every entity row, in order, with its columns, then the requested features (see the
     module docstring for the exact semantics and where Feast's file store differs).
     """
-    from features.store import feature_store
     from lake.spark import spark_session
     from reelflow.config import load_config
 

@@ -1,9 +1,7 @@
 """Operations on the Feast store: apply, materialize a day, training sets, online lookups.
 
-The declarations live in `feature_repo/`; this module only drives them. Which store: the
-embedded default (`feature_repo/feature_store.yaml`: SQLite online, file registry) unless
-FEAST_FS_YAML_FILE_PATH names another config, e.g. `feature_store.redis.yaml` (Redis online,
-SQL registry on PostgreSQL); Feast's SDK and CLI both read that variable.
+The declarations live in `feature_repo/`; this module only drives them, on the store that
+`features/feast_repo.py` opens (which store: see there).
 """
 
 from __future__ import annotations
@@ -21,17 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from features.feast_repo import feature_store
 from lake.schema import feature_time
 from reelflow.paths import FEATURE_REPO, Paths
 from reelflow.state import write_text
-
-
-def feature_store(paths: Paths | None = None):
-    from feast import FeatureStore
-
-    (paths or Paths.from_env()).feast.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(FEATURE_REPO))
-
 
 # The settings that decide where `feast apply` writes: a change of any re-applies.
 STORE_SETTINGS = ("FEAST_FS_YAML_FILE_PATH", "REELFLOW_FEAST_REGISTRY_URL", "REELFLOW_FEAST_REDIS")

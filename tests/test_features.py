@@ -348,7 +348,8 @@ def test_redis_online_store_and_postgres_registry(hand_home, monkeypatch):
     import psycopg
     import redis
 
-    from features.store import apply_if_changed, feature_store, materialize_day, online_features
+    from features.feast_repo import feature_store
+    from features.store import apply_if_changed, materialize_day, online_features
     from lake.schema import ONLINE_VIEWS
     from reelflow.paths import FEATURE_REPO
 
@@ -393,7 +394,8 @@ def test_redis_online_store_and_postgres_registry(hand_home, monkeypatch):
 
 def test_feature_repo_declares_every_computed_column(hand_home):
     """The Feast schemas and the Spark tables agree, column for column and type for type."""
-    from features.store import apply_if_changed, feature_store
+    from features.feast_repo import feature_store
+    from features.store import apply_if_changed
     from lake.schema import ONLINE_VIEWS
 
     paths, _ = hand_home

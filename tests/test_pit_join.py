@@ -94,8 +94,9 @@ def write_view(spark, paths, fv, rows) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def joined(spark, tmp_path_factory):
     """Both joins of ENTITIES for the ranker_v1 service (full names: the views share names)."""
+    from features.feast_repo import feature_store
     from features.pit_join import spark_historical_features
-    from features.store import apply_if_changed, feature_store
+    from features.store import apply_if_changed
     from reelflow.paths import Paths
 
     mp = pytest.MonkeyPatch()
