@@ -1,7 +1,7 @@
 """The lake's ground floor: what every Spark and pyarrow reader or writer of a table stands on.
 
-The Spark session (`spark`), the partition commit protocol (`commit`), day partitions and their
-paths (`partitions`: the only place a `ds=` folder name is made or read), the pyarrow readers
-(`read`) and the names of the lake's tables with the feature-time rule (`schema`). It imports
+`spark` the Spark session; `commit` the partition commit protocol; `partitions` day partitions
+(the only place a `ds=` folder name is made or read back into its day); `read` the pyarrow
+readers; `schema` the tables' names, the unified schema and the feature-time rule. It imports
 nothing above it: only `reelflow.config`, `reelflow.paths` and `reelflow.state`.
 """
