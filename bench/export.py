@@ -21,8 +21,8 @@ D = the log's last day:
 - the ANN embeddings from a RANDOM-INITIALISED GRU4Rec (seeded): one epoch of
   `train_sequence_model("gru", ...)` on this log ran 1,563 steps at ~1.1 steps/s here (over
   20 minutes, load average ~5), far past the 2-minute budget. Video vectors are
-  `item_table(bundle)`, user queries `user_queries(bundle, last 50 views)`
-  (models/sequence_run.py), exactly as the export reads a champion's;
+  `bundle.item_vectors(catalog)`, user queries `bundle.queries(last 50 views)`
+  (models/sequence_data.py), exactly as the export reads a champion's;
 - cold start: `plan_exposure` (no previous plan) and `assign_cohorts`, as the export calls them;
 - watched: every (user, video) of the log.
 
@@ -220,9 +220,8 @@ def build_inputs(raw: Path, work: Path, seed: int, manifest: dict) -> dict:
     from jobs.cold_start import assign_cohorts, plan_exposure
     from models.gru import GRU4Rec, GRU4RecConfig
     from models.ranker import USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, RankerModelConfig
-    from models.ranker_data import FeatureScaler
-    from models.registry import RankerBundle
-    from models.train_sequence import SequenceBundle
+    from models.ranker_data import FeatureScaler, RankerBundle
+    from models.sequence_data import SequenceBundle
     from models.vocab import Vocabulary
     from reelflow.config import load_config
 
@@ -254,6 +253,7 @@ def build_inputs(raw: Path, work: Path, seed: int, manifest: dict) -> dict:
 
     torch.manual_seed(seed)
     ranker = RankerBundle(
+        name="ranker",
         model=MultiObjectiveRanker(
             RankerModelConfig(
                 n_users=len(users) + 1,
@@ -303,8 +303,7 @@ def _day_minus(ds: str, days: int) -> str:
 
 def load_inputs(work: Path) -> dict:
     from jobs.candidates import Catalog
-    from models.registry import RankerBundle
-    from models.train_sequence import SequenceBundle
+    from models.bundle import Bundle
 
     stored = np.load(work / "catalog.npz")
     return {
@@ -316,8 +315,8 @@ def load_inputs(work: Path) -> dict:
         "cohorts": pd.read_parquet(work / "cohorts.parquet"),
         "users": np.load(work / "users.npy"),
         "top_categories": np.load(work / "top_categories.npy"),
-        "ranker": RankerBundle.load(work / "ranker"),
-        "gru": SequenceBundle.load(work / "gru"),
+        "ranker": Bundle.load(work / "ranker"),
+        "gru": Bundle.load(work / "gru"),
     }
 
 
@@ -356,7 +355,6 @@ def index_stage(work: Path, threads: int) -> dict:
     and user queries, `build_ann_index`, the search. Writes neighbours.npy."""
     from jobs.ann import build_ann_index
     from jobs.export import recent_histories
-    from models.sequence_run import item_table, user_queries
     from reelflow.config import load_config
 
     config = load_config()
@@ -368,10 +366,9 @@ def index_stage(work: Path, threads: int) -> dict:
     histories = recent_histories(inputs["views"], active, config.features.sequence_length)
     report["histories_seconds"] = time.perf_counter() - started
     bundle = inputs["gru"]
-    index = bundle.vocab.lookup(catalog.video_ids)  # videos the model never saw: not indexed
-    in_index = np.flatnonzero(index > 0)
-    vectors = item_table(bundle)[index[in_index] - 1]
-    queries = user_queries(bundle, histories)
+    # Videos the model never saw are not indexed.
+    in_index, vectors = bundle.item_vectors(catalog.video_ids)
+    queries = bundle.queries(histories)
     report["queries_seconds"] = time.perf_counter() - started - report["histories_seconds"]
     export_config = dataclasses.replace(config.export, index_threads=threads)
     ann = build_ann_index(vectors, queries, export_config)
@@ -409,7 +406,9 @@ def lists_stage(work: Path, threads: int) -> dict:
     report: dict = {"users_per_chunk": USERS_PER_CHUNK, "chunk_seconds": []}
     started, cpu = _start(report)
     scorer = pair_scorer(ranker, user_frame, video_frame)
-    embeddings = None if catalog.has_categories else ranker.video_vectors(video_frame)
+    embeddings = (
+        None if catalog.has_categories else ranker.item_vectors(catalog.video_ids, video_frame)[1]
+    )
     report["scorer_seconds"] = time.perf_counter() - started
     chunk_started = [time.perf_counter()]
 
@@ -518,7 +517,7 @@ def reference_lists(
     scorer = pair_scorer(
         inputs["ranker"], inputs["user_frame"].iloc[sample_rows], inputs["video_frame"]
     )
-    vectors = inputs["ranker"].video_vectors(inputs["video_frame"])
+    vectors = inputs["ranker"].item_vectors(catalog.video_ids, inputs["video_frame"])[1]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     watched = inputs["watched"]
     watched = watched[watched["row"].isin(sample_rows)]

@@ -86,8 +86,7 @@ def movielens_gru(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """GRU4Rec item vectors and user states; users split in half: tuning, held out."""
     import torch
 
-    from models.sequence_data import from_frame, read_movielens
-    from models.train_sequence import train_sequence_model
+    from models.sequence_data import from_frame, read_movielens, train_sequence_model
 
     # One torch thread: measured faster than two on this shared machine (bench/train_seq.py).
     torch.set_num_threads(1)

@@ -38,10 +38,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.sequence_data import from_frame, read_movielens  # noqa: E402
-from models.train_sequence import (  # noqa: E402
+from models.sequence_data import (  # noqa: E402
     MONITOR,
     SequenceTrainingResult,
+    from_frame,
+    read_movielens,
     score_items,
     train_sequence_model,
 )

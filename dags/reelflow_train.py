@@ -1,5 +1,6 @@
-"""reelflow_train: the ranker and the sequence models, each trained, logged to MLflow,
-registered as `reelflow-<model>` and gated to `@champion`.
+"""reelflow_train: every model of models/registry.py MODELS in a task `train_<model>`, each
+trained, logged to MLflow, registered as `reelflow-<model>` and gated to `@champion`; a model
+that distills a teacher runs after the teacher's task, on the version it registered:
 
     train_ranker                      (point-in-time training set, last-day holdout)
     train_gru                         (leave-one-out over the lake's sequences)
@@ -20,6 +21,7 @@ import os
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from models.registry import MODELS
 from reelflow.dag_defaults import CHAMPION, FEATURES, TRAINING_ARGS
 
 
@@ -37,49 +39,21 @@ from reelflow.dag_defaults import CHAMPION, FEATURES, TRAINING_ARGS
 )
 def reelflow_train():
     @task(outlets=[CHAMPION])
-    def train_ranker(**context):
-        """Trains on every labelled day before the last, holds out the last, gates promotion."""
-        from lake.partitions import available_days
-        from reelflow import tasks
-        from reelflow.dag_defaults import run_day, stamp
-        from reelflow.paths import Paths
-
-        ds = run_day(context)
-        days = available_days(Paths.from_env().features("labels"))
-        holdout = max(d for d in days if d <= ds) if any(d <= ds for d in days) else ds
-        return stamp(context, tasks.train_ranker(holdout))
-
-    @task(outlets=[CHAMPION])
-    def train_gru(**context):
-        """GRU4Rec on every user's sequence through the day, leave-one-out, gated."""
+    def train(model: str, teacher: dict | None = None, **context):
+        """Trains one model (each task's documentation is its MODELS description)."""
         from reelflow import tasks
         from reelflow.dag_defaults import run_day, stamp
 
-        return stamp(context, tasks.train_sequence(run_day(context), "gru"))
+        version = None if teacher is None else teacher["version"]
+        return stamp(context, tasks.train(run_day(context), model, teacher_version=version))
 
-    @task(outlets=[CHAMPION])
-    def train_bert4rec(**context):
-        """BERT4Rec on every user's sequence through the day, leave-one-out, gated; the
-        teacher of train_student."""
-        from reelflow import tasks
-        from reelflow.dag_defaults import run_day, stamp
-
-        return stamp(context, tasks.train_sequence(run_day(context), "bert4rec"))
-
-    @task(outlets=[CHAMPION])
-    def train_student(teacher: dict, **context):
-        """A small model distilled from this run's BERT4Rec version, gated like the others."""
-        from reelflow import tasks
-        from reelflow.dag_defaults import run_day, stamp
-
-        summary = tasks.train_sequence(
-            run_day(context), "student", teacher_version=teacher["version"]
+    # MODELS lists a teacher before the models that distill it.
+    trained = {}
+    for name, spec in MODELS.items():
+        teacher = None if spec.teacher is None else trained[spec.teacher]
+        trained[name] = train.override(task_id=f"train_{name}", doc_md=spec.description)(
+            name, teacher
         )
-        return stamp(context, summary)
-
-    train_ranker()
-    train_gru()
-    train_student(train_bert4rec())
 
 
 reelflow_train()

@@ -7,11 +7,11 @@ video embeddings and each user's candidate list, published only when the index i
   lake/features/user_candidates/ds=D   one row per user (arrays), materialized online
   lake/exposure_plan/ds=D              the cold-start plan (jobs/cold_start.py)
 
-Embeddings come from `@champion` versions only: the video table of the sequence model named by
+Embeddings come from `@champion` versions only: the item vectors of the model named by
 `candidates.embedding_model` (default the student) and each active user's query from their
-recent views through it (models/sequence_run.py: query . video = the model's next-video
-score). Without such a champion the ranker champion's two-tower vectors stand in, and the
-manifest says so. Candidate lists: jobs/candidates.py. Users without a view in the active
+recent views through it (`Bundle.item_vectors` / `queries`: query . video = the model's
+next-video score). Without such a champion the ranker champion's two-tower vectors stand in,
+and the manifest says so. Candidate lists: jobs/candidates.py. Users without a view in the active
 window get the fallback list (trending, then most viewed), which `reelflow recommend` also
 answers for a user the store does not know.
 """
@@ -45,14 +45,10 @@ from lake.schema import (
     VIDEOS,
     feature_time,
 )
-from models.registry import (
-    RANKER,
-    RankerBundle,
-    champion_version,
-    experiment,
-    load_version,
-    setup_tracking,
-)
+from models.bundle import Bundle, load_version
+from models.ranker_data import RankerBundle
+from models.registry import spec
+from models.tracking import champion_version, experiment, registered_name, setup_tracking
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 
@@ -74,23 +70,16 @@ def publish(export_root: Path, ds: str) -> None:
     os.replace(tmp, export_root / "latest")
 
 
-def sequence_embeddings(
-    paths: Paths, config: Config, catalog_ids: np.ndarray, histories: list
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray] | None:
-    """(model info, catalog positions in the index, their vectors, user queries) from the
-    champion of `candidates.embedding_model`, or None when it has no champion."""
-    from models.sequence_run import item_table, load_sequence_version, registered_name, user_queries
-
-    name = registered_name(config.candidates.embedding_model)
+def embedding_champion(model: str) -> tuple[dict[str, Any], Bundle] | None:
+    """(what the manifest records of it, its bundle) of `reelflow-<model>@champion`, the
+    embedding model (`candidates.embedding_model`), or None when it has no champion."""
+    spec(model)  # a name MODELS does not list fails here, not as "no champion"
+    name = registered_name(model)
     champion = champion_version(name)
     if champion is None:
         return None
-    bundle = load_sequence_version(config.candidates.embedding_model, champion.version)
-    index = bundle.vocab.lookup(catalog_ids)  # videos the model never saw have no embedding
-    known = np.flatnonzero(index > 0)
-    vectors = item_table(bundle)[index[known] - 1]
     info = {"name": name, "version": int(champion.version), "run_id": champion.run_id}
-    return info, known, vectors, user_queries(bundle, histories)
+    return info, load_version(model, champion.version)
 
 
 def recent_histories(views: pd.DataFrame, user_ids: np.ndarray, n: int) -> list[np.ndarray]:
@@ -173,8 +162,9 @@ def export_candidates(
     require_inputs(paths, ds)
     cc, k = config.candidates, config.export.candidates_per_user
     setup_tracking(paths)
-    champion = champion_version(RANKER)
-    ranker = None if champion is None else load_version(RANKER, champion.version)
+    ranker_name = registered_name("ranker")
+    champion = champion_version(ranker_name)
+    ranker = None if champion is None else load_version("ranker", champion.version)
 
     videos = read_partitions(paths.normalized(VIDEOS), [ds]).sort_values("video_id")
     video_ids = videos["video_id"].to_numpy(np.int64)
@@ -211,24 +201,27 @@ def export_candidates(
 
     started = time.perf_counter()
     histories = recent_histories(views, active, config.features.sequence_length)
-    found = sequence_embeddings(paths, config, video_ids, histories)
+    found = embedding_champion(cc.embedding_model)
     if found is not None:
-        embedding_model, in_index, vectors, queries = found
+        embedding_model, embedder = found
     elif ranker is None:
         raise RuntimeError(
-            f"nothing to export from: neither '{RANKER}@champion' nor "
-            f"'reelflow-{cc.embedding_model}@champion' is in the MLflow registry; train first"
+            f"nothing to export from: neither '{ranker_name}@champion' nor "
+            f"'{registered_name(cc.embedding_model)}@champion' is in the MLflow registry; "
+            "train first"
         )
     else:
         embedding_model = {
-            "name": RANKER,
+            "name": ranker_name,
             "version": int(champion.version),
             "run_id": champion.run_id,
-            "note": f"no reelflow-{cc.embedding_model}@champion: the ranker's two-tower vectors",
+            "note": f"no {registered_name(cc.embedding_model)}@champion: the ranker's "
+            "two-tower vectors",
         }
-        in_index = np.arange(len(video_ids))
-        vectors = ranker.video_vectors(video_frame)
-        queries = ranker.user_vectors(user_frame)
+        embedder = ranker
+    # The model's own space: query . vector is its retrieval score (models/interface.py).
+    in_index, vectors = embedder.item_vectors(video_ids, video_frame)
+    queries = embedder.queries(histories, user_frame)
     if len(in_index) == 0:  # FAISS would stop on a bare `assert k > 0`
         raise ValueError(
             f"no video of the {ds} catalog ({len(video_ids)} videos) has an embedding in "
@@ -299,7 +292,7 @@ def export_candidates(
         "feature_time": at.isoformat(),
         "created_at": datetime.now(UTC).isoformat(),
         "models": {
-            RANKER: ranked_by,
+            ranker_name: ranked_by,
             "embeddings": embedding_model,
         },
         "index": ann.report,

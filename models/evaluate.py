@@ -88,9 +88,35 @@ def popularity_scores(counts: np.ndarray, n_rows: int) -> np.ndarray:
     return np.broadcast_to(counts.astype(np.float64), (n_rows, len(counts)))
 
 
-def metric_names(metrics: dict[str, float], prefix: str) -> dict[str, float]:
-    """`ndcg@10` -> `<prefix>_ndcg_at_10`: names MLflow accepts, ready to log as they are."""
-    return {f"{prefix}_{k}".replace("@", "_at_"): float(v) for k, v in metrics.items()}
+def popularity_metrics(
+    counts: np.ndarray,
+    relevant: list[np.ndarray],
+    history: list[np.ndarray],
+    ks: tuple[int, ...] = (10, 20),
+    categories: np.ndarray | None = None,
+) -> dict[str, float]:
+    """The popularity baseline on a split: every user's columns ranked by the training
+    `counts` (per column), the user's `history` masked, next to any model on the same split."""
+    return full_ranking_metrics(
+        popularity_scores(counts, len(relevant)),
+        relevant,
+        history,
+        ks,
+        categories=categories,
+        popularity=counts,
+    )
+
+
+def metric_names(
+    metrics: dict[str, float], prefix: str, only: tuple[str, ...] | None = None
+) -> dict[str, float]:
+    """`ndcg@10` -> `<prefix>_ndcg_at_10` (of the metrics in `only`, all when None): names
+    MLflow accepts, ready to log as they are."""
+    return {
+        f"{prefix}_{k}".replace("@", "_at_"): float(v)
+        for k, v in metrics.items()
+        if only is None or k in only
+    }
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -9,13 +9,68 @@ keeps the history of every decision; `force` promotes anyway and is recorded as 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from models.registry import CHAMPION, champion_version, promotion_gate
+from models.bundle import Bundle, load_version
+from models.tracking import CHAMPION, champion_version, registered_name
 from reelflow.config import Config
 
 HISTORY_LINES = 30  # decisions kept per version (an MLflow tag holds a few thousand characters)
+
+
+@dataclass
+class GateSplit:
+    """The split a version is gated on, its own validation split: how to score any version
+    there (`score(bundle)` -> `ndcg@10`, ...) and popularity's metrics there. `challenger`:
+    the version's metrics when training just computed them (scoring again gives the same)."""
+
+    description: str
+    score: Callable[[Bundle], dict[str, float]]
+    popularity: dict[str, float]
+    challenger: dict[str, float] | None = None
+
+
+def gate(
+    name: str, version: int, bundle: Bundle, split: GateSplit, config: Config, force: bool = False
+) -> dict[str, Any]:
+    """The gate for version `version` (its `bundle`) of `reelflow-<name>` on `split`; the
+    champion is loaded and scored there now."""
+    challenger = split.challenger if split.challenger is not None else split.score(bundle)
+    return gate_version(
+        registered_name(name),
+        version,
+        split.description,
+        challenger,
+        split.popularity,
+        lambda champion: split.score(load_version(name, champion)),
+        config,
+        force=force,
+    )
+
+
+def promotion_gate(
+    challenger: float, baseline: float, champion: float | None, min_improvement: float
+) -> tuple[bool, str]:
+    """The challenger must beat the popularity baseline and strictly improve on the champion,
+    on the same holdout: challenger > champion and challenger - champion >= min_improvement.
+    A tie is no improvement, whatever the margin."""
+    if challenger <= baseline:
+        return (
+            False,
+            f"challenger {challenger:.4f} does not beat the popularity baseline {baseline:.4f}",
+        )
+    if champion is not None and challenger == champion:
+        return False, f"challenger {challenger:.4f} ties the champion {champion:.4f}"
+    if champion is not None and (challenger < champion or challenger - champion < min_improvement):
+        return (
+            False,
+            f"challenger {challenger:.4f} does not beat the champion {champion:.4f} by "
+            f"at least {min_improvement}",
+        )
+    against = "no champion yet" if champion is None else f"champion {champion:.4f}"
+    return True, f"challenger {challenger:.4f} beats baseline {baseline:.4f} and {against}"
 
 
 def gate_version(

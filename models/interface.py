@@ -31,6 +31,11 @@ class Recommender(nn.Module):
     trainer_defaults: ClassVar[dict[str, Any]] = {}
     config: Any
 
+    @classmethod
+    def config_from_dict(cls, saved: dict[str, Any]) -> Any:
+        """The config as a bundle saved it (`dataclasses.asdict`, through JSON)."""
+        return cls.config_class(**saved)
+
     def prepare(
         self, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -103,6 +103,14 @@ class MultiObjectiveRanker(Recommender):
         nn.init.normal_(self.user_emb.weight, std=0.05)
         nn.init.normal_(self.video_emb.weight, std=0.05)
 
+    @classmethod
+    def config_from_dict(cls, saved: dict) -> RankerModelConfig:
+        # A bundle saved before the fatigue penalty existed was evaluated and gated without it:
+        # it keeps scoring as it was registered.
+        return RankerModelConfig(
+            **{"fatigue_penalty": 0.0, **saved, "active_heads": tuple(saved["active_heads"])}
+        )
+
     def _category_index(self, category: torch.Tensor) -> torch.Tensor:
         c = self.config.num_categories
         return torch.where((category >= 0) & (category < c), category, torch.full_like(category, c))

@@ -11,24 +11,44 @@ features computed through day D-1.
 Evaluation: the holdout day's users, every catalog video scored from features as of the start
 of the holdout day; relevant = the videos the user completed that day and had not seen
 before; history = everything the user viewed before the holdout day (masked).
+
+The ranker kind of model (models/registry.py `data`) in training and in use: `RankerBundle`
+(the model with the id and feature encoders it was trained with), `Split` (one evaluation
+day), and `RankerData`, what one training run reads, logs and is gated on: it trains on the
+days before the validation day (the day before the test day), selects nothing on the test day.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 import torch
 
 from features.labels import LABELS as LABEL_NAMES
 from features.store import historical_features
 from lake.partitions import available_days
+from lake.read import read_partitions
 from lake.schema import LABELS, USER_FEATURES, VIDEO_FEATURES, VIDEOS
-from models.ranker import USER_DENSE, VIDEO_DENSE
-from models.vocab import Vocabulary  # moved to models/vocab.py; still importable from here
+from models.bundle import Bundle
+from models.evaluate import full_ranking_metrics, head_metrics, metric_names, popularity_metrics
+from models.gate import GateSplit, run_params
+from models.ranker import HEADS, USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, score_matrix
+from models.registry import spec
+from models.trainer import TrainerConfig
+from models.training import Evaluation
+from models.unbiased import (
+    SLICE_METRICS,
+    random_exposure_slice,
+    slice_metric_names,
+    small_matrix_slice,
+)
+from models.vocab import Vocabulary
 from reelflow.config import Config
 from reelflow.paths import Paths
 
@@ -43,15 +63,6 @@ LOG_SCALED = {
     "hours_since_last_view",
     "hours_since_first_view",
 }
-
-
-def read_partitions(table_dir, days: list[str] | None = None) -> pd.DataFrame:
-    """A lake table (all partitions, or the given days) as pandas with its `ds` column."""
-    dataset = pads.dataset(str(table_dir), format="parquet", partitioning="hive")
-    flt = None if days is None else pads.field("ds").isin(days)
-    frame = dataset.to_table(filter=flt).to_pandas()
-    frame["ds"] = frame["ds"].astype(str)
-    return frame
 
 
 @dataclass
@@ -103,7 +114,7 @@ def affinity_matrix(
 
 
 @dataclass
-class RankerData:
+class TrainingSet:
     train: dict[str, torch.Tensor]
     targets: dict[str, torch.Tensor]
     user_vocab: Vocabulary
@@ -213,7 +224,7 @@ def label_targets(rows: pd.DataFrame, active_heads: tuple[str, ...]) -> dict[str
     return targets
 
 
-def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> RankerData:
+def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> TrainingSet:
     labels_dir = paths.features(LABELS)
     train_days = [d for d in available_days(labels_dir) if d < holdout_ds]
     if not train_days:
@@ -266,7 +277,7 @@ def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> Ranker
         scaler,
         num_categories,
     )
-    return RankerData(
+    return TrainingSet(
         train={**user_part, **video_part},
         targets=label_targets(joined, active_heads),
         user_vocab=user_vocab,
@@ -353,3 +364,378 @@ def build_holdout(holdout_ds: str, config: Config, paths: Paths) -> HoldoutSet:
         at=datetime.fromisoformat(holdout_ds).replace(tzinfo=UTC),
         views=day.drop(columns="ds").reset_index(drop=True),
     )
+
+
+# ---- the model in use: scoring rows, a whole catalog, the export's vectors ---------------------
+
+
+@dataclass
+class RankerBundle(Bundle):
+    """Everything needed to score: the model and the id/feature encoders it was trained with."""
+
+    model: MultiObjectiveRanker
+    user_vocab: Vocabulary
+    video_vocab: Vocabulary
+    scaler: FeatureScaler
+
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        return {"users": self.user_vocab, "videos": self.video_vocab}
+
+    def settings(self) -> dict[str, Any]:
+        return {"scaler": {"mean": self.scaler.mean, "std": self.scaler.std}}
+
+    @classmethod
+    def restore(cls, name, model, vocabularies, settings) -> RankerBundle:
+        scaler = settings["scaler"]
+        return cls(
+            name,
+            model,
+            vocabularies["users"],
+            vocabularies["videos"],
+            FeatureScaler(scaler["mean"], scaler["std"]),
+        )
+
+    def encode(self, frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+        return encode(
+            frame,
+            (self.user_vocab, self.video_vocab),
+            self.scaler,
+            self.model.config.num_categories,
+        )
+
+    @torch.no_grad()
+    def score_rows(self, rows: pd.DataFrame) -> np.ndarray:
+        """Scores (user, video) rows carrying Feast full feature names (`user_features__x`);
+        the fatigue penalty needs `user_features__recent_category_share` (absent: none)."""
+        batch = {}
+        for view, id_col in ((USER_FEATURES, "user_id"), (VIDEO_FEATURES, "video_id")):
+            part = rows[[id_col]].copy()
+            for column in rows.columns:
+                if column.startswith(f"{view}__"):
+                    part[column.split("__", 1)[1]] = rows[column].to_numpy()
+            batch.update(self.encode(part))
+        return self.model.score_batch(batch).numpy()
+
+    def predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        """The pyfunc: (user, video) rows that carry the ranker_v1 features in; the combined
+        score out."""
+        return self.score_rows(frame)
+
+    def score_all(self, user_frame: pd.DataFrame, video_frame: pd.DataFrame) -> np.ndarray:
+        return score_matrix(self.model, self.encode(user_frame), self.encode(video_frame)).numpy()
+
+    @torch.no_grad()
+    def item_vectors(
+        self, video_ids: np.ndarray, video_frame: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every video of the catalog, its video-tower vector from its features."""
+        v = self.encode(video_frame)
+        self.model.eval()
+        return np.arange(len(video_ids)), self.model.item_vectors(v).numpy()
+
+    @torch.no_grad()
+    def queries(self, histories: list, user_frame: pd.DataFrame) -> np.ndarray:
+        """Each user's user-tower vector from their features."""
+        u = self.encode(user_frame)
+        self.model.eval()
+        return self.model.query(u).numpy()
+
+
+# ---- one evaluation day --------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """One evaluation day: its holdout and the features as of its first moment. `user_frame`:
+    the holdout's users (full ranking); `viewer_frame`: every user who viewed that day (the
+    per-head metrics, on the day's logged views)."""
+
+    ds: str
+    holdout: Any
+    user_frame: pd.DataFrame
+    video_frame: pd.DataFrame
+    viewer_frame: pd.DataFrame | None = None
+
+    @classmethod
+    def build(cls, ds: str, config: Config, paths: Paths) -> Split:
+        holdout = build_holdout(ds, config, paths)
+        if len(holdout.user_ids) == 0:
+            raise ValueError(f"evaluation day {ds} has no user with a completed, unseen video")
+        # One feature lookup for both: the holdout's users are among the day's viewers.
+        viewers = np.union1d(holdout.user_ids, holdout.views["user_id"].to_numpy(np.int64))
+        viewer_frame = user_feature_frame(viewers, holdout.at, paths)
+        return cls(
+            ds,
+            holdout,
+            viewer_frame[viewer_frame["user_id"].isin(holdout.user_ids)].reset_index(drop=True),
+            video_feature_frame(holdout.video_ids, holdout.at, paths),
+            viewer_frame,
+        )
+
+    def score(self, bundle: RankerBundle) -> dict[str, float]:
+        """Full ranking of the day's catalog for the holdout's users."""
+        h = self.holdout
+        scores = bundle.score_all(self.user_frame, self.video_frame)
+        return full_ranking_metrics(
+            scores, h.relevant, h.history, categories=h.categories, popularity=h.popularity
+        )
+
+    def popularity(self) -> dict[str, float]:
+        h = self.holdout
+        return popularity_metrics(h.popularity, h.relevant, h.history, categories=h.categories)
+
+    @torch.no_grad()
+    def per_head_metrics(self, bundle: RankerBundle) -> dict[str, float]:
+        """Per active head on the day's logged views (features as of the day's start):
+        `<head>_rmse` of the predicted probability against the label, `<head>_auc` where the
+        label is binary and both classes occur."""
+        videos = self.video_frame.set_index("video_id")
+        # A view of a video missing from the day's catalog has no features to score it with.
+        views = self.holdout.views[self.holdout.views["video_id"].isin(videos.index)]
+        users = self.viewer_frame.set_index("user_id")
+        batch = {
+            **bundle.encode(users.loc[views["user_id"]].reset_index()),
+            **bundle.encode(videos.loc[views["video_id"]].reset_index()),
+        }
+        bundle.model.eval()
+        logits, _ = bundle.model(batch)
+        probabilities = torch.sigmoid(logits).numpy()
+        out = {}
+        for i, head in enumerate(HEADS):
+            if head not in bundle.model.config.active_heads:
+                continue
+            labels = views[f"label_{head}"].to_numpy(dtype=np.float64, na_value=np.nan)
+            for name, value in head_metrics(labels, probabilities[:, i]).items():
+                out[f"{head}_{name}"] = value
+        return out
+
+    def unbiased_metrics(
+        self, bundle: RankerBundle, config: Config, paths: Paths
+    ) -> dict[str, float]:
+        """The unbiased slices the data has (models/unbiased.py), scored with the features as
+        of this day's start, next to popularity (training-period views)."""
+        threshold = config.features.completion_threshold
+        slices = (
+            small_matrix_slice(paths, threshold),
+            random_exposure_slice(paths, self.ds, threshold),
+        )
+        views = pd.Series(self.holdout.popularity, index=self.holdout.video_ids)
+        out: dict[str, float] = {}
+        for found in (s for s in slices if s is not None):
+            results = found.evaluate(
+                lambda users, videos: bundle.score_all(
+                    user_feature_frame(users, self.holdout.at, paths),
+                    video_feature_frame(videos, self.holdout.at, paths),
+                ),
+                views.reindex(found.video_ids, fill_value=0.0).to_numpy(np.float64),
+            )
+            out.update(slice_metric_names(found.name, results, SLICE_METRICS))
+        return out
+
+    def signature_example(self) -> pd.DataFrame:
+        """Five (user, video) rows in the pyfunc's input format, for the MLflow signature."""
+        example = pd.concat(
+            [
+                self.user_frame.iloc[[0] * 5]
+                .reset_index(drop=True)
+                .drop(columns="event_timestamp")
+                .add_prefix(f"{USER_FEATURES}__")
+                .rename(columns={f"{USER_FEATURES}__user_id": "user_id"}),
+                self.video_frame.head(5)
+                .reset_index(drop=True)
+                .drop(columns="event_timestamp")
+                .add_prefix(f"{VIDEO_FEATURES}__")
+                .rename(columns={f"{VIDEO_FEATURES}__video_id": "video_id"}),
+            ],
+            axis=1,
+        )
+        for column in ("category_affinity", "recent_category_share"):
+            name = f"{USER_FEATURES}__{column}"
+            example[name] = example[name].apply(lambda v: [float(x) for x in v])
+        return example
+
+
+def evaluation_days(test_ds: str | None, paths: Paths) -> tuple[str, str]:
+    """(validation day, test day): the test day (default the last) and the day before it."""
+    days = available_days(paths.features(LABELS))
+    test_ds = test_ds or (days[-1] if days else None)
+    earlier = [d for d in days if d < (test_ds or "")]
+    if len(earlier) < 2:
+        raise ValueError(
+            f"training needs two labelled days before the test day {test_ds} (one to train on, "
+            f"one to validate on); found {days}"
+        )
+    return earlier[-1], test_ds
+
+
+# ---- one training run: what it reads, logs and is gated on ------------------------------------
+
+KEY_METRICS = ("ndcg@10", "recall@10", "hr@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20")
+
+
+class RankerData:
+    """One run of a ranker-kind model: its point-in-time training set and its validation and
+    test days (`Split`), popularity's metrics on both."""
+
+    bundle_class = RankerBundle
+    monitor = "val_ndcg@10"  # what the learning curves follow
+    notes: dict[str, Any] = {}
+
+    def __init__(self, name: str, test_ds: str | None, config: Config, paths: Paths):
+        val_ds, test_ds = evaluation_days(test_ds, paths)
+        rc = config.ranker
+        self.name, self.config, self.run_name = name, config, f"{name}-{test_ds}"
+        self.data = build_training_data(val_ds, config, paths)
+        self.train, self.targets = self.data.train, self.data.targets
+        self.val, self.test = (
+            Split.build(val_ds, config, paths),
+            Split.build(test_ds, config, paths),
+        )
+        self.model_config = (
+            spec(name)
+            .model_class()
+            .config_class(
+                n_users=len(self.data.user_vocab),
+                n_videos=len(self.data.video_vocab),
+                num_categories=config.features.num_categories,
+                embedding_dim=rc.embedding_dim,
+                hidden_dim=rc.hidden_dim,
+                head_weights={
+                    "watch_time": rc.weight_watch_time,
+                    "completion": rc.weight_completion,
+                    "rewatch": rc.weight_rewatch,
+                    "continuation": rc.weight_continuation,
+                },
+                skip_penalty=rc.weight_skip_penalty,
+                fatigue_penalty=rc.weight_fatigue_penalty,
+                active_heads=self.data.active_heads,
+            )
+        )
+        self.trainer = TrainerConfig(
+            epochs=rc.epochs,
+            batch_size=rc.batch_size,
+            lr=rc.lr,
+            weight_decay=rc.weight_decay,
+            seed=rc.seed,
+        )
+        self.baseline = {"val": self.val.popularity(), "test": self.test.popularity()}
+
+    @classmethod
+    def for_run(
+        cls, name: str, ds: str | None, config: Config, paths: Paths, **options: Any
+    ) -> RankerData:
+        """`ds`: the test day (default the last labelled day); the day before validates."""
+        return cls(name, ds, config, paths)
+
+    @staticmethod
+    def scheduled_day(ds: str, paths: Paths) -> str:
+        """The test day of a scheduled run for `ds`: the last labelled day through `ds`."""
+        days = available_days(paths.features(LABELS))
+        return max(d for d in days if d <= ds) if any(d <= ds for d in days) else ds
+
+    @staticmethod
+    def version_split(
+        name: str, version: int, bundle: RankerBundle, config: Config, paths: Paths
+    ) -> GateSplit:
+        """The validation day of a registered version's own run."""
+        from models.tracking import registered_name
+
+        val = Split.build(run_params(registered_name(name), version)["val_ds"], config, paths)
+        return GateSplit(f"val_ds={val.ds}", val.score, val.popularity())
+
+    def wrap(self, model: MultiObjectiveRanker) -> MultiObjectiveRanker:
+        return model
+
+    def bundle(self, model: MultiObjectiveRanker) -> RankerBundle:
+        return RankerBundle(
+            self.name, model, self.data.user_vocab, self.data.video_vocab, self.data.scaler
+        )
+
+    def on_epoch(self, bundle: RankerBundle, log: Callable[[int, dict[str, float]], None]):
+        """The trainer's callback: validation NDCG@10 per epoch, for the curves (the test day
+        is scored once, at the end)."""
+
+        def epoch_metrics(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+            ndcg = self.val.score(bundle)["ndcg@10"]
+            log(epoch, {"train_loss": metrics["train_loss"], "val_ndcg_at_10": ndcg})
+            return {"val_ndcg@10": ndcg}
+
+        return epoch_metrics
+
+    def configs(self) -> dict[str, Any]:
+        return {"model": self.model_config.to_dict()}
+
+    def params(self) -> dict[str, Any]:
+        data, val, test = self.data, self.val, self.test
+        return {
+            **{f"ranker.{k}": v for k, v in self.config.ranker.__dict__.items()},
+            "val_ds": val.ds,
+            "test_ds": test.ds,
+            "holdout_ds": test.ds,
+            "train_days": ",".join(data.train_days),
+            "train_rows": len(data.targets["exposed"]),
+            "val_users": len(val.holdout.user_ids),
+            "test_users": len(test.holdout.user_ids),
+            "videos": len(test.holdout.video_ids),
+            "active_heads": ",".join(data.active_heads),
+            # head -> why it is off ("{}": every head trained)
+            "inactive_heads": json.dumps(data.inactive_heads),
+        }
+
+    def evaluate(
+        self,
+        bundle: RankerBundle,
+        history: list[dict[str, float]],
+        seconds: float,
+        config: Config,
+        paths: Paths,
+    ) -> Evaluation:
+        val, test, baseline, data = self.val, self.test, self.baseline, self.data
+        metrics = {"val": val.score(bundle), "test": test.score(bundle)}
+        heads = {"val": val.per_head_metrics(bundle), "test": test.per_head_metrics(bundle)}
+        logged: dict[str, float] = {}
+        for split in ("val", "test"):
+            logged.update(metric_names(metrics[split], split))
+            logged.update(metric_names(baseline[split], f"popularity_{split}"))
+            logged.update(metric_names(heads[split], f"{split}_head"))
+        unbiased = test.unbiased_metrics(bundle, config, paths)
+        report = {
+            "val_ds": val.ds,
+            "test_ds": test.ds,
+            "active_heads": list(data.active_heads),
+            "inactive_heads": data.inactive_heads,
+            "ranker": metrics,
+            "heads": heads,
+            "popularity": baseline,
+            "unbiased": unbiased,
+            "history": history,
+        }
+        summary = {
+            "val_ds": val.ds,
+            "test_ds": test.ds,
+            "holdout_ds": test.ds,
+            "active_heads": list(data.active_heads),
+            "inactive_heads": data.inactive_heads,
+            "unbiased": unbiased,
+            "metrics": {
+                **metric_names(metrics["val"], "val", KEY_METRICS),
+                **metric_names(metrics["test"], "test", KEY_METRICS),
+                **metric_names(heads["val"], "val_head"),
+                **metric_names(heads["test"], "test_head"),
+            },
+            "popularity": {
+                **metric_names(baseline["val"], "popularity_val", KEY_METRICS),
+                **metric_names(baseline["test"], "popularity_test", KEY_METRICS),
+            },
+        }
+        return Evaluation(
+            metrics={**logged, **unbiased},
+            report=report,
+            baseline=baseline["val"]["ndcg@10"],
+            # Scoring the challenger's whole catalog again would give the same numbers.
+            gate=GateSplit(f"val_ds={val.ds}", val.score, baseline["val"], metrics["val"]),
+            summary=summary,
+        )
+
+    def example(self) -> pd.DataFrame:
+        return self.test.signature_example()

@@ -13,23 +13,58 @@ and its last `max_len` items the next-item targets, so one row trains every posi
 
 Sources: any (user, item, time) frame (`from_frame`), the lake's normalized interactions
 (`read_lake_interactions`) for the pipeline, MovieLens `u.data` (`read_movielens`) for the bench.
+
+The next-item kind of model (models/registry.py `data`: GRU4Rec, BERT4Rec, the student) in
+training and in use: `SequenceBundle` (the model with its video vocabulary: scores, top-k,
+the export's vectors), full-ranking evaluation next to popularity, `SequenceData` (what one
+training run of such a model reads, logs and is gated on) and `train_sequence_model` (a run
+without MLflow, for benchmarks and tests):
+
+    split = from_frame(read_movielens("u.data"))
+    gru = train_sequence_model("gru", split)
+    bert = train_sequence_model("bert4rec", split)
+    student = train_sequence_model("student", split, teacher=bert.bundle)
+    gru.metrics["test_ndcg_at_10"], gru.metrics["popularity_test_ndcg_at_10"]
+
+Model selection (early stopping, best epoch) uses the validation targets only; test metrics
+per epoch (`track_test=True`) are for reporting learning curves, never for choosing. Item ids
+map through the persisted vocabulary (`$REELFLOW_HOME/models/vocab/videos.json`), which only
+grows: an index means the same video in every model and on every day, which is what lets the
+gate score an older champion on a newer challenger's split.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import torch
+from torch import nn
 
-from models.vocab import Vocabulary
+from lake.read import read_interactions
+from models.bundle import Bundle
+from models.evaluate import metric_names, next_item_metrics, popularity_metrics
+from models.gate import GateSplit, run_params
+from models.interface import NextItemModel
+from models.registry import MODELS, spec
+from models.student import Distillation
+from models.tracking import champion_version, registered_name
+from models.trainer import TrainerConfig
+from models.training import Evaluation, fit_model
+from models.unbiased import SLICE_METRICS, slice_metric_names, small_matrix_slice
+from models.vocab import Vocabulary, persisted_vocabulary
+from reelflow.config import Config
 from reelflow.paths import Paths
 
 MAX_LEN = 50
 STAGES = ("val", "test")
+MONITOR = "val_ndcg_at_10"  # what early stopping and the learning curves follow
+SUMMARY_METRICS = ("ndcg_at_10", "recall_at_10", "mrr_at_10", "ndcg_at_20", "recall_at_20")
 
 
 @dataclass
@@ -41,6 +76,18 @@ class EvalSet:
     targets: np.ndarray  # (users,) item index of the held-out interaction
     history: list[np.ndarray]  # item indices the user saw before the target (masked)
     popularity: np.ndarray  # (n_items + 1,) interactions per item before the targets
+
+    def relevant(self) -> list[np.ndarray]:
+        """Per user: the target's score column (item index - 1)."""
+        return [np.array([t]) for t in self.targets - 1]
+
+    def seen(self) -> list[np.ndarray]:
+        """Per user: the score columns of the history (masked)."""
+        return [h - 1 for h in self.history]
+
+    def popularity_metrics(self, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+        """The popularity baseline on this stage: training counts rank every item."""
+        return popularity_metrics(self.popularity[1:], self.relevant(), self.seen(), ks)
 
 
 @dataclass
@@ -160,3 +207,509 @@ def read_movielens(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(
         path, sep="\t", header=None, names=["user_id", "video_id", "rating", "event_ts"]
     )
+
+
+# ---- the model in use: scores, top-k, the export's vectors -----------------------------------
+
+
+@dataclass
+class SequenceBundle(Bundle):
+    """A trained next-item model with its video vocabulary."""
+
+    vocab: Vocabulary
+    pyfunc_params: ClassVar[dict[str, Any]] = {"k": 10}
+
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        return {"videos": self.vocab}
+
+    @classmethod
+    def restore(cls, name, model, vocabularies, settings) -> SequenceBundle:
+        return cls(name, model, vocabularies["videos"])
+
+    def windows(self, histories: list) -> torch.Tensor:
+        """Raw-id histories (oldest first) -> the model's left-padded index windows (one
+        vocabulary lookup for all users: 100k separate lookups took seconds)."""
+        max_len = self.model.config.max_len
+        inputs = np.zeros((len(histories), max_len), dtype=np.int64)
+        raw = [np.asarray(h if h is not None else [], dtype=np.int64) for h in histories]
+        lengths = np.array([len(h) for h in raw], dtype=np.int64)
+        if lengths.sum() == 0:
+            return torch.from_numpy(inputs)
+        looked = np.split(self.vocab.lookup(np.concatenate(raw)), np.cumsum(lengths)[:-1])
+        for row, idx in enumerate(looked):
+            idx = idx[idx > 0][-max_len:]
+            inputs[row, max_len - len(idx) :] = idx
+        return torch.from_numpy(inputs)
+
+    def scores(self, histories: list, video_ids: np.ndarray | None = None) -> np.ndarray:
+        """(users, videos) next-video scores after raw-id histories: over this bundle's whole
+        vocabulary (column j = index j + 1), or over the raw `video_ids` given, where a video
+        the model never saw scores -inf (it cannot recommend it)."""
+        own = score_items(self.model, self.windows(histories))
+        if video_ids is None:
+            return own
+        columns = self.vocab.lookup(np.asarray(video_ids)) - 1
+        out = np.full((len(histories), len(columns)), -np.inf, dtype=np.float32)
+        out[:, columns >= 0] = own[:, columns[columns >= 0]]
+        return out
+
+    def unseen_scores(self, histories: list) -> np.ndarray:
+        """`scores` with each user's own history masked (-inf)."""
+        scores = self.scores(histories)
+        for row, raw in enumerate(histories):
+            seen = self.vocab.lookup(np.asarray(raw if raw is not None else [], dtype=np.int64))
+            scores[row, seen[seen > 0] - 1] = -np.inf
+        return scores
+
+    def recommend(self, histories: list[np.ndarray], k: int = 10) -> np.ndarray:
+        """Raw item ids of the k best unseen items after each raw-id history (oldest first)."""
+        top = np.argsort(-self.unseen_scores(histories), axis=1)[:, :k]
+        return self.vocab.raw(top + 1)
+
+    def predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """The pyfunc: `seq_video_ids` (raw video ids, oldest first: the `user_sequences`
+        feature) in; the `k` best unseen videos per row and their scores out."""
+        k = int((params or {}).get("k", 10))
+        scores = self.unseen_scores(list(frame["seq_video_ids"]))
+        k = min(k, scores.shape[1])
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return pd.DataFrame(
+            {
+                "video_ids": [self.vocab.raw(row + 1).astype(np.int64).tolist() for row in top],
+                "scores": [scores[i, row].astype(np.float64).tolist() for i, row in enumerate(top)],
+            }
+        )
+
+    @torch.no_grad()
+    def item_vectors(
+        self, video_ids: np.ndarray, video_frame: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The videos of `video_ids` the model knows, and their rows of the model's item table:
+        an inner-product index over them retrieves what the model would rank first."""
+        index = self.vocab.lookup(video_ids)  # videos the model never saw have no vector
+        known = np.flatnonzero(index > 0)
+        table = self.model.item_vectors().float().cpu().numpy()
+        return known, table[index[known] - 1]
+
+    @torch.no_grad()
+    def queries(self, histories: list, user_frame: pd.DataFrame | None = None) -> np.ndarray:
+        """(users, d) queries from raw-id histories (oldest first), in `item_vectors`' space."""
+        model = self.model.eval()
+        dev = next(model.parameters()).device
+        inputs = self.windows(histories).to(dev)
+        width = model.item_vectors().shape[1]
+        # One preallocated array: keeping each batch's last step as a view would keep the whole
+        # batch output alive (2.5 GiB for 100k users, bench/export.py).
+        out = np.empty((len(inputs), width), dtype=np.float32)
+        for start in range(0, len(inputs), 1024):
+            batch = inputs[start : start + 1024]
+            out[start : start + len(batch)] = model.query({"items": batch}).float().cpu().numpy()
+        return out
+
+
+@torch.no_grad()
+def score_items(model: NextItemModel, inputs: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """(users, n_items) scores; column j is item index j + 1 (padding dropped)."""
+    model.eval()
+    # Wherever the model lives (a GPU during training's per-epoch validation): inputs go
+    # there, scores come back to the CPU.
+    dev = next(model.parameters()).device
+    parts = [
+        model.predict_next(inputs[start : start + batch_size].to(dev))[:, 1:].float().cpu().numpy()
+        for start in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, model.config.n_items), np.float32)
+
+
+def evaluate_model(model: NextItemModel, stage: EvalSet, ks=(10, 20)) -> dict[str, float]:
+    """Full ranking of every item, the user's history masked."""
+    return next_item_metrics(
+        score_items(model, stage.inputs),
+        stage.targets - 1,
+        stage.seen(),
+        ks,
+        popularity=stage.popularity[1:],
+    )
+
+
+def score_on(bundle: SequenceBundle, stage: EvalSet, vocab: Vocabulary) -> dict[str, float]:
+    """Full-ranking metrics of any version on a stage indexed by `vocab`: histories go in as
+    raw ids, and the version's scores come back onto `vocab`'s columns; a video the version
+    never saw ranks last (it cannot recommend it)."""
+    raw_inputs = [vocab.raw(row[row > 0]) for row in stage.inputs.numpy()]
+    scores = bundle.scores(raw_inputs, vocab.ids)
+    return next_item_metrics(
+        scores, stage.targets - 1, stage.seen(), popularity=stage.popularity[1:]
+    )
+
+
+def small_matrix_metrics(
+    bundle: SequenceBundle, split: SequenceSplit, paths: Paths, config: Config
+) -> dict[str, Any]:
+    """KuaiRec's fully observed block (models/unbiased.py), when the home has one: each user's
+    whole sequence in, the block's videos ranked."""
+    found = small_matrix_slice(paths, config.features.completion_threshold)
+    if found is None:
+        return {}
+    position = {user: i for i, user in enumerate(split.user_ids.tolist())}
+
+    def score(user_ids: np.ndarray, video_ids: np.ndarray) -> np.ndarray:
+        histories = [
+            split.vocab.raw(split.sequences[position[u]]) if u in position else []
+            for u in user_ids.tolist()
+        ]
+        return bundle.scores(histories, video_ids)
+
+    seen = np.bincount(np.concatenate(split.sequences), minlength=len(split.vocab))
+    counts = seen[split.vocab.lookup(found.video_ids)].astype(np.float64)
+    counts[split.vocab.lookup(found.video_ids) == 0] = 0.0
+    return {found.name: found.evaluate(score, counts)}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---- one training run: what it reads, logs and is gated on ------------------------------------
+
+
+def video_vocabulary_path(paths: Paths) -> Path:
+    return paths.models / "vocab" / "videos.json"
+
+
+def build_split(paths: Paths, config: Config, through_ds: str | None) -> SequenceSplit:
+    """Every user's whole history through `through_ds` (all days when None), indexed by the
+    persisted vocabulary (grown with the videos it did not hold yet)."""
+    frame = read_interactions(paths, through_ds)
+    if frame.empty:
+        raise ValueError(f"no interactions through {through_ds} under {paths.lake}")
+    vocab = persisted_vocabulary(video_vocabulary_path(paths), np.sort(frame["video_id"].unique()))
+    return from_frame(frame, vocab=vocab, max_len=config.features.sequence_length)
+
+
+class SequenceData:
+    """One run of a next-item model: the training windows of `split`, early stopping on
+    validation NDCG@10, full-ranking evaluation of validation and test next to popularity.
+    `teacher` (a model whose spec names one): the frozen model it distills."""
+
+    bundle_class = SequenceBundle
+    source = "lake/normalized/interactions: every user's whole history"
+    monitor = MONITOR
+
+    def __init__(
+        self,
+        name: str,
+        split: SequenceSplit,
+        *,
+        model_overrides: dict[str, Any] | None = None,
+        trainer_overrides: dict[str, Any] | None = None,
+        teacher: NextItemModel | None = None,
+        track_test: bool = False,
+    ):
+        model_cls = spec(name).model_class()
+        self.name, self.split, self.teacher, self.track_test = name, split, teacher, track_test
+        self.trainer = TrainerConfig(
+            **{
+                "monitor": MONITOR,
+                "grad_clip": 5.0,
+                **model_cls.trainer_defaults,
+                **(trainer_overrides or {}),
+            }
+        )
+        self.model_config = model_cls.config_class(
+            n_items=split.n_items, max_len=split.max_len, **(model_overrides or {})
+        )
+        self.val, self.test = split.stage("val"), split.stage("test")
+        windows = split.training_windows()
+        self.train, self.targets = {"items": windows[:, :-1]}, {"next": windows[:, 1:]}
+        self.through_ds: str | None = None
+        self.notes: dict[str, Any] = {}  # the teacher's name and version, when it has one
+        self.run_name = name
+
+    @classmethod
+    def for_run(
+        cls,
+        name: str,
+        ds: str | None,
+        config: Config,
+        paths: Paths,
+        teacher_version: int | None = None,
+    ) -> SequenceData:
+        """The interactions through `ds` (all when None); the teacher, when the model has
+        one: its version `teacher_version`, else its champion."""
+        split = build_split(paths, config, ds)
+        teacher, notes = None, {}
+        teacher_name = spec(name).teacher
+        if teacher_name is not None:
+            bundle, version = _teacher(name, teacher_name, teacher_version)
+            if not np.array_equal(bundle.vocab.ids, split.vocab.ids):
+                raise ValueError(
+                    f"{registered_name(teacher_name)} version {version} knows "
+                    f"{len(bundle.vocab) - 1} videos, the data through {ds} has "
+                    f"{len(split.vocab) - 1}: train {teacher_name} on this data first, the "
+                    f"{name} distills a teacher over the same catalog"
+                )
+            teacher = bundle.model
+            notes = {"teacher_model": registered_name(teacher_name), "teacher_version": version}
+        sc = config.sequence
+        values = {"epochs": sc.epochs, "patience": sc.patience, "batch_size": sc.batch_size}
+        overrides = {"seed": sc.seed, **{k: v for k, v in values.items() if v > 0}}
+        data = cls(name, split, trainer_overrides={**overrides, "progress": False}, teacher=teacher)
+        data.through_ds, data.notes = ds, notes
+        data.run_name = f"{name}-{ds or 'all'}"
+        return data
+
+    @staticmethod
+    def scheduled_day(ds: str, paths: Paths) -> str:
+        """The data day a scheduled run for `ds` trains through: `ds` itself."""
+        return ds
+
+    @staticmethod
+    def version_split(
+        name: str, version: int, bundle: SequenceBundle, config: Config, paths: Paths
+    ) -> GateSplit:
+        """The leave-one-out validation split of a registered version's own data."""
+        through = run_params(registered_name(name), version).get("data_through_ds", "all")
+        frame = read_interactions(paths, None if through == "all" else through)
+        split = from_frame(frame, vocab=bundle.vocab, max_len=bundle.model.config.max_len)
+        return _gate_split(split, through)
+
+    def wrap(self, model: NextItemModel) -> nn.Module:
+        """What the trainer fits: the model, or the model beside its frozen teacher."""
+        return model if self.teacher is None else Distillation(model, self.teacher)
+
+    def bundle(self, model: NextItemModel) -> SequenceBundle:
+        return SequenceBundle(self.name, model, self.split.vocab)
+
+    def on_epoch(self, bundle: SequenceBundle, log: Callable[[int, dict[str, float]], None]):
+        """The trainer's callback: validation NDCG@10 (the early-stopping metric); `log`
+        receives every metric of the epoch."""
+
+        def epoch_metrics(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+            model = bundle.model
+            out = metric_names(
+                {"ndcg@10": evaluate_model(model, self.val, ks=(10,))["ndcg@10"]}, "val"
+            )
+            if self.track_test:
+                out.update(metric_names(evaluate_model(model, self.test, ks=(10,)), "test"))
+                keep = (MONITOR, "test_ndcg_at_10", "test_hr_at_10")
+                out = {k: v for k, v in out.items() if k in keep}
+            log(epoch, {**metrics, **out})
+            return out
+
+        return epoch_metrics
+
+    def configs(self) -> dict[str, Any]:
+        """The model's and the trainer's configuration, as the run logs them."""
+        return {
+            "model": self.model_config.to_dict(),
+            "trainer": {f.name: getattr(self.trainer, f.name) for f in fields(self.trainer)},
+        }
+
+    def params(self) -> dict[str, Any]:
+        configs = self.configs()
+        return {
+            "model": self.name,
+            **{f"model.{k}": v for k, v in configs["model"].items()},
+            **{f"trainer.{k}": v for k, v in configs["trainer"].items()},
+            **self.notes,
+            "data_through_ds": self.through_ds or "all",
+            "users": len(self.split.sequences),
+            "evaluated_users": len(self.val.targets),
+            "videos": self.split.n_items,
+            "split": "leave-one-out by time: last view test, the one before validation",
+        }
+
+    def metrics(self, model: NextItemModel, history, seconds: float) -> dict[str, float]:
+        """The trained model's metrics (best epoch's weights) and the run's numbers."""
+        model.eval()
+        best_epoch = 1 + int(np.argmax([h[MONITOR] for h in history]))
+        metrics = {
+            **metric_names(evaluate_model(model, self.val), "val"),
+            **metric_names(evaluate_model(model, self.test), "test"),
+            **metric_names(self.test.popularity_metrics(), "popularity_test"),
+            **metric_names(self.val.popularity_metrics(), "popularity_val"),
+            "parameters": float(count_parameters(model)),
+            "epochs_run": float(len(history)),
+            "best_epoch": float(best_epoch),
+            "train_seconds": seconds,
+            "training_sequences": float(len(self.train["items"])),
+            "training_transitions": float(self.split.training_transitions()),
+        }
+        if self.teacher is not None:
+            metrics["teacher_parameters"] = float(count_parameters(self.teacher))
+        return metrics
+
+    def evaluate(
+        self,
+        bundle: SequenceBundle,
+        history: list[dict[str, float]],
+        seconds: float,
+        config: Config,
+        paths: Paths,
+    ) -> Evaluation:
+        metrics = self.metrics(bundle.model, history, seconds)
+        unbiased = small_matrix_metrics(bundle, self.split, paths, config)
+        unbiased_metrics = {
+            k: v
+            for name, found in unbiased.items()
+            for k, v in slice_metric_names(name, found, SLICE_METRICS).items()
+        }
+        report = {
+            "model": registered_name(self.name),
+            "data_through_ds": self.through_ds,
+            "split": "leave-one-out",
+            "metrics": metrics,
+            "history": history,
+            "unbiased": unbiased,
+            **self.notes,
+        }
+        pick = {
+            f"{p}_{m}"
+            for p in ("val", "test", "popularity_val", "popularity_test")
+            for m in SUMMARY_METRICS
+        }
+        summary = {
+            "data_through_ds": self.through_ds,
+            "metrics": {
+                k: v for k, v in metrics.items() if k in pick and not k.startswith("popularity")
+            },
+            "popularity": {
+                k: v for k, v in metrics.items() if k.startswith("popularity") and k in pick
+            },
+            "unbiased": unbiased_metrics,
+            "parameters": int(metrics["parameters"]),
+            "epochs_run": int(metrics["epochs_run"]),
+        }
+        return Evaluation(
+            metrics={**metrics, **unbiased_metrics},
+            report=report,
+            baseline=metrics["popularity_val_ndcg_at_10"],
+            gate=_gate_split(self.split, self.through_ds or "all"),
+            summary=summary,
+        )
+
+    def example(self) -> pd.DataFrame:
+        """Five users' histories in the pyfunc's input format, for the MLflow signature."""
+        split = self.split
+        return pd.DataFrame(
+            {
+                "seq_video_ids": [
+                    split.vocab.raw(s[-split.max_len :]).tolist() for s in split.sequences[:5]
+                ]
+            }
+        )
+
+
+def _gate_split(split: SequenceSplit, through: str) -> GateSplit:
+    val = split.stage("val")
+    return GateSplit(
+        f"leave-one-out val, data_through_ds={through}",
+        lambda bundle: score_on(bundle, val, split.vocab),
+        val.popularity_metrics(),
+    )
+
+
+def _teacher(name: str, teacher_name: str, version: int | None) -> tuple[SequenceBundle, int]:
+    """The given version of the teacher's registered model, else its champion."""
+    from models.bundle import load_version
+
+    if version is None:
+        current = champion_version(registered_name(teacher_name))
+        if current is None:
+            raise ValueError(
+                f"the {name} distills a registered {registered_name(teacher_name)}: train "
+                f"{teacher_name} first (reelflow train --model {teacher_name}) or pass its version"
+            )
+        version = int(current.version)
+    return load_version(teacher_name, version), int(version)
+
+
+# ---- a run without MLflow: benchmarks, tests ----------------------------------------------------
+
+
+@dataclass
+class SequenceTrainingResult:
+    name: str
+    model: NextItemModel
+    bundle: SequenceBundle
+    metrics: dict[str, float]  # val_/test_/popularity_test_ metric_at_k, plain floats
+    history: list[dict[str, float]]  # one dict per epoch run: train_loss, val_ndcg_at_10, ...
+    model_config: dict[str, Any]
+    trainer_config: dict[str, Any]
+    teacher: SequenceTrainingResult | None = field(default=None, repr=False)
+
+
+def train_sequence_model(
+    name: str,
+    data: SequenceSplit | pd.DataFrame,
+    *,
+    model_overrides: dict[str, Any] | None = None,
+    trainer_overrides: dict[str, Any] | None = None,
+    teacher: SequenceTrainingResult | SequenceBundle | NextItemModel | str | Path | None = None,
+    teacher_overrides: dict[str, Any] | None = None,
+    track_test: bool = False,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> SequenceTrainingResult:
+    """Trains `name` (a next-item model of MODELS) on the split's training windows with early
+    stopping on validation NDCG@10, then evaluates validation and test by full ranking.
+
+    `data`: a `SequenceSplit`, or a (user_id, video_id, event_ts) frame to build one from.
+    `teacher` (a model whose spec names a teacher, the student): the trained teacher (result,
+    bundle, module or saved folder); when None, one is trained first in this call with
+    `teacher_overrides` for its model. `on_epoch(epoch, metrics)`: called after each epoch
+    with that epoch's metrics (to log).
+    """
+    known = [n for n, s in MODELS.items() if s.data_class() is SequenceData]
+    if name not in known:
+        raise ValueError(f"unknown sequence model {name!r}; expected one of {sorted(known)}")
+    model_spec = spec(name)
+    split = data if isinstance(data, SequenceSplit) else from_frame(data)
+    teacher_result = teacher_module = None
+    if model_spec.teacher is not None:
+        if teacher is None:
+            teacher_result = train_sequence_model(
+                model_spec.teacher,
+                split,
+                model_overrides=teacher_overrides,
+                trainer_overrides=trainer_overrides,
+                track_test=track_test,
+            )
+            teacher = teacher_result
+        teacher_module = _teacher_model(name, model_spec.teacher, teacher)
+    run = SequenceData(
+        name,
+        split,
+        model_overrides=model_overrides,
+        trainer_overrides=trainer_overrides,
+        teacher=teacher_module,
+        track_test=track_test,
+    )
+
+    bundle, history, seconds = fit_model(run, on_epoch or (lambda epoch, metrics: None))
+    configs = run.configs()
+    return SequenceTrainingResult(
+        name=name,
+        model=bundle.model,
+        bundle=bundle,
+        metrics=run.metrics(bundle.model, history, seconds),
+        history=history,
+        model_config=configs["model"],
+        trainer_config=configs["trainer"],
+        teacher=teacher_result,
+    )
+
+
+def _teacher_model(name: str, teacher_name: str, teacher: Any) -> NextItemModel:
+    if isinstance(teacher, SequenceTrainingResult):
+        teacher = teacher.bundle
+    if isinstance(teacher, str | Path):
+        teacher = Bundle.load(teacher)
+    if isinstance(teacher, SequenceBundle):
+        teacher = teacher.model
+    expected = spec(teacher_name).model_class()
+    if type(teacher) is not expected:
+        raise TypeError(
+            f"the {name}'s teacher must be a {expected.__name__}, got {type(teacher).__name__}"
+        )
+    return teacher

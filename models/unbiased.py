@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from lake.partitions import partition
-from models.evaluate import full_ranking_metrics
+from models.evaluate import full_ranking_metrics, popularity_metrics
 from reelflow.paths import Paths
 
 SMALL_MATRIX = "small_matrix"
@@ -39,17 +39,19 @@ class UnbiasedSlice:
     candidates: list[np.ndarray]  # per user: columns whose outcome the user has
     relevant: list[np.ndarray]  # per user: candidate columns watched to completion
 
+    def masked(self) -> list[np.ndarray]:
+        """Per user: the slice's columns that are not the user's candidates."""
+        every = np.arange(len(self.video_ids))
+        return [np.setdiff1d(every, c, assume_unique=True) for c in self.candidates]
+
     def metrics(self, scores: np.ndarray, popularity: np.ndarray | None = None) -> dict:
         """`scores`: (users, videos) in this slice's order; non-candidates are masked."""
-        every = np.arange(len(self.video_ids))
-        masked = [np.setdiff1d(every, c, assume_unique=True) for c in self.candidates]
-        return full_ranking_metrics(scores, self.relevant, masked, popularity=popularity)
+        return full_ranking_metrics(scores, self.relevant, self.masked(), popularity=popularity)
 
     def popularity_metrics(self, counts: np.ndarray) -> dict:
         """The popularity baseline: every user ranks the candidates by `counts` (per column)."""
         counts = np.asarray(counts, dtype=np.float64)
-        scores = np.broadcast_to(counts, (len(self.user_ids), len(counts)))
-        return self.metrics(scores, popularity=counts)
+        return popularity_metrics(counts, self.relevant, self.masked())
 
     def evaluate(
         self, score: Callable[[np.ndarray, np.ndarray], np.ndarray], counts: np.ndarray

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lake.partitions import check_day, partition
+from models.registry import MODELS, SEQUENCE_DATA
 from reelflow.names import DATASETS
 from reelflow.paths import Paths
 from synthetic import GENERATORS, generate
@@ -160,9 +161,6 @@ def cmd_materialize(args) -> int:
     return 0
 
 
-MODELS = ["ranker", "gru", "bert4rec", "student"]
-
-
 def _train_text(summary: dict[str, Any]) -> str:
     m, p = summary["metrics"], summary["popularity"]
     gate = "promoted to @champion" if summary["promoted"] else "not promoted"
@@ -179,33 +177,20 @@ def _train_text(summary: dict[str, Any]) -> str:
 
 
 def cmd_train(args) -> int:
-    if args.model == "ranker":
-        from models.train_ranker import train_ranker
+    from models.training import train_and_register
 
-        summary = train_ranker(holdout_ds=args.holdout)
-    else:
-        from models.sequence_run import train_sequence_run
-
-        summary = train_sequence_run(
-            args.model, ds=args.holdout, teacher_version=args.teacher_version
-        )
+    summary = train_and_register(args.model, args.holdout, teacher_version=args.teacher_version)
     _emit(summary, args.json, _train_text(summary))
     return 0
 
 
 def cmd_promote(args) -> int:
     """The same gate as after training, on the version's own validation split."""
-    from models.registry import CHAMPION
+    from models.tracking import CHAMPION, registered_name
+    from models.training import promote
 
-    if args.model == "ranker":
-        from models.train_ranker import promote_ranker
-
-        decision = promote_ranker(args.version, force=args.force)
-    else:
-        from models.sequence_run import promote_sequence
-
-        decision = promote_sequence(args.model, args.version, force=args.force)
-    name = f"reelflow-{args.model}"
+    decision = promote(args.model, args.version, force=args.force)
+    name = registered_name(args.model)
     text = (
         f"{name} version {args.version}: {decision['decision']} ({decision['reason']}); "
         f"@{CHAMPION} -> version {decision['champion_version']}"
@@ -309,7 +294,9 @@ def summarize(paths: Paths, days: list[str]) -> dict[str, Any]:
         "days": per_day,
         "train": load(days[-1], "train_ranker"),
         "sequence_models": {
-            m: load(days[-1], f"train_{m}") for m in MODELS[1:] if load(days[-1], f"train_{m}")
+            m: load(days[-1], f"train_{m}")
+            for m, spec in MODELS.items()
+            if spec.data == SEQUENCE_DATA and load(days[-1], f"train_{m}")
         },
         "export": load(days[-1], "export"),
     }
@@ -327,7 +314,7 @@ def _summary_text(summary: dict[str, Any]) -> str:
     if t:
         m, p = t["metrics"], t["popularity"]
         lines.append(
-            f"model: reelflow-ranker v{t['version']} ({'promoted to @champion' if t['promoted'] else 'not promoted'}: {t['gate_reason']})"
+            f"model: {t['model']} v{t['version']} ({'promoted to @champion' if t['promoted'] else 'not promoted'}: {t['gate_reason']})"
         )
         lines.append(
             f"  test day {t['test_ds']} full ranking: NDCG@10 {m['test_ndcg_at_10']:.4f} "
@@ -527,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Train a model, log it to MLflow, register it and run the promotion gate.",
         cmd_train,
     )
-    p.add_argument("--model", choices=MODELS, default="ranker")
+    p.add_argument("--model", choices=list(MODELS), default="ranker")
     p.add_argument(
         "--holdout",
         type=day,
@@ -544,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the promotion gate for a registered version (re-scored on its validation day).",
         cmd_promote,
     )
-    p.add_argument("--model", choices=MODELS, default="ranker")
+    p.add_argument("--model", choices=list(MODELS), default="ranker")
     p.add_argument("--version", type=int, required=True)
     p.add_argument(
         "--force", action="store_true", help="promote even if the gate says no (recorded)"

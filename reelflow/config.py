@@ -91,7 +91,7 @@ class SequenceConfig:
     """The sequence models (GRU4Rec, BERT4Rec, the distilled student) in the pipeline; they
     read `features.sequence_length` items, the same sequences Feast serves online."""
 
-    # 0 keeps each model's tuned default (models/train_sequence.py TRAINER_DEFAULTS): the
+    # 0 keeps each model's tuned default (its class's `trainer_defaults`, models/gru.py ...): the
     # knobs a pipeline owner turns to trade training time for accuracy.
     epochs: int = 0
     patience: int = 0

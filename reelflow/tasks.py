@@ -59,18 +59,18 @@ def materialize(ds: str) -> dict[str, Any]:
     return record(ds, "materialize", materialize_day(ds, list(ONLINE_VIEWS)))
 
 
-def train_ranker(ds: str) -> dict[str, Any]:
+def train(ds: str, model: str, teacher_version: int | None = None) -> dict[str, Any]:
+    """Trains `model` (models/registry.py MODELS) for the day a scheduled run for `ds` trains
+    for (its data's `scheduled_day`: the ranker's test day is the last labelled day through
+    `ds`), logs, registers and gates it; recorded under that day."""
     check_day(ds)
-    from models.train_ranker import train_ranker as train
+    from models.registry import spec
+    from models.training import train_and_register
+    from reelflow.paths import Paths
 
-    return record(ds, "train_ranker", train(holdout_ds=ds))
-
-
-def train_sequence(ds: str, model: str, teacher_version: int | None = None) -> dict[str, Any]:
-    check_day(ds)
-    from models.sequence_run import train_sequence_run
-
-    return record(ds, f"train_{model}", train_sequence_run(model, ds, teacher_version))
+    day = spec(model).data_class().scheduled_day(ds, Paths.from_env())
+    summary = train_and_register(model, day, teacher_version=teacher_version)
+    return record(day, f"train_{model}", summary)
 
 
 def export(ds: str) -> dict[str, Any]:

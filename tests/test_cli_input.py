@@ -174,7 +174,7 @@ def test_recommend_k_must_be_at_least_one(k, capsys):
 
 
 def test_the_gate_does_not_promote_a_challenger_that_ties_the_champion():
-    from models.registry import promotion_gate
+    from models.gate import promotion_gate
 
     promoted, reason = promotion_gate(0.3, 0.1, 0.3, 0.0)
     assert not promoted

@@ -64,8 +64,9 @@ def test_online_features_for_a_known_user(pipeline_run, lake):
 
 def test_champion_is_registered_and_beats_popularity(pipeline_run, lake):
     from mlflow import MlflowClient
-    from models.registry import CHAMPION, RANKER, setup_tracking
+    from models.tracking import CHAMPION, registered_name, setup_tracking
 
+    RANKER = registered_name("ranker")
     setup_tracking(lake)
     client = MlflowClient()
     champion = client.get_model_version_by_alias(RANKER, CHAMPION)
@@ -87,8 +88,9 @@ def test_gate_keeps_a_worse_challenger_out_and_promote_reruns_it(pipeline_run, l
     """A barely trained challenger is rejected on its own validation day; forcing it is
     recorded; `promote` of the better version re-scores both and moves the alias back."""
     from mlflow import MlflowClient
-    from models.registry import CHAMPION, RANKER, setup_tracking
+    from models.tracking import CHAMPION, registered_name, setup_tracking
 
+    RANKER = registered_name("ranker")
     setup_tracking(lake)
     client = MlflowClient()
     good = str(client.get_model_version_by_alias(RANKER, CHAMPION).version)
@@ -136,7 +138,7 @@ def test_sequence_models_are_trained_registered_and_gated_by_the_dag(pipeline_ru
     each is a registered `reelflow-<model>` version with its gate decision; `reelflow train
     --model gru` from the command line adds a version gated the same way."""
     from mlflow import MlflowClient
-    from models.registry import setup_tracking
+    from models.tracking import setup_tracking
 
     setup_tracking(lake)
     client = MlflowClient()
@@ -169,8 +171,10 @@ def test_index_holds_the_champions_embeddings_and_the_manifest_says_which(pipeli
     ranker's two-tower vectors where no student is champion), as the manifest records."""
     import faiss
 
-    from models.registry import RANKER, champion_version, load_version, setup_tracking
-    from models.sequence_run import item_table, load_sequence_version
+    from models.bundle import load_version
+    from models.tracking import champion_version, registered_name, setup_tracking
+
+    RANKER = registered_name("ranker")
 
     export = lake.exports / "latest"
     manifest = json.loads((export / "manifest.json").read_text())
@@ -187,14 +191,15 @@ def test_index_holds_the_champions_embeddings_and_the_manifest_says_which(pipeli
     stored = index.reconstruct_n(0, index.ntotal)
     if used["name"] == RANKER:
         assert champion_version("reelflow-student") is None  # the fallback only then
-        bundle = load_version(RANKER, used["version"])
+        bundle = load_version("ranker", used["version"])
         features = pd.read_parquet(lake.features("video_features") / f"ds={ds}")
-        expected = bundle.video_vectors(features.set_index("video_id").loc[video_ids].reset_index())
+        frame = features.set_index("video_id").loc[video_ids].reset_index()
+        expected = bundle.item_vectors(video_ids, frame)[1]
     else:
         assert used["name"] == "reelflow-student"
         assert int(champion_version(used["name"]).version) == used["version"]
-        bundle = load_sequence_version("student", used["version"])
-        expected = item_table(bundle)[bundle.vocab.lookup(video_ids) - 1]
+        bundle = load_version("student", used["version"])
+        expected = bundle.item_vectors(video_ids)[1]
     np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-6)
 
 

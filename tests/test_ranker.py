@@ -160,20 +160,24 @@ def test_heads_without_labels_are_off_reported_and_the_loss_has_no_nan(one_torch
 def test_a_bundle_saved_before_the_fatigue_penalty_loads_and_scores_as_registered(tmp_path):
     import json
 
-    from models.ranker_data import FeatureScaler, Vocabulary
-    from models.registry import RankerBundle
+    from models.bundle import Bundle
+    from models.ranker_data import FeatureScaler, RankerBundle
 
     torch.manual_seed(0)
     model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=5)).eval()
     keys = [f"user:{c}" for c in USER_DENSE] + [f"video:{c}" for c in VIDEO_DENSE]
     scaler = FeatureScaler(dict.fromkeys(keys, 0.0), dict.fromkeys(keys, 1.0))
-    folder = RankerBundle(
-        model, Vocabulary(np.array([7, 8])), Vocabulary(np.arange(4)), scaler
-    ).save(tmp_path / "ranker")
-    config = json.loads((folder / "model_config.json").read_text())
+    # The files of a ranker version logged before the one bundle format (`ranker/`).
+    folder = tmp_path / "ranker"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "weights.pt")
+    config = model.config.to_dict()
     del config["fatigue_penalty"]  # what an older version wrote
     (folder / "model_config.json").write_text(json.dumps(config))
-    old = RankerBundle.load(folder)
+    np.save(folder / "user_ids.npy", np.array([7, 8]))
+    np.save(folder / "video_ids.npy", np.arange(4))
+    (folder / "scaler.json").write_text(json.dumps({"mean": scaler.mean, "std": scaler.std}))
+    old = Bundle.load(folder)
     assert old.model.config.fatigue_penalty == 0.0
     rows = pd.DataFrame({"user_id": [7, 7], "video_id": [1, 2]})
     for c in USER_DENSE:
@@ -187,5 +191,5 @@ def test_a_bundle_saved_before_the_fatigue_penalty_loads_and_scores_as_registere
     unpenalized = old.score_rows(rows.drop(columns="user_features__recent_category_share"))
     np.testing.assert_allclose(old.score_rows(rows), unpenalized, atol=1e-6)
     # The same weights with today's default config do pay the penalty.
-    current = RankerBundle(model, old.user_vocab, old.video_vocab, scaler)
+    current = RankerBundle("ranker", model, old.user_vocab, old.video_vocab, scaler)
     np.testing.assert_allclose(current.score_rows(rows), unpenalized - 0.05, atol=1e-6)

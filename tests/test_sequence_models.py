@@ -18,8 +18,7 @@ import pytest
 import torch
 
 from models.evaluate import next_item_metrics
-from models.sequence_data import from_frame
-from models.train_sequence import SequenceBundle, score_items, train_sequence_model
+from models.sequence_data import SequenceBundle, from_frame, score_items, train_sequence_model
 from models.vocab import Vocabulary
 from synthetic.kuairec import generate_kuairec
 

@@ -69,9 +69,9 @@ def config(epochs: int) -> Config:
 
 @pytest.fixture(scope="module")
 def gru_run(lake_home):
-    from models.sequence_run import train_sequence_run
+    from models.training import train_and_register
 
-    return train_sequence_run("gru", ds=DAYS[-1], config=config(8))
+    return train_and_register("gru", DAYS[-1], config=config(8))
 
 
 def test_gru_run_logs_registers_and_becomes_champion(gru_run):
@@ -119,9 +119,9 @@ def test_gru_run_logs_registers_and_becomes_champion(gru_run):
 
 def test_worse_challenger_stays_out_and_force_is_recorded(gru_run):
     from mlflow import MlflowClient
-    from models.sequence_run import promote_sequence, train_sequence_run
+    from models.training import promote, train_and_register
 
-    worse = train_sequence_run("gru", ds=DAYS[-1], config=config(1))
+    worse = train_and_register("gru", DAYS[-1], config=config(1))
     client = MlflowClient()
     assert not worse["promoted"] and champion_of("reelflow-gru") == gru_run["version"]
     tags = client.get_model_version("reelflow-gru", str(worse["version"])).tags
@@ -131,10 +131,10 @@ def test_worse_challenger_stays_out_and_force_is_recorded(gru_run):
     assert float(tags["gate_champion_score"]) == pytest.approx(
         gru_run["gate"]["challenger_score"], abs=1e-6
     )
-    forced = promote_sequence("gru", worse["version"], force=True, config=config(1))
+    forced = promote("gru", worse["version"], force=True, config=config(1))
     assert forced["decision"] == "forced"
     assert champion_of("reelflow-gru") == worse["version"]
-    back = promote_sequence("gru", gru_run["version"], config=config(1))
+    back = promote("gru", gru_run["version"], config=config(1))
     assert back["promoted"] and back["champion_score"] < back["challenger_score"]
     # Every decision stays on record, in order.
     history = client.get_model_version("reelflow-gru", str(worse["version"])).tags["gate_history"]
@@ -145,11 +145,11 @@ def test_worse_challenger_stays_out_and_force_is_recorded(gru_run):
 
 def test_student_distills_the_registered_teacher(lake_home):
     from mlflow import MlflowClient
-    from models.sequence_run import train_sequence_run
+    from models.training import train_and_register
 
-    bert = train_sequence_run("bert4rec", ds=DAYS[-1], config=config(8))
-    student = train_sequence_run(
-        "student", ds=DAYS[-1], teacher_version=bert["version"], config=config(8)
+    bert = train_and_register("bert4rec", DAYS[-1], config=config(8))
+    student = train_and_register(
+        "student", DAYS[-1], teacher_version=bert["version"], config=config(8)
     )
     assert student["model"] == "reelflow-student" and student["teacher_version"] == bert["version"]
     assert student["parameters"] < bert["parameters"]
@@ -163,7 +163,7 @@ def test_student_distills_the_registered_teacher(lake_home):
 
 
 def test_vocabulary_is_shared_and_only_grows(lake_home, gru_run):
-    from models.sequence_run import video_vocabulary_path
+    from models.sequence_data import video_vocabulary_path
     from models.vocab import persisted_vocabulary
     from reelflow.paths import Paths
 
