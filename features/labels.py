@@ -11,23 +11,31 @@ For every normalized view on day D (one row per view, stamped with the view's ow
   label_skip          watch_ratio < skip_max_watch_ratio (a very short play)
 A label whose inputs the dataset does not log is null (MicroLens has no watch time: only
 rewatch-by-repeat is known), so the trainer switches that head off instead of learning zeros.
+
+`HEADS` lists the labels once: the ranker (models/ranker.py) has one head per label, in this
+order. Spark is imported only by `ranker_labels`, so the models can read `HEADS` without it.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.window import Window
+from typing import TYPE_CHECKING
 
 from reelflow.config import FeatureConfig, RankerConfig
 
-LABELS = ("watch_time", "completion", "rewatch", "continuation", "skip")
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+# The ranker's heads, each learned from the label column `label_<head>`.
+HEADS = ("watch_time", "completion", "rewatch", "continuation", "skip")
 
 
 def ranker_labels(
     views: DataFrame, ds: str, features: FeatureConfig, ranker: RankerConfig
 ) -> DataFrame:
     """Labels of day `ds`'s views; `views` holds the long window through `ds` (with `ds`)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
     by_user = Window.partitionBy("user_id").orderBy("event_ts", "video_id")
     by_pair = Window.partitionBy("user_id", "video_id").orderBy("event_ts")
     has = set(views.columns)

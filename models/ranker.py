@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from features.labels import HEADS
 from models.interface import Recommender
 
-HEADS = ("watch_time", "completion", "rewatch", "continuation", "skip")
 USER_DENSE = (
     "views_1d",
     "views_7d",

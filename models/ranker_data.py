@@ -4,9 +4,10 @@ Training rows: every labelled view before the holdout day, plus `negatives_per_p
 unexposed catalog videos sampled for the same user and moment (labels 0). A head is active only
 when its label is known for at least one logged view (MicroLens logs no watch time: watch_time,
 completion and skip are off, and reported); a view whose label is null for an active head is
-masked out of that head's loss (`<head>_known`), never filled in. Features come from
-Feast `get_historical_features` as of each row's timestamp, so a view on day D only ever sees
-features computed through day D-1.
+masked out of that head's loss (`<head>_known`), never filled in. Features are those of the
+model's Feast feature service (`ranker_v1`: its projections name them, `ServiceFeatures`),
+joined point in time as of each row's timestamp, so a view on day D only ever sees features
+computed through day D-1.
 
 Evaluation: the holdout day's users, every catalog video scored from features as of the start
 of the holdout day; relevant = the videos the user completed that day and had not seen
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.labels import LABELS as LABEL_NAMES
+from features.labels import HEADS
 from features.store import historical_features
 from lake.partitions import available_days
 from lake.read import read_partitions
@@ -38,10 +39,10 @@ from lake.schema import LABELS, USER_FEATURES, VIDEO_FEATURES, VIDEOS
 from models.bundle import Bundle
 from models.evaluate import full_ranking_metrics, head_metrics, metric_names, popularity_metrics
 from models.gate import GateSplit, run_params
-from models.ranker import HEADS, USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, score_matrix
+from models.ranker import USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, score_matrix
 from models.registry import spec
 from models.trainer import TrainerConfig
-from models.training import Evaluation
+from models.training import Evaluation, service_fields
 from models.unbiased import (
     SLICE_METRICS,
     random_exposure_slice,
@@ -126,10 +127,6 @@ class TrainingSet:
     holdout_ds: str
 
 
-def feature_refs(view: str, columns) -> list[str]:
-    return [f"{view}:{c}" for c in columns]
-
-
 def _features_as_of(key: str, ids: np.ndarray, at, refs: list[str], paths: Paths) -> pd.DataFrame:
     """One row per (id, moment), sorted, nulls where a view has nothing: Feast's file store
     drops entity rows with no feature row in the TTL window (an id first seen that day), which
@@ -147,16 +144,45 @@ def _features_as_of(key: str, ids: np.ndarray, at, refs: list[str], paths: Paths
     )
 
 
-def user_feature_frame(user_ids: np.ndarray, at, paths: Paths) -> pd.DataFrame:
-    """User features as of `at` (one moment, or one per user)."""
-    refs = feature_refs(USER_FEATURES, (*USER_DENSE, "category_affinity", "recent_category_share"))
-    return _features_as_of("user_id", user_ids, at, refs, paths)
+# What a ranker reads of each view: the columns `encode` turns into its input tensors.
+USER_INPUTS = (*USER_DENSE, "category_affinity", "recent_category_share")
+VIDEO_INPUTS = (*VIDEO_DENSE, "primary_category")
 
 
-def video_feature_frame(video_ids: np.ndarray, at, paths: Paths) -> pd.DataFrame:
-    """Video features as of `at` (one moment, or one per video)."""
-    refs = feature_refs(VIDEO_FEATURES, (*VIDEO_DENSE, "primary_category"))
-    return _features_as_of("video_id", video_ids, at, refs, paths)
+@dataclass
+class ServiceFeatures:
+    """The user and video features of a Feast feature service, as of given moments: every
+    reference of the service's projection of a view is fetched, and a frame keeps the
+    columns the ranker reads (`USER_INPUTS`, `VIDEO_INPUTS`)."""
+
+    service: str
+    refs: dict[str, list[str]]  # view -> its `view:feature` references in the service
+    paths: Paths
+
+    @classmethod
+    def of(cls, service: str, paths: Paths) -> ServiceFeatures:
+        fields = service_fields(service, paths)
+        for view, inputs in ((USER_FEATURES, USER_INPUTS), (VIDEO_FEATURES, VIDEO_INPUTS)):
+            missing = sorted(set(inputs) - {name for name, _ in fields.get(view, [])})
+            if missing:
+                raise ValueError(
+                    f"the feature service {service} serves none of {view} {missing}, which the "
+                    "ranker reads: add them to it (feature_repo/repo.py)"
+                )
+        refs = {view: [f"{view}:{name}" for name, _ in named] for view, named in fields.items()}
+        return cls(service, refs, paths)
+
+    def users(self, user_ids: np.ndarray, at) -> pd.DataFrame:
+        """User features as of `at` (one moment, or one per user)."""
+        return self._as_of("user_id", user_ids, at, USER_FEATURES, USER_INPUTS)
+
+    def videos(self, video_ids: np.ndarray, at) -> pd.DataFrame:
+        """Video features as of `at` (one moment, or one per video)."""
+        return self._as_of("video_id", video_ids, at, VIDEO_FEATURES, VIDEO_INPUTS)
+
+    def _as_of(self, key: str, ids: np.ndarray, at, view: str, inputs) -> pd.DataFrame:
+        frame = _features_as_of(key, ids, at, self.refs[view], self.paths)
+        return frame[[key, "event_timestamp", *inputs]]
 
 
 def encode(
@@ -200,7 +226,7 @@ def label_heads(views: pd.DataFrame) -> tuple[tuple[str, ...], dict[str, str]]:
     """(active heads, {inactive head: reason}): a head is active when its label is known for
     at least one logged view."""
     active, inactive = [], {}
-    for name in LABEL_NAMES:
+    for name in HEADS:
         column = f"label_{name}"
         if column in views and views[column].notna().any():
             active.append(name)
@@ -224,7 +250,8 @@ def label_targets(rows: pd.DataFrame, active_heads: tuple[str, ...]) -> dict[str
     return targets
 
 
-def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> TrainingSet:
+def build_training_data(holdout_ds: str, config: Config, features: ServiceFeatures) -> TrainingSet:
+    paths = features.paths
     labels_dir = paths.features(LABELS)
     train_days = [d for d in available_days(labels_dir) if d < holdout_ds]
     if not train_days:
@@ -246,18 +273,18 @@ def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> Traini
             "event_timestamp": np.repeat(views["event_timestamp"].to_numpy(), n_neg),
         }
     )
-    for name in LABEL_NAMES:
+    for name in HEADS:
         negatives[f"label_{name}"] = 0.0
     # Nullable ints to floats with NaN: a null label stays unknown through the concat below.
-    views = views.astype({f"label_{name}": "float64" for name in LABEL_NAMES}).assign(exposed=1.0)
+    views = views.astype({f"label_{name}": "float64" for name in HEADS}).assign(exposed=1.0)
     negatives["exposed"] = 0.0
     entity = pd.concat([views.drop(columns=["ds", "watch_ratio"]), negatives], ignore_index=True)
     entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
     # One point-in-time join per entity, merged back onto the label rows. Feast's file store
     # de-duplicates entity rows on the first view's keys and timestamp, which would collapse
     # every (user, moment) to one video; joining distinct (entity, moment) pairs is also cheaper.
-    user_frame = _join_as_of(entity, "user_id", user_feature_frame, paths)
-    video_frame = _join_as_of(entity, "video_id", video_feature_frame, paths)
+    user_frame = _join_as_of(entity, "user_id", features.users)
+    video_frame = _join_as_of(entity, "video_id", features.videos)
     joined = entity
     user_vocab = Vocabulary(users)
     video_vocab = Vocabulary(np.sort(catalog["video_id"].unique()))
@@ -290,10 +317,10 @@ def build_training_data(holdout_ds: str, config: Config, paths: Paths) -> Traini
     )
 
 
-def _join_as_of(entity: pd.DataFrame, key: str, fetch, paths: Paths) -> pd.DataFrame:
+def _join_as_of(entity: pd.DataFrame, key: str, fetch) -> pd.DataFrame:
     """The features of `key` as of each entity row's timestamp, aligned with `entity`'s rows."""
     pairs = entity[[key, "event_timestamp"]].drop_duplicates()
-    features = fetch(pairs[key].to_numpy(), pairs["event_timestamp"].to_numpy(), paths)
+    features = fetch(pairs[key].to_numpy(), pairs["event_timestamp"].to_numpy())
     as_ns = "datetime64[ns, UTC]"
     features["event_timestamp"] = pd.to_datetime(features["event_timestamp"], utc=True).astype(
         as_ns
@@ -457,18 +484,18 @@ class Split:
     viewer_frame: pd.DataFrame | None = None
 
     @classmethod
-    def build(cls, ds: str, config: Config, paths: Paths) -> Split:
-        holdout = build_holdout(ds, config, paths)
+    def build(cls, ds: str, config: Config, features: ServiceFeatures) -> Split:
+        holdout = build_holdout(ds, config, features.paths)
         if len(holdout.user_ids) == 0:
             raise ValueError(f"evaluation day {ds} has no user with a completed, unseen video")
         # One feature lookup for both: the holdout's users are among the day's viewers.
         viewers = np.union1d(holdout.user_ids, holdout.views["user_id"].to_numpy(np.int64))
-        viewer_frame = user_feature_frame(viewers, holdout.at, paths)
+        viewer_frame = features.users(viewers, holdout.at)
         return cls(
             ds,
             holdout,
             viewer_frame[viewer_frame["user_id"].isin(holdout.user_ids)].reset_index(drop=True),
-            video_feature_frame(holdout.video_ids, holdout.at, paths),
+            features.videos(holdout.video_ids, holdout.at),
             viewer_frame,
         )
 
@@ -510,10 +537,11 @@ class Split:
         return out
 
     def unbiased_metrics(
-        self, bundle: RankerBundle, config: Config, paths: Paths
+        self, bundle: RankerBundle, config: Config, features: ServiceFeatures
     ) -> dict[str, float]:
         """The unbiased slices the data has (models/unbiased.py), scored with the features as
         of this day's start, next to popularity (training-period views)."""
+        paths = features.paths
         threshold = config.features.completion_threshold
         slices = (
             small_matrix_slice(paths, threshold),
@@ -524,8 +552,8 @@ class Split:
         for found in (s for s in slices if s is not None):
             results = found.evaluate(
                 lambda users, videos: bundle.score_all(
-                    user_feature_frame(users, self.holdout.at, paths),
-                    video_feature_frame(videos, self.holdout.at, paths),
+                    features.users(users, self.holdout.at),
+                    features.videos(videos, self.holdout.at),
                 ),
                 views.reindex(found.video_ids, fill_value=0.0).to_numpy(np.float64),
             )
@@ -585,11 +613,12 @@ class RankerData:
         val_ds, test_ds = evaluation_days(test_ds, paths)
         rc = config.ranker
         self.name, self.config, self.run_name = name, config, f"{name}-{test_ds}"
-        self.data = build_training_data(val_ds, config, paths)
+        self.features = ServiceFeatures.of(spec(name).feature_service, paths)
+        self.data = build_training_data(val_ds, config, self.features)
         self.train, self.targets = self.data.train, self.data.targets
         self.val, self.test = (
-            Split.build(val_ds, config, paths),
-            Split.build(test_ds, config, paths),
+            Split.build(val_ds, config, self.features),
+            Split.build(test_ds, config, self.features),
         )
         self.model_config = (
             spec(name)
@@ -640,7 +669,8 @@ class RankerData:
         """The validation day of a registered version's own run."""
         from models.tracking import registered_name
 
-        val = Split.build(run_params(registered_name(name), version)["val_ds"], config, paths)
+        features = ServiceFeatures.of(spec(name).feature_service, paths)
+        val = Split.build(run_params(registered_name(name), version)["val_ds"], config, features)
         return GateSplit(f"val_ds={val.ds}", val.score, val.popularity())
 
     def wrap(self, model: MultiObjectiveRanker) -> MultiObjectiveRanker:
@@ -698,7 +728,7 @@ class RankerData:
             logged.update(metric_names(metrics[split], split))
             logged.update(metric_names(baseline[split], f"popularity_{split}"))
             logged.update(metric_names(heads[split], f"{split}_head"))
-        unbiased = test.unbiased_metrics(bundle, config, paths)
+        unbiased = test.unbiased_metrics(bundle, config, self.features)
         report = {
             "val_ds": val.ds,
             "test_ds": test.ds,

@@ -143,12 +143,19 @@ def feature_source(name: str, data: Any, paths: Paths) -> dict[str, str]:
     service = spec(name).feature_service
     if service is None:
         return {"data_source": data.source}
-    from features.feast_repo import feature_store
-
     refs = sorted(
-        f"{projection.name_to_use()}:{field.name}:{field.dtype}"
-        for projection in feature_store(paths).get_feature_service(service).feature_view_projections
-        for field in projection.features
+        f"{view}:{feature}:{dtype}"
+        for view, fields in service_fields(service, paths).items()
+        for feature, dtype in fields
     )
     digest = hashlib.sha256("\n".join(refs).encode()).hexdigest()[:16]
     return {"feature_service": service, "feature_service_hash": digest}
+
+
+def service_fields(service: str, paths: Paths) -> dict[str, list[tuple[str, str]]]:
+    """view -> (feature, type) of each feature of the Feast feature service `service`, as the
+    applied registry declares its projections."""
+    from features.store import feature_store
+
+    projections = feature_store(paths).get_feature_service(service).feature_view_projections
+    return {p.name_to_use(): [(f.name, str(f.dtype)) for f in p.features] for p in projections}

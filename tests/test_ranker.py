@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
+from features.labels import HEADS
 from models.ranker import (
-    HEADS,
     USER_DENSE,
     VIDEO_DENSE,
     MultiObjectiveRanker,
