@@ -155,7 +155,7 @@ def feature_source(name: str, data: Any, paths: Paths) -> dict[str, str]:
 def service_fields(service: str, paths: Paths) -> dict[str, list[tuple[str, str]]]:
     """view -> (feature, type) of each feature of the Feast feature service `service`, as the
     applied registry declares its projections."""
-    from features.store import feature_store
+    from features.feast_repo import feature_store
 
     projections = feature_store(paths).get_feature_service(service).feature_view_projections
     return {p.name_to_use(): [(f.name, str(f.dtype)) for f in p.features] for p in projections}

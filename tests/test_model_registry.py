@@ -1,0 +1,117 @@
+"""Adding a model is one new file plus one registry line (README.md, "Adding a model"): the
+tiny model of tests/recency_pool.py, registered here with its one `MODELS` line and nothing
+else, goes through the one training stack: train -> MLflow -> `reelflow-recency_pool` -> the
+promotion gate -> the export's index and candidate lists, and `reelflow train` offers it.
+
+The lake is test_sequence_run.py's (users walking the catalog, so the gate has something to
+promote), plus the last day's catalog and the feature columns the export reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.registry import MODELS, SEQUENCE_DATA, ModelSpec
+from reelflow.config import CandidateConfig, Config, SequenceConfig
+from tests.test_sequence_run import DAYS, lake_home  # noqa: F401 (the walks' lake: a fixture)
+
+NAME = "recency_pool"
+# The one registry line, as models/registry.py would hold it.
+SPEC = ModelSpec(
+    "tests.recency_pool:RecencyPool",
+    SEQUENCE_DATA,
+    None,
+    "Recency-weighted pooling of every user's sequence through the day, leave-one-out, gated.",
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread):
+    """Every test here runs torch on one thread (see conftest)."""
+
+
+@pytest.fixture(scope="module")
+def registered():
+    mp = pytest.MonkeyPatch()
+    mp.setitem(MODELS, NAME, SPEC)
+    yield NAME
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def export_day(lake_home):  # noqa: F811 (the fixture imported above)
+    """The last day's catalog and user and video features, as far as the export reads them:
+    every video in a category, none of them new (no cold-start cohort)."""
+    from lake.partitions import partition
+    from lake.schema import USER_FEATURES, VIDEO_FEATURES, VIDEOS
+    from reelflow.paths import Paths
+
+    paths, ds = Paths.from_env(), DAYS[-1]
+    walks = pd.read_parquet(paths.normalized("interactions"))
+    videos = np.sort(walks["video_id"].unique()).astype(np.int64)
+    users = np.sort(walks["user_id"].unique()).astype(np.int64)
+    views = walks["video_id"].value_counts().reindex(videos, fill_value=0).to_numpy()
+    tables = {
+        paths.normalized(VIDEOS): pd.DataFrame({"video_id": videos}),
+        paths.features(VIDEO_FEATURES): pd.DataFrame(
+            {
+                "video_id": videos,
+                "primary_category": (videos % 5).astype(np.int64),
+                "trend_velocity": 0.0,
+                "normalized_performance": 1.0,
+                "exposures_7d": views.astype(np.int64),
+                "age_hours": 1000.0,
+            }
+        ),
+        paths.features(USER_FEATURES): pd.DataFrame(
+            {"user_id": users, "category_affinity": [[0.2] * 5 + [0.0] * 26] * len(users)}
+        ),
+    }
+    for table, frame in tables.items():
+        folder = partition(table, ds)
+        folder.mkdir(parents=True)
+        frame.to_parquet(folder / "part-0.parquet", index=False)
+    return ds
+
+
+def test_a_registered_model_trains_registers_gates_and_exports(registered, export_day):
+    import faiss
+
+    from jobs.export import export_candidates
+    from mlflow import MlflowClient
+    from models.bundle import load_version
+    from models.training import train_and_register
+    from reelflow.cli import build_parser
+    from reelflow.paths import Paths
+
+    config = Config(sequence=SequenceConfig(epochs=5, batch_size=32, patience=5))
+    summary = train_and_register(NAME, export_day, config=config)
+    assert summary["model"] == "reelflow-recency_pool" and summary["promoted"]
+    assert summary["metrics"]["val_ndcg_at_10"] > summary["popularity"]["popularity_val_ndcg_at_10"]
+    client = MlflowClient()
+    params = client.get_run(summary["run_id"]).data.params
+    assert params["model"] == NAME and params["model.decay"] == "0.5"
+    assert params["data_source"].startswith("lake/normalized/interactions")
+    version = client.get_model_version("reelflow-recency_pool", str(summary["version"]))
+    assert version.tags["gate"] == "promoted"
+    # The registered version reads back as the model it is, through the one loader.
+    bundle = load_version(NAME, summary["version"])
+    assert type(bundle.model).__name__ == "RecencyPool"
+
+    # The export takes it as its embedding model: its item vectors are the index.
+    exported = dataclasses.replace(CandidateConfig(), embedding_model=NAME)
+    manifest = export_candidates(export_day, config=Config(candidates=exported))
+    assert manifest["models"]["embeddings"]["name"] == "reelflow-recency_pool"
+    latest = Paths.from_env().exports / "latest"
+    index = faiss.read_index(str(latest / "index.faiss"))
+    video_ids = np.load(latest / "video_ids.npy")
+    stored = index.reconstruct_n(0, index.ntotal)
+    np.testing.assert_allclose(stored, bundle.item_vectors(video_ids)[1], rtol=1e-5, atol=1e-6)
+    assert manifest["candidates"]["users"] == manifest["candidates"]["active_users"] > 0
+
+    # The command line offers it: its choices are MODELS.
+    assert build_parser().parse_args(["train", "--model", NAME]).model == NAME
