@@ -127,16 +127,20 @@ class TrainingSet:
     holdout_ds: str
 
 
+def _utc_ns(moments) -> pd.Series:
+    """Moments as UTC nanosecond timestamps: the one type both sides of a join compare."""
+    return pd.to_datetime(moments, utc=True).astype("datetime64[ns, UTC]")
+
+
 def _features_as_of(key: str, ids: np.ndarray, at, refs: list[str], paths: Paths) -> pd.DataFrame:
     """One row per (id, moment), sorted, nulls where a view has nothing: Feast's file store
     drops entity rows with no feature row in the TTL window (an id first seen that day), which
     would silently misalign rows with the ids asked for."""
-    as_ns = "datetime64[ns, UTC]"
     entity = pd.DataFrame({key: ids.astype(np.int64), "event_timestamp": at})
-    entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True).astype(as_ns)
+    entity["event_timestamp"] = _utc_ns(entity["event_timestamp"])
     entity = entity.drop_duplicates()
     found = historical_features(entity, refs, paths)
-    found["event_timestamp"] = pd.to_datetime(found["event_timestamp"], utc=True).astype(as_ns)
+    found["event_timestamp"] = _utc_ns(found["event_timestamp"])
     return (
         entity.merge(found, on=[key, "event_timestamp"], how="left", validate="one_to_one")
         .sort_values([key, "event_timestamp"])
@@ -182,7 +186,7 @@ class ServiceFeatures:
 
     def _as_of(self, key: str, ids: np.ndarray, at, view: str, inputs) -> pd.DataFrame:
         frame = _features_as_of(key, ids, at, self.refs[view], self.paths)
-        return frame[[key, "event_timestamp", *inputs]]
+        return frame[[key, "event_timestamp", *inputs]].copy()
 
 
 def encode(
@@ -321,12 +325,9 @@ def _join_as_of(entity: pd.DataFrame, key: str, fetch) -> pd.DataFrame:
     """The features of `key` as of each entity row's timestamp, aligned with `entity`'s rows."""
     pairs = entity[[key, "event_timestamp"]].drop_duplicates()
     features = fetch(pairs[key].to_numpy(), pairs["event_timestamp"].to_numpy())
-    as_ns = "datetime64[ns, UTC]"
-    features["event_timestamp"] = pd.to_datetime(features["event_timestamp"], utc=True).astype(
-        as_ns
-    )
+    features["event_timestamp"] = _utc_ns(features["event_timestamp"])
     left = entity[[key, "event_timestamp"]].assign(
-        event_timestamp=lambda f: pd.to_datetime(f["event_timestamp"], utc=True).astype(as_ns)
+        event_timestamp=lambda f: _utc_ns(f["event_timestamp"])
     )
     merged = left.merge(features, on=[key, "event_timestamp"], how="left", validate="many_to_one")
     if len(merged) != len(entity):

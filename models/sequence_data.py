@@ -85,6 +85,12 @@ class EvalSet:
         """Per user: the score columns of the history (masked)."""
         return [h - 1 for h in self.history]
 
+    def metrics(self, scores: np.ndarray, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+        """Full-ranking metrics of `scores` (users, n_items): column j is item index j + 1."""
+        return next_item_metrics(
+            scores, self.targets - 1, self.seen(), ks, popularity=self.popularity[1:]
+        )
+
     def popularity_metrics(self, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
         """The popularity baseline on this stage: training counts rank every item."""
         return popularity_metrics(self.popularity[1:], self.relevant(), self.seen(), ks)
@@ -323,13 +329,7 @@ def score_items(model: NextItemModel, inputs: torch.Tensor, batch_size: int = 10
 
 def evaluate_model(model: NextItemModel, stage: EvalSet, ks=(10, 20)) -> dict[str, float]:
     """Full ranking of every item, the user's history masked."""
-    return next_item_metrics(
-        score_items(model, stage.inputs),
-        stage.targets - 1,
-        stage.seen(),
-        ks,
-        popularity=stage.popularity[1:],
-    )
+    return stage.metrics(score_items(model, stage.inputs), ks)
 
 
 def score_on(bundle: SequenceBundle, stage: EvalSet, vocab: Vocabulary) -> dict[str, float]:
@@ -337,10 +337,7 @@ def score_on(bundle: SequenceBundle, stage: EvalSet, vocab: Vocabulary) -> dict[
     raw ids, and the version's scores come back onto `vocab`'s columns; a video the version
     never saw ranks last (it cannot recommend it)."""
     raw_inputs = [vocab.raw(row[row > 0]) for row in stage.inputs.numpy()]
-    scores = bundle.scores(raw_inputs, vocab.ids)
-    return next_item_metrics(
-        scores, stage.targets - 1, stage.seen(), popularity=stage.popularity[1:]
-    )
+    return stage.metrics(bundle.scores(raw_inputs, vocab.ids))
 
 
 def small_matrix_metrics(
