@@ -12,7 +12,8 @@ stride `max_len` (left-padded with 0): a window's first `max_len` items are the 
 and its last `max_len` items the next-item targets, so one row trains every position at once.
 
 Sources: any (user, item, time) frame (`from_frame`), the lake's normalized interactions
-(`read_lake_interactions`) for the pipeline, MovieLens `u.data` (`read_movielens`) for the bench.
+(`lake.read.read_interactions`) for the pipeline, MovieLens `u.data` (`read_movielens`) for the
+bench.
 
 The next-item kind of model (models/registry.py `data`: GRU4Rec, BERT4Rec, the student) in
 training and in use: `SequenceBundle` (the model with its video vocabulary: scores, top-k,
@@ -42,7 +43,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 import torch
 from torch import nn
 
@@ -196,16 +196,6 @@ def from_frame(
     items = vocab.lookup(raw_items)
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     return SequenceSplit(vocab, users[starts], np.split(items, starts[1:]), max_len)
-
-
-def read_lake_interactions(paths: Paths | None = None) -> pd.DataFrame:
-    """user_id, video_id, event_ts of every normalized interaction partition (no Spark)."""
-    paths = paths or Paths.from_env()
-    table = paths.normalized("interactions")
-    if not any(table.glob("ds=*")):
-        raise FileNotFoundError(f"no normalized interactions under {table}: run normalize first")
-    dataset = pads.dataset(str(table), format="parquet", partitioning="hive")
-    return dataset.to_table(columns=["user_id", "video_id", "event_ts"]).to_pandas()
 
 
 def read_movielens(path: str | Path) -> pd.DataFrame:
