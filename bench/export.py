@@ -7,7 +7,7 @@ the lake and the registry are computed here with pandas from `<prefix>pairs.csv`
 rows and exact duplicates dropped, as the reader does), mirroring features/compute.py for day
 D = the log's last day:
 
-- the catalog (jobs.candidates.Catalog): every video of the likes file; no categories (-1, as
+- the catalog (jobs.candidates.DayCatalog): every video of the likes file; no categories (-1, as
   MicroLens has none), trend velocity (exposures on D over the 7-day daily mean), normalized
   performance (exposures_7d over the exposure-weighted mean of its age bucket: MicroLens logs
   neither watch time nor likes, so exposures are its performance), exposures_7d;
@@ -216,7 +216,7 @@ def build_inputs(raw: Path, work: Path, seed: int, manifest: dict) -> dict:
     """Writes what the export's stage reads into `work`; returns the data sizes."""
     import torch
 
-    from jobs.candidates import Catalog, watched_pairs
+    from jobs.candidates import DayCatalog, watched_pairs
     from jobs.cold_start import assign_cohorts, plan_exposure
     from models.gru import GRU4Rec, GRU4RecConfig
     from models.ranker import USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, RankerModelConfig
@@ -233,7 +233,7 @@ def build_inputs(raw: Path, work: Path, seed: int, manifest: dict) -> dict:
     users = np.unique(log["user_id"].to_numpy(np.int64))  # every user "active": see the docstring
     user_frame, video_frame = feature_frames(log, video_ids, users, ds, config)
 
-    catalog = Catalog(
+    catalog = DayCatalog(
         video_ids=video_ids,
         categories=video_frame["primary_category"].to_numpy(np.int64),
         trend_velocity=video_frame["trend_velocity"].to_numpy(np.float64),
@@ -302,12 +302,12 @@ def _day_minus(ds: str, days: int) -> str:
 
 
 def load_inputs(work: Path) -> dict:
-    from jobs.candidates import Catalog
+    from jobs.candidates import DayCatalog
     from models.bundle import Bundle
 
     stored = np.load(work / "catalog.npz")
     return {
-        "catalog": Catalog(**{k: stored[k] for k in stored.files}),
+        "catalog": DayCatalog(**{k: stored[k] for k in stored.files}),
         "views": pd.read_parquet(work / "views.parquet"),
         "user_frame": pd.read_parquet(work / "user_frame.parquet"),
         "video_frame": pd.read_parquet(work / "video_frame.parquet"),

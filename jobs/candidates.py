@@ -35,7 +35,7 @@ EXPLORATION_SOURCES = ("cold_start", "explore")
 
 
 @dataclass
-class Catalog:
+class DayCatalog:
     """The day's videos: positions 0..n-1 index every array."""
 
     video_ids: np.ndarray
@@ -60,14 +60,14 @@ def slots(cfg: CandidateConfig, k: int) -> tuple[int, int]:
     return k - explore, explore
 
 
-def trending(catalog: Catalog, n: int) -> np.ndarray:
+def trending(catalog: DayCatalog, n: int) -> np.ndarray:
     """Positions of the n videos with the highest trend velocity (then most exposures)."""
     velocity = np.nan_to_num(catalog.trend_velocity, nan=0.0)
     order = np.lexsort((-catalog.exposures_7d, -velocity))
     return order[:n]
 
 
-def best_by_category(catalog: Catalog, n: int) -> dict[int, np.ndarray]:
+def best_by_category(catalog: DayCatalog, n: int) -> dict[int, np.ndarray]:
     """Per category: positions of its n best performers (normalized performance, exposures)."""
     perf = np.nan_to_num(catalog.performance, nan=0.0)
     order = np.lexsort((-catalog.exposures_7d, -perf))
@@ -79,7 +79,7 @@ def best_by_category(catalog: Catalog, n: int) -> dict[int, np.ndarray]:
     return {c: np.asarray(v, dtype=np.int64) for c, v in out.items()}
 
 
-def little_seen(catalog: Catalog, n: int) -> np.ndarray:
+def little_seen(catalog: DayCatalog, n: int) -> np.ndarray:
     """Exploration filler: the best performers among the less-exposed half of the catalog."""
     exposures = np.nan_to_num(catalog.exposures_7d.astype(np.float64), nan=0.0)
     cut = np.median(exposures) if len(exposures) else 0.0
@@ -91,7 +91,7 @@ def little_seen(catalog: Catalog, n: int) -> np.ndarray:
 def pool(
     ann: np.ndarray,
     top_categories: np.ndarray,
-    catalog: Catalog,
+    catalog: DayCatalog,
     cfg: CandidateConfig,
 ) -> pd.DataFrame:
     """Long frame (row, pos, source) of each user's pooled candidates, duplicates removed.
@@ -123,7 +123,7 @@ def pool(
     return frame.reset_index(drop=True)
 
 
-def watched_pairs(seen: pd.DataFrame, users: np.ndarray, catalog: Catalog) -> pd.DataFrame:
+def watched_pairs(seen: pd.DataFrame, users: np.ndarray, catalog: DayCatalog) -> pd.DataFrame:
     """(row, pos) of every seen (user_id, video_id) pair whose user is one of `users` (row =
     index in `users`) and whose video is in the catalog."""
     row_of = pd.Series(np.arange(len(users)), index=users)
@@ -158,7 +158,7 @@ def _padded(frame: pd.DataFrame, users: int, column: str, fill) -> np.ndarray:
 def mmr(
     scored: pd.DataFrame,
     users: int,
-    catalog: Catalog,
+    catalog: DayCatalog,
     picks: int,
     cfg: CandidateConfig,
     embeddings: np.ndarray | None = None,
@@ -221,7 +221,7 @@ def exploration(
     users: np.ndarray,
     cohorts: pd.DataFrame,
     filler: np.ndarray,
-    catalog: Catalog,
+    catalog: DayCatalog,
     watched: pd.DataFrame,
     taken: np.ndarray,
     count: int,
@@ -278,7 +278,7 @@ def build_lists(
     user_ids: np.ndarray,
     ann: np.ndarray,
     top_categories: np.ndarray,
-    catalog: Catalog,
+    catalog: DayCatalog,
     watched: pd.DataFrame,
     cohorts: pd.DataFrame,
     score: Callable[[np.ndarray, np.ndarray], np.ndarray],

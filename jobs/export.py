@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from jobs.ann import build_ann_index, mlflow_fields
-from jobs.candidates import Catalog, build_lists, trending, watched_pairs
+from jobs.candidates import DayCatalog, build_lists, trending, watched_pairs
 from jobs.cold_start import assign_cohorts, plan_exposure
 from lake.commit import staged_partition
 from lake.partitions import days_back, partition, partition_name
@@ -175,7 +175,7 @@ def export_candidates(
         .rename_axis("video_id")
         .reset_index()
     )
-    catalog = Catalog(
+    catalog = DayCatalog(
         video_ids=video_ids,
         categories=pd.to_numeric(video_frame["primary_category"], errors="coerce")
         .fillna(-1)
@@ -328,7 +328,7 @@ def lists_in_chunks(
     active: np.ndarray,
     neighbours: np.ndarray,
     top_categories: np.ndarray,
-    catalog: Catalog,
+    catalog: DayCatalog,
     watched: pd.DataFrame,
     cohorts: pd.DataFrame,
     scorer,
@@ -374,7 +374,7 @@ def empty_candidates() -> pd.DataFrame:
     )
 
 
-def fallback_list(catalog: Catalog, cc, k: int) -> np.ndarray:
+def fallback_list(catalog: DayCatalog, cc, k: int) -> np.ndarray:
     """For users with no recent view, and users the store does not know: trending videos,
     then the most viewed (video ids, best first)."""
     hot = trending(catalog, k)
@@ -384,7 +384,7 @@ def fallback_list(catalog: Catalog, cc, k: int) -> np.ndarray:
 
 
 def idle_lists(
-    users: np.ndarray, fallback: np.ndarray, catalog: Catalog, seen: pd.DataFrame, k: int
+    users: np.ndarray, fallback: np.ndarray, catalog: DayCatalog, seen: pd.DataFrame, k: int
 ) -> pd.DataFrame:
     watched = seen.groupby("user_id")["video_id"].apply(set)
     rank = pd.Series(np.arange(len(fallback)), index=fallback)

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.candidates import Catalog, build_lists, interleave, mmr, slots, watched_pairs
+from jobs.candidates import DayCatalog, build_lists, interleave, mmr, slots, watched_pairs
 from jobs.cold_start import assign_cohorts, plan_exposure
 from reelflow.config import CandidateConfig, ColdStartConfig
 
 
-def catalog(categories, performance=None, exposures=None) -> Catalog:
+def catalog(categories, performance=None, exposures=None) -> DayCatalog:
     n = len(categories)
-    return Catalog(
+    return DayCatalog(
         video_ids=np.arange(100, 100 + n),
         categories=np.asarray(categories),
         trend_velocity=np.linspace(2.0, 0.1, n),
