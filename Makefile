@@ -30,9 +30,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not e2e"
 
+# lint-imports: the layers of ARCHITECTURE.md, as contracts in pyproject.toml ([tool.importlinter]).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install
 	$(VENV)/bin/ruff format .
