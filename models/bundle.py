@@ -37,6 +37,8 @@ LEGACY_ARTIFACTS = ("ranker", "sequence_model")
 
 @dataclass
 class Bundle:
+    """A trained model with the encoders its inputs go through (a subclass per kind of data)."""
+
     name: str  # the model's name in models/registry.py MODELS
     model: Recommender
 
@@ -44,9 +46,11 @@ class Bundle:
     pyfunc_params: ClassVar[dict[str, Any] | None] = None
 
     def vocabularies(self) -> dict[str, Vocabulary]:
+        """The id vocabularies its encoders map through (vocab.json)."""
         raise NotImplementedError
 
     def settings(self) -> dict[str, Any]:
+        """What else its encoders need, as JSON (config.json's `settings`)."""
         return {}
 
     @classmethod

@@ -51,7 +51,7 @@ from models.bundle import Bundle
 from models.evaluate import metric_names, next_item_metrics, popularity_metrics
 from models.gate import GateSplit, run_params
 from models.interface import NextItemModel
-from models.registry import MODELS, spec
+from models.registry import MODELS, SEQUENCE_DATA, spec
 from models.student import Distillation
 from models.tracking import champion_version, registered_name
 from models.trainer import TrainerConfig
@@ -647,7 +647,7 @@ def train_sequence_model(
     `teacher_overrides` for its model. `on_epoch(epoch, metrics)`: called after each epoch
     with that epoch's metrics (to log).
     """
-    known = [n for n, s in MODELS.items() if s.data_class() is SequenceData]
+    known = [n for n, s in MODELS.items() if s.data == SEQUENCE_DATA]
     if name not in known:
         raise ValueError(f"unknown sequence model {name!r}; expected one of {sorted(known)}")
     model_spec = spec(name)

@@ -13,9 +13,11 @@ What differs between kinds of models lives in the class a model's spec names as 
     for_run(name, ds, config, paths, **options)   the run's data (classmethod)
     version_split(name, version, bundle, config, paths) -> GateSplit   a version's own split
     scheduled_day(ds, paths)                      the day a scheduled run for `ds` trains for
-    bundle_class, monitor, notes, run_name, trainer, model_config, train, targets,
-    wrap(model), bundle(model), on_epoch(bundle, log), configs(), params(),
-    evaluate(bundle, history, seconds, config, paths) -> Evaluation, example()
+    name, run_name, trainer, model_config, train, targets   what `fit_model` reads
+    wrap(model), bundle(model), on_epoch(bundle, log)       what it trains, keeps, calls
+    bundle_class, monitor, notes, source, configs(), params(), example(),
+    evaluate(bundle, history, seconds, config, paths) -> Evaluation   what the run logs
+(`source`: where a model without a Feast feature service reads its data.)
 """
 
 from __future__ import annotations
