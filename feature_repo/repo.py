@@ -163,3 +163,13 @@ sequence_v1 = FeatureService(name="sequence_v1", features=[user_sequences])
 serving_v1 = FeatureService(
     name="serving_v1", features=[user_candidates, user_features, user_sequences]
 )
+# What `reelflow recommend` prints: the user's list and a few of their online features.
+recommend_v1 = FeatureService(
+    name="recommend_v1",
+    features=[
+        user_candidates[["video_ids", "scores", "sources", "model_version"]],
+        user_features[
+            ["views_28d", "mean_watch_ratio_28d", "completion_rate_28d", "hours_since_last_view"]
+        ],
+    ],
+)

@@ -138,7 +138,14 @@ def historical_features(
 
 
 def online_features(
-    entity_rows: list[dict[str, Any]], features: list[str], paths: Paths | None = None
+    entity_rows: list[dict[str, Any]], features: list[str] | str, paths: Paths | None = None
 ) -> dict[str, list]:
+    """Online values of `features`: feature refs, or the name of a feature service (its
+    features then come in the order the service declares them, after the entity keys)."""
     store = feature_store(paths)
-    return store.get_online_features(features=features, entity_rows=entity_rows).to_dict()
+    if not isinstance(features, str):
+        return store.get_online_features(features=features, entity_rows=entity_rows).to_dict()
+    service = store.get_feature_service(features)
+    got = store.get_online_features(features=service, entity_rows=entity_rows).to_dict()
+    declared = [f.name for p in service.feature_view_projections for f in p.features]
+    return {**{k: v for k, v in got.items() if k not in declared}, **{n: got[n] for n in declared}}

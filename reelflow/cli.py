@@ -206,23 +206,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+# The candidate list's own fields in `recommend_v1`; the others are the user's features.
+CANDIDATE_FIELDS = ("video_ids", "scores", "sources", "model_version")
+
+
 def recommendations(user_id: int, k: int) -> dict[str, Any]:
     from features.store import online_features
 
-    features = [
-        "user_candidates:video_ids",
-        "user_candidates:scores",
-        "user_candidates:sources",
-        "user_candidates:model_version",
-        "user_features:views_28d",
-        "user_features:mean_watch_ratio_28d",
-        "user_features:completion_rate_28d",
-        "user_features:hours_since_last_view",
-    ]
+    # The feature names come from the `recommend_v1` service (feature_repo/repo.py), once.
     row = {
         name: values[0]
-        for name, values in online_features([{"user_id": user_id}], features).items()
+        for name, values in online_features([{"user_id": user_id}], "recommend_v1").items()
     }
+    shown = [n for n in row if n not in ("user_id", *CANDIDATE_FIELDS)]
     videos = row.get("video_ids") or []
     scores = row.get("scores") or []
     sources = row.get("sources") or []
@@ -237,15 +233,7 @@ def recommendations(user_id: int, k: int) -> dict[str, Any]:
     return {
         "user_id": user_id,
         "model_version": row.get("model_version"),
-        "user_features": {
-            k_: row.get(k_)
-            for k_ in (
-                "views_28d",
-                "mean_watch_ratio_28d",
-                "completion_rate_28d",
-                "hours_since_last_view",
-            )
-        },
+        "user_features": {k_: row.get(k_) for k_ in shown},
         "candidates": [
             {"rank": i + 1, "video_id": int(v), "score": float(s), "source": src}
             for i, (v, s, src) in enumerate(zip(videos, scores, sources, strict=False))

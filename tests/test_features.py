@@ -327,6 +327,26 @@ def test_online_videos_hold_the_latest_day(online_home):
     assert got["exposures_7d"] == [3, None]  # an unknown video is null, not an error
 
 
+def test_recommend_reads_its_features_through_the_recommend_v1_service(online_home):
+    """`reelflow recommend` names no feature: the service does (here before any export, so
+    the candidate list is empty and the user's features are there)."""
+    from reelflow.cli import CANDIDATE_FIELDS, recommendations
+
+    paths, _ = online_home
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REELFLOW_HOME", str(paths.home))
+        result = recommendations(1, k=10)
+    assert result["candidates"] == []
+    assert list(result["user_features"]) == [
+        "views_28d",
+        "mean_watch_ratio_28d",
+        "completion_rate_28d",
+        "hours_since_last_view",
+    ]
+    assert result["user_features"]["views_28d"] == 4
+    assert not set(CANDIDATE_FIELDS) & set(result["user_features"])
+
+
 def test_feast_serve_answers_over_http(online_home):
     """Feast's own feature server, started on loopback against this repo unchanged."""
     paths, _ = online_home
