@@ -131,9 +131,8 @@ def _legacy_ranker(folder: Path):
 def log_bundle(bundle: Bundle, example: pd.DataFrame) -> None:
     """Logs the bundle into the active run: its files as `bundle/`, and the pyfunc `model`
     (models/pyfunc.py) with the signature of `example` and of what it answers."""
-    from mlflow.models import infer_signature
-
     import mlflow
+    from mlflow.models import infer_signature
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = bundle.save(Path(tmp) / ARTIFACT)

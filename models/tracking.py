@@ -39,9 +39,8 @@ def experiment(name: str, paths: Paths) -> str:
 
 def champion_version(name: str) -> Any | None:
     """The `@champion` version of the registered model `name`, None when there is none."""
-    from mlflow.exceptions import MlflowException
-
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     try:
         return MlflowClient().get_model_version_by_alias(name, CHAMPION)

@@ -64,6 +64,7 @@ def test_online_features_for_a_known_user(pipeline_run, lake):
 
 def test_champion_is_registered_and_beats_popularity(pipeline_run, lake):
     from mlflow import MlflowClient
+
     from models.tracking import CHAMPION, registered_name, setup_tracking
 
     RANKER = registered_name("ranker")
@@ -88,6 +89,7 @@ def test_gate_keeps_a_worse_challenger_out_and_promote_reruns_it(pipeline_run, l
     """A barely trained challenger is rejected on its own validation day; forcing it is
     recorded; `promote` of the better version re-scores both and moves the alias back."""
     from mlflow import MlflowClient
+
     from models.tracking import CHAMPION, registered_name, setup_tracking
 
     RANKER = registered_name("ranker")
@@ -138,6 +140,7 @@ def test_sequence_models_are_trained_registered_and_gated_by_the_dag(pipeline_ru
     each is a registered `reelflow-<model>` version with its gate decision; `reelflow train
     --model gru` from the command line adds a version gated the same way."""
     from mlflow import MlflowClient
+
     from models.tracking import setup_tracking
 
     setup_tracking(lake)

@@ -80,9 +80,9 @@ def export_day(lake_home):  # noqa: F811 (the fixture imported above)
 
 def test_a_registered_model_trains_registers_gates_and_exports(registered, export_day):
     import faiss
+    from mlflow import MlflowClient
 
     from jobs.export import export_candidates
-    from mlflow import MlflowClient
     from models.bundle import load_version
     from models.training import train_and_register
     from reelflow.cli import build_parser

@@ -119,6 +119,7 @@ def test_gru_run_logs_registers_and_becomes_champion(gru_run):
 
 def test_worse_challenger_stays_out_and_force_is_recorded(gru_run):
     from mlflow import MlflowClient
+
     from models.training import promote, train_and_register
 
     worse = train_and_register("gru", DAYS[-1], config=config(1))
@@ -145,6 +146,7 @@ def test_worse_challenger_stays_out_and_force_is_recorded(gru_run):
 
 def test_student_distills_the_registered_teacher(lake_home):
     from mlflow import MlflowClient
+
     from models.training import train_and_register
 
     bert = train_and_register("bert4rec", DAYS[-1], config=config(8))

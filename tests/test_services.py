@@ -17,6 +17,7 @@ def test_mlflow_registry_on_postgres_promotes_through_the_alias(tmp_path, monkey
     service_available("127.0.0.1", 5432, "PostgreSQL")
     import mlflow
     from mlflow import MlflowClient
+
     from models.tracking import CHAMPION
 
     uri = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
