@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from reelflow.config import SparkConfig, load_config
+from reelflow.config import SparkConfig
 
 LOG4J2 = """\
 # Written by lake/spark.py: Spark's logs go to a file, never to the console.
@@ -73,11 +73,11 @@ def spark_session(config: SparkConfig | None = None, app_name: str = "reelflow")
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    config = config or load_config().spark
+    config = config or SparkConfig()
     # Our JVM: the one PySpark starts here (not spark-submit's, whose console it owns).
     ours = "PYSPARK_GATEWAY_PORT" not in os.environ and not os.environ.get("SPARK_SUBMIT_MODE")
     starts_jvm = ours and SparkContext._gateway is None
-    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", config.driver_java_options]))
+    driver_options = "-Duser.timezone=UTC"
     if starts_jvm:
         log = spark_log()
         log.parent.mkdir(parents=True, exist_ok=True)

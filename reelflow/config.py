@@ -161,11 +161,6 @@ class SparkConfig:
     # Parser of large interaction logs: "arrow" (Arrow's CSV parser in the Python workers,
     # several times faster) or "spark" (the built-in CSV reader).
     csv_engine: str = "arrow"
-    # Extra options of the driver's JVM. "-XX:TieredStopAtLevel=1" (the C1 compiler only)
-    # starts a fresh JVM's first queries about 30% sooner, which is what tiny data and the
-    # test suite pay for (every Airflow task is its own JVM); release-size jobs run longer
-    # with it, so it is not the default.
-    driver_java_options: str = ""
 
 
 @dataclass(frozen=True)

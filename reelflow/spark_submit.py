@@ -21,7 +21,6 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from lake.partitions import partition
-from reelflow.config import load_config
 from reelflow.paths import REPO_ROOT, Paths
 
 CONN_ENV = "REELFLOW_SPARK_CONN_ID"
@@ -63,9 +62,7 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
             "spark.ui.enabled": "false",
             # The driver JVM starts before lake.spark configures the session: UTC from the start.
             "spark.sql.session.timeZone": "UTC",
-            "spark.driver.extraJavaOptions": " ".join(
-                filter(None, ["-Duser.timezone=UTC", load_config().spark.driver_java_options])
-            ),
+            "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
             "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
             **(self.conf or {}),
         }

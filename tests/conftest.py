@@ -22,12 +22,6 @@ settings.register_profile("ci", max_examples=30, derandomize=True, **_FUZZ)
 settings.register_profile("long", max_examples=1000, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# Every Spark JVM of the suite (this process's, and every task's and CLI child's, which inherit
-# the environment) compiles with C1 only: tests run tiny data in many fresh JVMs, where that
-# starts the first queries about 30% sooner. Results are the same; a user's runs keep the
-# JVM's default (see SparkConfig.driver_java_options).
-os.environ.setdefault("REELFLOW_SPARK__DRIVER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
