@@ -1,25 +1,68 @@
-"""Full-ranking evaluation: every video scored, the user's history masked, no sampled negatives.
+"""Full-ranking evaluation: every video scored, no sampled negatives.
+
+Two protocols (`mask_history`): masked, each user's history left out of the ranking (the
+product's use: never recommend what the user saw; the metrics' plain names), and unmasked,
+nothing left out (RecBole's protocol for sequential models, which masks only padding; logged
+as `unmasked_<name>`). A model is compared with a reference only on the same protocol.
+
+Equal scores rank the lower column first (what a stable sort gives, as the pyfunc's ranking
+does), on every machine: numpy's argpartition + argsort broke ties by its SIMD path, so the
+popularity baseline, whose counts tie, scored differently on AVX-512, AVX2 and plain x86.
 
 Metrics at each k: NDCG, Recall, HR, MRR; over the top-k lists: catalog coverage, intra-list
 diversity over categories, novelty (mean self-information of the recommended videos' training
-popularity) and the Gini of how often each video is recommended. A popularity baseline is
-always evaluated on the same split next to the model.
+popularity) and the Gini of how often each video is recommended. The baselines
+(models/baselines.py: popularity, item-to-item transitions) are evaluated on the same split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from models.baselines import popularity_scores
 
-def top_k(scores: np.ndarray, history: list[np.ndarray], k: int) -> np.ndarray:
-    """Indices of the k best unseen columns per row, best first."""
-    masked = scores.astype(np.float64, copy=True)
-    for row, seen in enumerate(history):
-        masked[row, seen] = -np.inf
-    k = min(k, masked.shape[1])
-    part = np.argpartition(-masked, k - 1, axis=1)[:, :k]
-    order = np.take_along_axis(masked, part, axis=1).argsort(axis=1)[:, ::-1]
-    return np.take_along_axis(part, order, axis=1)
+UNMASKED = "unmasked_"  # marks a metric measured with nothing masked (the logged name's head)
+ROWS_PER_BLOCK = 1024  # rows ranked at once: a float64 copy of every user's row ran to GiBs
+
+
+def top_k(
+    scores: np.ndarray, history: list[np.ndarray], k: int, mask_history: bool = True
+) -> np.ndarray:
+    """Indices of the k best columns per row, best first, equal scores lower column first;
+    with `mask_history`, each row's `history` columns are left out (NaN ranks last too)."""
+    n_rows, n_columns = scores.shape
+    k = min(k, n_columns)
+    ranked = np.empty((n_rows, k), dtype=np.int64)
+    if k == 0:
+        return ranked
+    for start in range(0, n_rows, ROWS_PER_BLOCK):
+        block = scores[start : start + ROWS_PER_BLOCK].astype(np.float64, copy=True)
+        block[np.isnan(block)] = -np.inf
+        if mask_history:
+            for row, seen in enumerate(history[start : start + ROWS_PER_BLOCK]):
+                block[row, seen] = -np.inf
+        ranked[start : start + len(block)] = _best_first(block, k)
+    return ranked
+
+
+def _best_first(block: np.ndarray, k: int) -> np.ndarray:
+    """The k best columns of each row of `block` (no NaN), best first, ties lower column first:
+    every column above the row's k-th best value, then the lowest columns equal to it."""
+    n_columns = block.shape[1]
+    kth = np.partition(block, n_columns - k, axis=1)[:, n_columns - k : n_columns - k + 1]
+    above = block > kth
+    tied = block == kth
+    room = k - above.sum(axis=1)
+    # Only rows with more ties than room choose among them (popularity's equal counts; a
+    # model's float scores rarely tie): the lowest columns first.
+    crowded = np.flatnonzero(tied.sum(axis=1) > room)
+    if len(crowded):
+        tied[crowded] &= np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded, None]
+    columns = np.nonzero(above | tied)[1].reshape(len(block), k)  # ascending within each row
+    order = np.argsort(-np.take_along_axis(block, columns, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(columns, order, axis=1)
 
 
 def gini(counts: np.ndarray) -> float:
@@ -37,10 +80,12 @@ def full_ranking_metrics(
     ks: tuple[int, ...] = (10, 20),
     categories: np.ndarray | None = None,
     popularity: np.ndarray | None = None,
+    mask_history: bool = True,
 ) -> dict[str, float]:
-    """`scores[u, v]` for every evaluated user u and every video v; `relevant[u]` are columns."""
+    """`scores[u, v]` for every evaluated user u and every video v; `relevant[u]` are columns,
+    `history[u]` the columns left out of user u's ranking when `mask_history`."""
     n_users, n_videos = scores.shape
-    ranked = top_k(scores, history, max(ks))
+    ranked = top_k(scores, history, max(ks), mask_history)
     metrics: dict[str, float] = {"users": float(n_users), "videos": float(n_videos)}
     discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
     for k in ks:
@@ -76,16 +121,17 @@ def next_item_metrics(
     history: list[np.ndarray],
     ks: tuple[int, ...] = (10, 20),
     popularity: np.ndarray | None = None,
+    mask_history: bool = True,
 ) -> dict[str, float]:
     """Leave-one-out: one relevant column per row (`targets[u]`), so Recall@k equals HR@k."""
     return full_ranking_metrics(
-        scores, [np.array([t]) for t in targets], history, ks, popularity=popularity
+        scores,
+        [np.array([t]) for t in targets],
+        history,
+        ks,
+        popularity=popularity,
+        mask_history=mask_history,
     )
-
-
-def popularity_scores(counts: np.ndarray, n_rows: int) -> np.ndarray:
-    """The popularity baseline's score matrix: every row ranks by the training counts."""
-    return np.broadcast_to(counts.astype(np.float64), (n_rows, len(counts)))
 
 
 def popularity_metrics(
@@ -94,9 +140,11 @@ def popularity_metrics(
     history: list[np.ndarray],
     ks: tuple[int, ...] = (10, 20),
     categories: np.ndarray | None = None,
+    mask_history: bool = True,
 ) -> dict[str, float]:
     """The popularity baseline on a split: every user's columns ranked by the training
-    `counts` (per column), the user's `history` masked, next to any model on the same split."""
+    `counts` (per column), the user's `history` masked when `mask_history`, next to any model
+    on the same split."""
     return full_ranking_metrics(
         popularity_scores(counts, len(relevant)),
         relevant,
@@ -104,19 +152,29 @@ def popularity_metrics(
         ks,
         categories=categories,
         popularity=counts,
+        mask_history=mask_history,
     )
+
+
+def both_protocols(metrics: Callable[[bool], dict[str, float]]) -> dict[str, float]:
+    """`metrics(mask_history)` under both protocols in one dict: the masked metrics under
+    their keys (`ndcg@10`), the unmasked ones marked (`unmasked_ndcg@10`)."""
+    return {**metrics(True), **{UNMASKED + k: v for k, v in metrics(False).items()}}
 
 
 def metric_names(
     metrics: dict[str, float], prefix: str, only: tuple[str, ...] | None = None
 ) -> dict[str, float]:
-    """`ndcg@10` -> `<prefix>_ndcg_at_10` (of the metrics in `only`, all when None): names
-    MLflow accepts, ready to log as they are."""
-    return {
-        f"{prefix}_{k}".replace("@", "_at_"): float(v)
-        for k, v in metrics.items()
-        if only is None or k in only
-    }
+    """`ndcg@10` -> `<prefix>_ndcg_at_10` and `unmasked_ndcg@10` ->
+    `unmasked_<prefix>_ndcg_at_10` (of the metrics in `only`, named without the mark; all when
+    None): names MLflow accepts, ready to log as they are. The one place a logged name is built,
+    so every split, model and baseline reads `[unmasked_]<who>_<split>_<metric>_at_<k>`."""
+    out = {}
+    for key, value in metrics.items():
+        mark, name = (UNMASKED, key[len(UNMASKED) :]) if key.startswith(UNMASKED) else ("", key)
+        if only is None or name in only:
+            out[f"{mark}{prefix}_{name}".replace("@", "_at_")] = float(value)
+    return out
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -1,16 +1,75 @@
-"""Full-ranking metrics against values computed by hand."""
+"""Full-ranking metrics and the baselines against values computed by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from models.evaluate import auc, full_ranking_metrics, gini, head_metrics, rmse, top_k
+from models.baselines import Transitions, popularity_scores
+from models.evaluate import (
+    auc,
+    both_protocols,
+    full_ranking_metrics,
+    gini,
+    head_metrics,
+    metric_names,
+    next_item_metrics,
+    rmse,
+    top_k,
+)
 
 
 def test_history_is_masked_and_order_is_best_first():
     scores = np.array([[0.9, 0.8, 0.1, 0.5]])
     assert top_k(scores, [np.array([0])], 2).tolist() == [[1, 3]]
+
+
+def test_equal_scores_rank_the_lower_column_first_and_nan_last():
+    scores = np.array([[1.0, 3.0, 3.0, np.nan, 3.0, 2.0]])
+    # Masked column 1 and the NaN both rank as -inf: last, lower column first.
+    assert top_k(scores, [np.array([1])], 6).tolist() == [[2, 4, 5, 0, 1, 3]]
+    assert top_k(scores, [np.array([1])], 6, mask_history=False).tolist() == [[1, 2, 4, 5, 0, 3]]
+
+
+def test_masked_and_unmasked_by_hand():
+    # Both users' seen items score highest. User 0: target 2 after seen 0 and 1. User 1: target
+    # 3 ties 1 and 2 (seen) at 0.6, the lower column first. Masked: each target ranks first.
+    # Unmasked: each ranks third (DCG 1 / log2(4) = 0.5 exactly, reciprocal rank 1/3).
+    scores = np.array([[0.9, 0.8, 0.7, 0.1], [0.3, 0.6, 0.6, 0.6]])
+    targets, seen = np.array([2, 3]), [np.array([0, 1]), np.array([1, 2])]
+    m = both_protocols(
+        lambda mask: next_item_metrics(scores, targets, seen, ks=(2, 3), mask_history=mask)
+    )
+    assert (m["ndcg@2"], m["hr@2"], m["mrr@3"]) == (1.0, 1.0, 1.0)
+    assert (m["unmasked_ndcg@2"], m["unmasked_hr@2"]) == (0.0, 0.0)
+    assert (m["unmasked_ndcg@3"], m["unmasked_hr@3"], m["unmasked_mrr@3"]) == (0.5, 1.0, 1 / 3)
+    # One place names what is logged: the protocol's mark heads the name.
+    assert metric_names(m, "test", only=("ndcg@3",)) == {
+        "test_ndcg_at_3": 1.0,
+        "unmasked_test_ndcg_at_3": 0.5,
+    }
+
+
+def test_transition_baseline_by_hand():
+    # Items 1..5 (0 is padding): 1 -> 2 twice, 1 -> 3 once, 2 -> 3 twice, 2 -> 4 once; 4 and 5
+    # are never followed by anything; no pair across two sequences (3 -> 1 never occurs).
+    transitions = Transitions.count(
+        [np.array([1, 2, 3]), np.array([1, 2, 4]), np.array([1, 3]), np.array([2, 3, 4, 5])], 6
+    )
+    popularity = np.array([0.0, 3.0, 4.0, 3.0, 1.0, 0.0])
+    scores = transitions.scores(np.array([1, 2, 5, 3]), popularity)
+    tie_break = popularity / 5.0  # below one: orders only what the counts leave equal
+    assert np.array_equal(scores[0], np.array([0, 0, 2, 1, 0, 0]) + tie_break)
+    assert np.array_equal(scores[1], np.array([0, 0, 0, 2, 1, 0]) + tie_break)
+    ranked = top_k(scores, [], 6, mask_history=False).tolist()
+    assert ranked[0] == [2, 3, 1, 4, 0, 5]  # 2 and 3 followed 1, then by popularity
+    assert ranked[1] == [3, 4, 2, 1, 0, 5]
+    assert ranked[2] == [2, 1, 3, 4, 0, 5]  # 5 never followed: popularity, 1 before 3 (equal)
+    assert ranked[3] == [4, 2, 1, 3, 0, 5]  # 3 -> 4 once, then popularity
+
+
+def test_popularity_scores_rank_every_row_alike():
+    assert popularity_scores(np.array([2, 5, 1]), 2).tolist() == [[2, 5, 1], [2, 5, 1]]
 
 
 def test_metrics_by_hand():
