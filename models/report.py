@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ def learning_curves_png(
     metric: str,
     baseline: float | None = None,
     label: str = "model",
+    baselines: dict[str, float] | None = None,
 ) -> None:
-    """Train loss and validation `metric` per epoch; the popularity baseline as a dashed line."""
+    """Train loss and validation `metric` per epoch; the popularity baseline (`baseline`) and
+    any other (`baselines`, name -> value) as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,6 +34,8 @@ def learning_curves_png(
     right.plot(epochs, [h.get(metric, np.nan) for h in history], marker="o", label=label)
     if baseline is not None:
         right.axhline(baseline, ls="--", color="grey", label="popularity")
+    for (name, value), style in zip((baselines or {}).items(), cycle((":", "-.")), strict=False):
+        right.axhline(value, ls=style, color="grey", label=name)
     right.set(title=f"validation {metric}", xlabel="epoch")
     right.legend()
     fig.tight_layout()
@@ -45,6 +50,7 @@ def log_report(
     metric: str,
     baseline: float | None = None,
     label: str = "model",
+    baselines: dict[str, float] | None = None,
 ) -> None:
     """Logs evaluation.json, config.json and learning_curves.png into the active run."""
     import mlflow
@@ -53,5 +59,7 @@ def log_report(
         folder = Path(tmp)
         (folder / "evaluation.json").write_text(json.dumps(report, indent=2, default=float))
         (folder / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        learning_curves_png(history, folder / "learning_curves.png", metric, baseline, label)
+        learning_curves_png(
+            history, folder / "learning_curves.png", metric, baseline, label, baselines
+        )
         mlflow.log_artifacts(str(folder), artifact_path="report")

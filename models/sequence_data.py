@@ -3,9 +3,11 @@
 Each user's interactions, oldest first, become one sequence of dense item indices (a
 `Vocabulary` that only grows; 0 is padding). The split, per user with at least three
 interactions: the last one is the test target, the one before the validation target, the rest
-is training. Users with fewer stay in training only. Evaluation ranks every item with the
-user's history masked: for validation the training part, for test everything before the test
-target (the validation item included).
+is training. Users with fewer stay in training only. Evaluation ranks every item under two
+protocols (models/evaluate.py): the user's history masked (for validation the training part,
+for test everything before the test target, the validation item included), and nothing masked
+(`unmasked_` metrics, RecBole's protocol), each next to popularity and the item-to-item
+transition baseline (models/baselines.py).
 
 Training rows are windows of `max_len + 1` items cut from the end of each training part with
 stride `max_len` (left-padded with 0): a window's first `max_len` items are the model's input
@@ -47,8 +49,15 @@ import torch
 from torch import nn
 
 from lake.read import read_interactions
+from models.baselines import Transitions
 from models.bundle import Bundle
-from models.evaluate import metric_names, next_item_metrics, popularity_metrics
+from models.evaluate import (
+    UNMASKED,
+    both_protocols,
+    metric_names,
+    next_item_metrics,
+    popularity_metrics,
+)
 from models.gate import GateSplit, run_params
 from models.interface import NextItemModel
 from models.registry import MODELS, SEQUENCE_DATA, spec
@@ -85,15 +94,42 @@ class EvalSet:
         """Per user: the score columns of the history (masked)."""
         return [h - 1 for h in self.history]
 
-    def metrics(self, scores: np.ndarray, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
-        """Full-ranking metrics of `scores` (users, n_items): column j is item index j + 1."""
-        return next_item_metrics(
-            scores, self.targets - 1, self.seen(), ks, popularity=self.popularity[1:]
-        )
+    def metrics(
+        self, scores: np.ndarray, ks: tuple[int, ...] = (10, 20), unmasked: bool = True
+    ) -> dict[str, float]:
+        """Full-ranking metrics of `scores` (users, n_items): column j is item index j + 1.
+        The history masked (`ndcg@10`, ...) and, when `unmasked`, also nothing masked
+        (`unmasked_ndcg@10`, ...; padding is no column: it is never ranked)."""
+
+        def protocol(mask_history: bool) -> dict[str, float]:
+            return next_item_metrics(
+                scores,
+                self.targets - 1,
+                self.seen(),
+                ks,
+                popularity=self.popularity[1:],
+                mask_history=mask_history,
+            )
+
+        return both_protocols(protocol) if unmasked else protocol(True)
 
     def popularity_metrics(self, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
-        """The popularity baseline on this stage: training counts rank every item."""
-        return popularity_metrics(self.popularity[1:], self.relevant(), self.seen(), ks)
+        """The popularity baseline on this stage, both protocols: training counts rank every
+        item."""
+        return both_protocols(
+            lambda mask_history: popularity_metrics(
+                self.popularity[1:], self.relevant(), self.seen(), ks, mask_history=mask_history
+            )
+        )
+
+    def transition_metrics(
+        self, transitions: Transitions, ks: tuple[int, ...] = (10, 20)
+    ) -> dict[str, float]:
+        """The transition baseline on this stage, both protocols: what followed each user's
+        last item in `transitions` (the training sequences' counts, over item indices), this
+        stage's popularity breaking ties."""
+        last_items = self.inputs[:, -1].numpy()  # inputs are left-padded: the last is the latest
+        return self.metrics(transitions.scores(last_items, self.popularity)[:, 1:], ks)
 
 
 @dataclass
@@ -317,15 +353,18 @@ def score_items(model: NextItemModel, inputs: torch.Tensor, batch_size: int = 10
     return np.concatenate(parts) if parts else np.zeros((0, model.config.n_items), np.float32)
 
 
-def evaluate_model(model: NextItemModel, stage: EvalSet, ks=(10, 20)) -> dict[str, float]:
-    """Full ranking of every item, the user's history masked."""
-    return stage.metrics(score_items(model, stage.inputs), ks)
+def evaluate_model(
+    model: NextItemModel, stage: EvalSet, ks=(10, 20), unmasked: bool = True
+) -> dict[str, float]:
+    """Full ranking of every item, the user's history masked, and when `unmasked` also with
+    nothing masked (`unmasked_` keys); the model scores once for both."""
+    return stage.metrics(score_items(model, stage.inputs), ks, unmasked)
 
 
 def score_on(bundle: SequenceBundle, stage: EvalSet, vocab: Vocabulary) -> dict[str, float]:
-    """Full-ranking metrics of any version on a stage indexed by `vocab`: histories go in as
-    raw ids, and the version's scores come back onto `vocab`'s columns; a video the version
-    never saw ranks last (it cannot recommend it)."""
+    """Full-ranking metrics of any version on a stage indexed by `vocab`, both protocols:
+    histories go in as raw ids, and the version's scores come back onto `vocab`'s columns; a
+    video the version never saw ranks last (it cannot recommend it)."""
     raw_inputs = [vocab.raw(row[row > 0]) for row in stage.inputs.numpy()]
     return stage.metrics(bundle.scores(raw_inputs, vocab.ids))
 
@@ -474,13 +513,12 @@ class SequenceData:
 
         def epoch_metrics(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
             model = bundle.model
-            out = metric_names(
-                {"ndcg@10": evaluate_model(model, self.val, ks=(10,))["ndcg@10"]}, "val"
-            )
+            # Early stopping follows the masked metric only: one ranking per epoch.
+            val = evaluate_model(model, self.val, ks=(10,), unmasked=False)
+            out = metric_names(val, "val", only=("ndcg@10",))
             if self.track_test:
-                out.update(metric_names(evaluate_model(model, self.test, ks=(10,)), "test"))
-                keep = (MONITOR, "test_ndcg_at_10", "test_hr_at_10")
-                out = {k: v for k, v in out.items() if k in keep}
+                test = evaluate_model(model, self.test, ks=(10,))
+                out.update(metric_names(test, "test", only=("ndcg@10", "hr@10")))
             log(epoch, {**metrics, **out})
             return out
 
@@ -508,14 +546,24 @@ class SequenceData:
         }
 
     def metrics(self, model: NextItemModel, history, seconds: float) -> dict[str, float]:
-        """The trained model's metrics (best epoch's weights) and the run's numbers."""
+        """The trained model's metrics (best epoch's weights), popularity's and the transition
+        baseline's on validation and test, both protocols (`[unmasked_][popularity_|transition_]
+        <val|test>_<metric>`), and the run's numbers."""
         model.eval()
         best_epoch = 1 + int(np.argmax([h[MONITOR] for h in history]))
-        metrics = {
-            **metric_names(evaluate_model(model, self.val), "val"),
-            **metric_names(evaluate_model(model, self.test), "test"),
-            **metric_names(self.test.popularity_metrics(), "popularity_test"),
-            **metric_names(self.val.popularity_metrics(), "popularity_val"),
+        split = self.split
+        # What the models train on: each user's training part, never a held-out target.
+        transitions = Transitions.count(
+            [split.train_part(i) for i in range(len(split.sequences))], len(split.vocab)
+        )
+        metrics = {}
+        for name, stage in (("val", self.val), ("test", self.test)):
+            metrics.update(metric_names(evaluate_model(model, stage), name))
+            metrics.update(metric_names(stage.popularity_metrics(), f"popularity_{name}"))
+            metrics.update(
+                metric_names(stage.transition_metrics(transitions), f"transition_{name}")
+            )
+        metrics |= {
             "parameters": float(count_parameters(model)),
             "epochs_run": float(len(history)),
             "best_epoch": float(best_epoch),
@@ -551,19 +599,22 @@ class SequenceData:
             "unbiased": unbiased,
             **self.notes,
         }
-        pick = {
-            f"{p}_{m}"
-            for p in ("val", "test", "popularity_val", "popularity_test")
-            for m in SUMMARY_METRICS
-        }
+
+        def picked(who: str) -> dict[str, float]:
+            """`who`'s SUMMARY_METRICS on validation and test, both protocols."""
+            names = {
+                f"{protocol}{who}{stage}_{m}"
+                for protocol in ("", UNMASKED)
+                for stage in STAGES
+                for m in SUMMARY_METRICS
+            }
+            return {k: v for k, v in metrics.items() if k in names}
+
         summary = {
             "data_through_ds": self.through_ds,
-            "metrics": {
-                k: v for k, v in metrics.items() if k in pick and not k.startswith("popularity")
-            },
-            "popularity": {
-                k: v for k, v in metrics.items() if k.startswith("popularity") and k in pick
-            },
+            "metrics": picked(""),
+            "popularity": picked("popularity_"),
+            "transition": picked("transition_"),
             "unbiased": unbiased_metrics,
             "parameters": int(metrics["parameters"]),
             "epochs_run": int(metrics["epochs_run"]),
@@ -572,6 +623,7 @@ class SequenceData:
             metrics={**metrics, **unbiased_metrics},
             report=report,
             baseline=metrics["popularity_val_ndcg_at_10"],
+            baselines={"transition": metrics["transition_val_ndcg_at_10"]},
             gate=_gate_split(self.split, self.through_ds or "all"),
             summary=summary,
         )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.bundle import Bundle, load_version, log_bundle
@@ -47,6 +47,8 @@ class Evaluation:
     baseline: float  # popularity's value of the learning curves' metric
     gate: GateSplit
     summary: dict[str, Any]  # what `reelflow train` prints, after the run's and the gate's keys
+    # Other baselines' values of that metric, by name (the sequence models' transitions).
+    baselines: dict[str, float] = field(default_factory=dict)
 
 
 def fit_model(
@@ -104,6 +106,7 @@ def train_and_register(
             data.monitor,
             result.baseline,
             label=name,
+            baselines=result.baselines,
         )
         log_bundle(bundle, data.example())
         version = int(mlflow.register_model(f"runs:/{run.info.run_id}/model", registered).version)

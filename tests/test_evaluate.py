@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models.baselines import Transitions, popularity_scores
@@ -70,6 +71,31 @@ def test_transition_baseline_by_hand():
 
 def test_popularity_scores_rank_every_row_alike():
     assert popularity_scores(np.array([2, 5, 1]), 2).tolist() == [[2, 5, 1], [2, 5, 1]]
+
+
+def test_sequence_run_scores_transitions_of_the_training_part_only(one_torch_thread):
+    from models.sequence_data import from_frame, train_sequence_model
+
+    # User 1: 10 20 30 40 (train 10 20, val 30, test 40); user 2: 10 20 30 (train 10, val 20,
+    # test 30); user 3: 10 20 (training only). Training transitions: 10 -> 20 twice, nothing
+    # else (20 -> 30 is a validation or test target). Validation: user 2 (last 10) ranks 20
+    # first; user 1 (last 20, never followed in training) falls back to popularity 10, 20, 30,
+    # 40: the target 30 third unmasked, first with 10 and 20 masked.
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 2, 2, 2, 3, 3],
+            "video_id": [10, 20, 30, 40, 10, 20, 30, 10, 20],
+            "event_ts": [1, 2, 3, 4, 1, 2, 3, 1, 2],
+        }
+    )
+    run = train_sequence_model(
+        "gru", from_frame(frame, max_len=4), trainer_overrides={"epochs": 1, "progress": False}
+    )
+    m = run.metrics
+    assert m["transition_val_ndcg_at_10"] == 1.0
+    assert m["unmasked_transition_val_ndcg_at_10"] == (0.5 + 1.0) / 2
+    for name in ("val", "test", "popularity_val", "popularity_test", "transition_test"):
+        assert {f"{name}_ndcg_at_10", f"unmasked_{name}_ndcg_at_10"} <= set(m), name
 
 
 def test_metrics_by_hand():

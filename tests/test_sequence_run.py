@@ -87,6 +87,24 @@ def test_gru_run_logs_registers_and_becomes_champion(gru_run):
     run = client.get_run(gru_run["run_id"])
     for name in ("test_ndcg_at_10", "val_recall_at_20", "popularity_test_mrr_at_10"):
         assert name in run.data.metrics, name
+    # Both protocols on both stages, for the model and both baselines, under one naming rule.
+    for who in ("", "popularity_", "transition_"):
+        for stage in ("val", "test"):
+            for protocol in ("", "unmasked_"):
+                name = f"{protocol}{who}{stage}_ndcg_at_10"
+                assert 0.0 <= run.data.metrics[name] <= 1.0, name
+    assert set(gru_run["transition"]) >= {
+        "transition_test_ndcg_at_10",
+        "unmasked_transition_test_ndcg_at_10",
+    }
+    # The gate and early stopping keep the masked metric: what the run logged as val_.
+    assert gru_run["gate"]["metric"] == "ndcg@10"
+    assert gru_run["gate"]["challenger_score"] == pytest.approx(
+        run.data.metrics["val_ndcg_at_10"], abs=1e-9
+    )
+    assert gru_run["gate"]["popularity_score"] == pytest.approx(
+        run.data.metrics["popularity_val_ndcg_at_10"], abs=1e-9
+    )
     assert run.data.params["data_through_ds"] == DAYS[-1]
     # The unbiased slice: every block video ranked per user, next to popularity.
     assert run.data.metrics["small_matrix_users"] == 30
