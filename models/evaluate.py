@@ -18,6 +18,7 @@ popularity) and the Gini of how often each video is recommended. The baselines
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,8 +28,24 @@ UNMASKED = "unmasked_"  # marks a metric measured with nothing masked (the logge
 ROWS_PER_BLOCK = 1024  # rows ranked at once: a float64 copy of every user's row ran to GiBs
 
 
+@dataclass
+class RowBlocks:
+    """A score matrix made a block of rows at a time, where the whole would not fit in memory
+    (a baseline's 100k users x 20k videos in float64: 16 GB): `rows(slice)` -> those rows.
+    Ranking reads any score matrix only through `shape` and row slices."""
+
+    shape: tuple[int, int]
+    rows: Callable[[slice], np.ndarray]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.rows(rows)
+
+
 def top_k(
-    scores: np.ndarray, history: list[np.ndarray], k: int, mask_history: bool = True
+    scores: np.ndarray | RowBlocks,
+    history: list[np.ndarray],
+    k: int,
+    mask_history: bool = True,
 ) -> np.ndarray:
     """Indices of the k best columns per row, best first, equal scores lower column first;
     with `mask_history`, each row's `history` columns are left out (NaN ranks last too)."""
@@ -59,7 +76,11 @@ def _best_first(block: np.ndarray, k: int) -> np.ndarray:
     # model's float scores rarely tie): the lowest columns first.
     crowded = np.flatnonzero(tied.sum(axis=1) > room)
     if len(crowded):
-        tied[crowded] &= np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded, None]
+        rows, columns = np.nonzero(tied[crowded])  # row-major: each row's ties in column order
+        nth = np.arange(len(rows)) - np.searchsorted(rows, np.arange(len(crowded)))[rows]
+        keep = nth < room[crowded][rows]
+        tied[crowded] = False
+        tied[crowded[rows[keep]], columns[keep]] = True
     columns = np.nonzero(above | tied)[1].reshape(len(block), k)  # ascending within each row
     order = np.argsort(-np.take_along_axis(block, columns, axis=1), axis=1, kind="stable")
     return np.take_along_axis(columns, order, axis=1)
@@ -74,7 +95,7 @@ def gini(counts: np.ndarray) -> float:
 
 
 def full_ranking_metrics(
-    scores: np.ndarray,
+    scores: np.ndarray | RowBlocks,
     relevant: list[np.ndarray],
     history: list[np.ndarray],
     ks: tuple[int, ...] = (10, 20),
@@ -116,7 +137,7 @@ def full_ranking_metrics(
 
 
 def next_item_metrics(
-    scores: np.ndarray,
+    scores: np.ndarray | RowBlocks,
     targets: np.ndarray,
     history: list[np.ndarray],
     ks: tuple[int, ...] = (10, 20),

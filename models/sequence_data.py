@@ -53,6 +53,7 @@ from models.baselines import Transitions
 from models.bundle import Bundle
 from models.evaluate import (
     UNMASKED,
+    RowBlocks,
     both_protocols,
     metric_names,
     next_item_metrics,
@@ -129,7 +130,11 @@ class EvalSet:
         last item in `transitions` (the training sequences' counts, over item indices), this
         stage's popularity breaking ties."""
         last_items = self.inputs[:, -1].numpy()  # inputs are left-padded: the last is the latest
-        return self.metrics(transitions.scores(last_items, self.popularity)[:, 1:], ks)
+        scores = RowBlocks(
+            (len(last_items), len(self.popularity) - 1),
+            lambda rows: transitions.scores(last_items[rows], self.popularity)[:, 1:],
+        )
+        return self.metrics(scores, ks)
 
 
 @dataclass
