@@ -46,14 +46,14 @@ from synthetic.world import (
     UTC8_OFFSET_MS,
     Platform,
     Scale,
+    SessionOrder,
     World,
-    add_rewatches,
     build_world,
-    choose_videos,
     date_ms,
     day_moods,
     first_of_runs,
     play_duration_ms,
+    simulate_views,
     simulate_watch_ratio,
     some_rows,
     split_sessions,
@@ -123,6 +123,7 @@ KUAIRAND = Platform(
     new_video_share=0.1,
     taste_concentration=0.1,  # 68 x 0.1: users about as focused as KuaiRec's (31 x 0.3)
     vectorized_tags=True,
+    videos_per_creator=1.16,  # the real Pure catalog: 7,583 videos by 6,510 authors
 )
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +250,11 @@ def _random_pool_draws(
 
 
 def _simulate_logs(
-    world: World, dims: RandScale, rng: np.random.Generator, missing_duration: np.ndarray
+    world: World,
+    dims: RandScale,
+    rng: np.random.Generator,
+    missing_duration: np.ndarray,
+    session_order: SessionOrder,
 ) -> dict[str, np.ndarray]:
     """All exposures (standard and random) as int64 columns named like LOG_COLUMNS, plus
     "window" (0 / 1) and "day" (simulated day); rows sorted by user, then time."""
@@ -274,16 +279,19 @@ def _simulate_logs(
 
     user, day = user_day // scale.days, user_day % scale.days
     video = np.empty(n, dtype=np.int64)
+    watch_ratio = np.empty(n)
+    # The feed's views carry the sessions' order among themselves; a random exposure slotted in
+    # between is a uniform draw that the next feed view does not follow on from.
     standard_rows = np.flatnonzero(~is_rand)
-    standard_video = choose_videos(world, user_day[standard_rows], rng)
-    add_rewatches(user[standard_rows], standard_video, rng)
-    video[standard_rows] = standard_video
+    video[standard_rows], watch_ratio[standard_rows] = simulate_views(
+        world, user_day[standard_rows], session[standard_rows], rng, session_order
+    )
     video[is_rand] = _random_pool_draws(world, dims.random_pool, day[is_rand], rng)
 
     duration = catalog.duration_ms[video]
     affinity = taste_affinity(world.audience.taste)[user, catalog.primary_category[video]]
-    watch_ratio = simulate_watch_ratio(
-        rng, affinity, duration, reference_ms=world.platform.duration_median_ms
+    watch_ratio[is_rand] = simulate_watch_ratio(
+        rng, affinity[is_rand], duration[is_rand], reference_ms=world.platform.duration_median_ms
     )
     is_click = _bernoulli(rng, CLICK_LOGIT[0] + CLICK_LOGIT[1] * affinity)
     preview = np.rint(rng.lognormal(np.log(PREVIEW_MEDIAN_MS), PREVIEW_LOG_SIGMA, n))
@@ -556,11 +564,11 @@ def _write_video_basic(
     rng: np.random.Generator,
 ) -> None:
     n = world.scale.videos
-    # A few prolific authors, as in the real file (~0.86 videos' worth of distinct authors).
-    n_authors = max(1, int(0.86 * n))
-    author_ids = rng.integers(0, max(8_800_000, 2 * n_authors), n_authors)
-    author_p = zipf_weights(n_authors, 0.6, rng)
-    author = author_ids[rng.choice(n_authors, size=n, p=author_p / author_p.sum())]
+    # The world's creators (whom follow-ups in the logs stay with) under distinct ids in the
+    # real file's range (up to ~8.8M).
+    n_authors = int(world.catalog.creator.max()) + 1
+    author_ids = rng.choice(max(8_800_000, 2 * n_authors), size=n_authors, replace=False)
+    author = author_ids[world.catalog.creator]
     screen = np.array(SCREEN_SIZES)
     size = rng.choice(len(screen), size=n, p=screen[:, 2] / screen[:, 2].sum())
     width, height = screen[size, 0].astype(np.int64), screen[size, 1].astype(np.int64)
@@ -704,9 +712,14 @@ def log_file_names(variant: str, scale: str = "tiny") -> list[str]:
 
 
 def generate_kuairand(
-    out_dir: str | Path, scale: str = "small", seed: int = 0, variant: str = "pure"
+    out_dir: str | Path,
+    scale: str = "small",
+    seed: int = 0,
+    variant: str = "pure",
+    order: SessionOrder | None = None,
 ) -> dict:
-    """Writes a KuaiRand variant's data/ files into out_dir and a manifest; returns the manifest."""
+    """Writes a KuaiRand variant's data/ files into out_dir and a manifest; returns the manifest.
+    `order`: the feed sessions' sequence structure (default: synthetic.world's constants)."""
     dims = _dims(variant, scale)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -714,7 +727,7 @@ def generate_kuairand(
     rngs = streams(seed)
     missing_duration = rngs["extra"].random(dims.videos) < MISSING_DURATION_SHARE
 
-    log = _simulate_logs(world, dims, rngs["views"], missing_duration)
+    log = _simulate_logs(world, dims, rngs["views"], missing_duration, order or SessionOrder())
     # Three logs: standard rows of each window, and the random rows.
     is_rand = log["is_rand"] == 1
     selections = [

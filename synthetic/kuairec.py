@@ -35,13 +35,13 @@ from synthetic.world import (
     Catalog,
     Platform,
     Scale,
+    SessionOrder,
     World,
-    add_rewatches,
     build_world,
-    choose_videos,
     date_ms,
     day_moods,
     play_duration_ms,
+    simulate_views,
     simulate_watch_ratio,
     some_rows,
     split_sessions,
@@ -99,6 +99,9 @@ KUAIREC = Platform(
     new_video_share=NEW_VIDEO_SHARE,
     taste_concentration=TASTE_CONCENTRATION,
     vectorized_tags=False,
+    # KuaiRec's files carry no author (item_daily_features.csv, which does, is not generated):
+    # two videos per creator on average, so that most videos have a follow-up in the catalog.
+    videos_per_creator=2.0,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ def _simulate_big_matrix(
     start_ms: int,
     small_users: np.ndarray,
     small_videos: np.ndarray,
+    order: SessionOrder,
 ) -> Views:
     scale = world.scale
     mood = day_moods(world, rng)
@@ -180,21 +184,14 @@ def _simulate_big_matrix(
     # Row order: user, then day, then time within the day (= big_matrix's sort order).
     user_day, sessions_per_user_day, session = split_sessions(views_per_user_day, rng)
 
-    video = choose_videos(world, user_day, rng, small_users, small_videos)
+    video, watch_ratio = simulate_views(
+        world, user_day, session, rng, order, small_users, small_videos
+    )
     keep = video >= 0
     user_day, session, video = user_day[keep], session[keep], video[keep]
     user = user_day // scale.days
-    add_rewatches(user, video, rng)
-
-    catalog, audience = world.catalog, world.audience
-    video_duration = catalog.duration_ms[video]
-    affinity = taste_affinity(audience.taste)[user, catalog.primary_category[video]]
-    play_duration = play_duration_ms(
-        simulate_watch_ratio(
-            rng, affinity, video_duration, reference_ms=world.platform.duration_median_ms
-        ),
-        video_duration,
-    )
+    video_duration = world.catalog.duration_ms[video]
+    play_duration = play_duration_ms(watch_ratio[keep], video_duration)
     time_in_day = view_times_in_day(
         world, user_day, session, sessions_per_user_day, play_duration, rng
     )
@@ -493,9 +490,14 @@ def _write_captions(path: Path, catalog: Catalog, rng: np.random.Generator) -> N
 
 
 def generate_kuairec(
-    out_dir: str | Path, scale: str = "small", seed: int = 0, start_date: str = "2020-07-05"
+    out_dir: str | Path,
+    scale: str = "small",
+    seed: int = 0,
+    start_date: str = "2020-07-05",
+    order: SessionOrder | None = None,
 ) -> dict:
-    """Writes the five KuaiRec files into out_dir and a manifest; returns the manifest dict."""
+    """Writes the five KuaiRec files into out_dir and a manifest; returns the manifest dict.
+    `order`: the sessions' sequence structure (default: synthetic.world's constants)."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")
     out = Path(out_dir)
@@ -511,7 +513,9 @@ def generate_kuairec(
     from_day_one = np.flatnonzero(world.catalog.upload_day == 0)
     small_videos = np.sort(small_rng.choice(from_day_one, dims.small_matrix_videos, replace=False))
 
-    views = _simulate_big_matrix(world, rngs["views"], start_ms, small_users, small_videos)
+    views = _simulate_big_matrix(
+        world, rngs["views"], start_ms, small_users, small_videos, order or SessionOrder()
+    )
     timestamp_ms, row_kind = _write_big_matrix(out / "big_matrix.csv", views, rngs["bad_rows"])
     small = _simulate_small_matrix(world, small_rng, start_ms, small_users, small_videos)
     small_rows = _write_small_matrix(out / "small_matrix.csv", small, small_rng)

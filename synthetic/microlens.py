@@ -40,17 +40,16 @@ from synthetic.world import (
     DAY_MS,
     Platform,
     Scale,
+    SessionOrder,
     World,
     build_world,
-    choose_videos,
     date_ms,
     first_of_runs,
     play_duration_ms,
-    simulate_watch_ratio,
+    simulate_views,
     some_rows,
     split_sessions,
     streams,
-    taste_affinity,
     view_times_in_day,
 )
 
@@ -103,7 +102,12 @@ MICROLENS = Platform(
     new_video_share=0.15,
     taste_concentration=0.2,  # 40 x 0.2: users about as focused as KuaiRec's (31 x 0.3)
     vectorized_tags=True,
+    # The release names no authors: as KuaiRec, two items per creator on average.
+    videos_per_creator=2.0,
 )
+# The release lists each (user, item) pair once: no re-watches; topic and creator runs as the
+# other datasets.
+MICROLENS_ORDER = SessionOrder(rewatch=0.0)
 
 BAD_ROW_KINDS = (
     "missing_user",  # user left empty
@@ -173,24 +177,18 @@ def _interactions_per_user_day(
 
 
 def _simulate_pairs(
-    world: World, dims: LensScale, rng: np.random.Generator
+    world: World, dims: LensScale, rng: np.random.Generator, order: SessionOrder
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user, item, timestamp_ms) with world ids, sorted by user, then time; (user, item) pairs
-    are unique (no re-watches: the release lists each pair once)."""
+    are unique when order.rewatch is 0 (the release lists each pair once)."""
     counts = _interactions_per_user_day(world, dims, rng)
     user_day, sessions_per_user_day, session = split_sessions(counts, rng)
-    item = choose_videos(world, user_day, rng)
-    user = user_day // dims.days
+    item, watch_ratio = simulate_views(world, user_day, session, rng, order)
     # Play times only space the interactions of a session apart.
-    duration = world.catalog.duration_ms[item]
-    affinity = taste_affinity(world.audience.taste)[user, world.catalog.primary_category[item]]
-    watch_ratio = simulate_watch_ratio(
-        rng, affinity, duration, reference_ms=world.platform.duration_median_ms
-    )
-    play = play_duration_ms(watch_ratio, duration)
+    play = play_duration_ms(watch_ratio, world.catalog.duration_ms[item])
     time_in_day = view_times_in_day(world, user_day, session, sessions_per_user_day, play, rng)
     timestamp = date_ms(START_DATE) + (user_day % dims.days) * DAY_MS + time_in_day
-    return user, item, timestamp
+    return user_day // dims.days, item, timestamp
 
 
 def _write_pairs(
@@ -288,9 +286,14 @@ def _write_likes_and_views(out: Path, prefix: str, world: World, rng: np.random.
 
 
 def generate_microlens(
-    out_dir: str | Path, scale: str = "small", seed: int = 0, variant: str = "100k"
+    out_dir: str | Path,
+    scale: str = "small",
+    seed: int = 0,
+    variant: str = "100k",
+    order: SessionOrder = MICROLENS_ORDER,
 ) -> dict:
-    """Writes a MicroLens variant's files into out_dir and a manifest; returns the manifest."""
+    """Writes a MicroLens variant's files into out_dir and a manifest; returns the manifest.
+    `order`: the sessions' sequence structure (default MICROLENS_ORDER)."""
     dims = _dims(variant, scale)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -298,7 +301,7 @@ def generate_microlens(
     rngs = streams(seed)
     prefix = f"MicroLens-{variant}"
 
-    pairs = _simulate_pairs(world, dims, rngs["views"])
+    pairs = _simulate_pairs(world, dims, rngs["views"], order)
     timestamp, row_kind = _write_pairs(out, prefix, pairs, rngs["bad_rows"])
     side_rng = rngs["side_files"]
     title_file = _write_titles(out, prefix, variant, _titles(world, side_rng))

@@ -43,21 +43,70 @@ SESSION_BREAK_MS = 10 * 60_000
 
 # Exposure: P(video | user, day) ∝ popularity**EXPOSURE_POPULARITY_POWER
 #     * (TASTE_FLOOR + taste[user, primary_category])**EXPOSURE_TASTE_POWER, over the videos
-# uploaded by that day. Both powers matter (measured at scale "small", seed 0): hits dominate
-# exposure (the top 10% of videos get ~43% of the views) while each user's favourite category
-# gets ~5x its global share of views, so "popular within the user's categories" beats global
-# popularity on a held-out last day (hit@50 0.17 vs 0.13). The power above 1 on popularity
-# makes up for the no-repeat rule below, which spreads heavy users over the tail. The floor
-# keeps every category reachable (exploration).
+# uploaded by that day. Both powers matter (measured at scale "demo", the former "small", seed
+# 0, before sessions had an order): hits dominate exposure (the top 10% of videos get ~43% of
+# the views) while each user's favourite category gets ~5x its global share of views, so
+# "popular within the user's categories" beats global popularity on a held-out last day
+# (hit@50 0.17 vs 0.13). With the sessions' order below: 38%, 4.7x, hit@50 0.18 vs 0.15 (topic
+# runs go on to a category's less popular videos once the user has seen its hits). The power
+# above 1 on popularity makes up for the no-repeat rule below, which spreads heavy users over
+# the tail. The floor keeps every category reachable (exploration).
 EXPOSURE_POPULARITY_POWER = 1.4
 EXPOSURE_TASTE_POWER = 1.5
 TASTE_FLOOR = 0.01
-# A user is not shown the same video twice by the simulated recommender: colliding draws are
-# re-drawn this many rounds (leftovers stay as natural repeats) ...
+# A user is not shown the same video twice by the simulated recommender (re-watches below are
+# the exception): a view tries CANDIDATES_PER_VIEW draws at once, then colliding views are
+# re-drawn from the feed this many rounds and from the long tail as many again (leftovers
+# stay as natural repeats). CANDIDATES_PER_VIEW only trades speed for redraw rounds.
 MAX_REDRAW_ROUNDS = 10
-# ... and then this share of views are deliberate re-watches of a video the user saw earlier
-# (the real big_matrix has repeat views of the same (user, video) pair).
+CANDIDATES_PER_VIEW = 4
+
+# --------------------------------------------------------------------------------------------
+# Order within a user's views (what a sequence model can learn beyond "what this user likes")
+# --------------------------------------------------------------------------------------------
+
+# Topic continuity: the probability that a view (not the first of its session, not a creator
+# follow-up) stays on the previous video's primary category (a popular video of it the user has
+# not seen, else one of its long tail); else the view keeps its feed draw. Short-video feeds
+# keep serving the topic a user is watching (a run of cooking videos, then of pets), broken up
+# by exploration. With the feed draws that land on the same category by taste anyway, 54% of a
+# session's consecutive views share their category (KuaiRec demo, seed 0; 14% with no order,
+# 25% for the same sessions shuffled): mostly on a topic, without single-topic sessions.
+TOPIC_CONTINUITY = 0.5
+# Creator follow-ups: the probability that a view (not the first of its session) is the next
+# video of the creator just watched: their next-newer upload, wrapping around to their oldest,
+# skipping videos the user saw (a user who enjoyed a video swipes on to the creator's profile,
+# or the feed shows more of them). Possible only when the creator has another video uploaded by
+# that day that the user has not seen; else the view keeps its feed draw. 0.15 makes creator
+# runs common but short: 10% of a session's consecutive views have one creator (KuaiRec demo,
+# seed 0; 0.2% with no order). The next-newer video makes them the same transition for every
+# user: a first-order Markov model learns them.
+CREATOR_FOLLOW_UP = 0.15
+# Re-watches: the probability that a view replays one of the user's favourites, an earlier view
+# of theirs with watch_ratio >= FAVOURITE_WATCH_RATIO (played to the end), picked uniformly;
+# a user with no favourite yet keeps the feed draw. A re-watch is an interlude: the next view
+# follows on from the one before it. KuaiRec's big_matrix and KuaiRand's logs hold repeat views
+# of the same (user, video) pair; a few per cent, as before this knob existed (KuaiRec demo,
+# seed 0: 2.9% of the views, 99% of them of a favourite; 0.1% with no order).
 REWATCH_SHARE = 0.03
+FAVOURITE_WATCH_RATIO = 1.0
+# Creators: each platform declares its mean videos per creator (Platform.videos_per_creator);
+# sizes are geometric (most creators have one video in the catalog, a few have many: the real
+# KuaiRand-Pure catalog has 7,583 videos by 6,510 authors, 87% of them with one video). A
+# creator posts this share of their videos in their home category, the rest anywhere: with 0.9,
+# ~82% of the pairs of one creator's videos share the primary category, as in KuaiRand-Pure's
+# video_features_basic (82%).
+CREATOR_TOPIC_FOCUS = 0.9
+
+
+@dataclass(frozen=True)
+class SessionOrder:
+    """The sequence structure of a dataset's log (defaults: the module constants above)."""
+
+    topic_continuity: float = TOPIC_CONTINUITY  # P(next view stays on the previous category)
+    creator_follow_up: float = CREATOR_FOLLOW_UP  # P(next view is the same creator's next video)
+    rewatch: float = REWATCH_SHARE  # P(a view replays one of the user's favourites)
+
 
 # watch_ratio ~ log-normal: median WATCH_RATIO_BASE for a disliked category at 20 s, times
 # exp(WATCH_RATIO_TASTE_LIFT * affinity) (affinity = taste / user's top taste, in 0..1),
@@ -96,6 +145,9 @@ class Platform:
     # Draw the extra tags of all videos at once (fast on catalogs of millions of videos). KuaiRec
     # keeps its per-video draws so that its output stays byte-identical.
     vectorized_tags: bool
+    # Mean catalog videos per creator (geometric sizes, see CREATOR_TOPIC_FOCUS): with more,
+    # more videos have a follow-up by their creator in the catalog.
+    videos_per_creator: float
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,6 +162,7 @@ class Catalog:
     tags: list[list[int]]  # per video, 1-3 tag ids; the first is the primary category
     primary_category: np.ndarray  # (videos,) int64, tags[v][0]
     upload_day: np.ndarray  # (videos,) int64, first day index the video can be viewed
+    creator: np.ndarray  # (videos,) int64 creator (author) index, 0..creators-1
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,7 +185,16 @@ def streams(seed: int) -> dict[str, np.random.Generator]:
 
     Child i of a SeedSequence does not depend on how many children are spawned, so names can
     be appended without changing the existing streams."""
-    names = ("catalog", "audience", "views", "small_matrix", "bad_rows", "side_files", "extra")
+    names = (
+        "catalog",
+        "audience",
+        "views",
+        "small_matrix",
+        "bad_rows",
+        "side_files",
+        "extra",
+        "creators",
+    )
     return dict(zip(names, np.random.default_rng(seed).spawn(len(names)), strict=True))
 
 
@@ -171,7 +233,28 @@ def _draw_extra_tags(
             tags[video].extend(drawn[: tag_count[video] - 1])
 
 
-def _simulate_catalog(scale: Scale, rng: np.random.Generator, platform: Platform) -> Catalog:
+def _assign_creators(
+    primary: np.ndarray, videos_per_creator: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Creator index of each video: geometric numbers of videos per creator, each creator's
+    videos in one category (videos sorted by category, then cut into runs) except for the
+    1 - CREATOR_TOPIC_FOCUS share of videos, whose creators are shuffled among them."""
+    n = primary.size
+    p = 1.0 / max(videos_per_creator, 1.0)
+    sizes = rng.geometric(p, int(n * p * 1.2) + 16)
+    while sizes.sum() < n:
+        sizes = np.concatenate([sizes, rng.geometric(p, int(n * p * 0.2) + 16)])
+    creator_of_slot = np.repeat(np.arange(sizes.size), sizes)[:n]
+    creator = np.empty(n, dtype=np.int64)
+    creator[np.lexsort((rng.random(n), primary))] = creator_of_slot
+    elsewhere = np.flatnonzero(rng.random(n) >= CREATOR_TOPIC_FOCUS)
+    creator[elsewhere] = creator[rng.permutation(elsewhere)]
+    return creator
+
+
+def _simulate_catalog(
+    scale: Scale, rng: np.random.Generator, platform: Platform, creator_rng: np.random.Generator
+) -> Catalog:
     n_categories = platform.categories
     category_weight = zipf_weights(n_categories, platform.category_size_exponent, rng)
     category_p = category_weight / category_weight.sum()
@@ -210,6 +293,8 @@ def _simulate_catalog(scale: Scale, rng: np.random.Generator, platform: Platform
         tags=tags,
         primary_category=primary.astype(np.int64),
         upload_day=upload_day,
+        # Its own stream: the catalog's other draws stay those of the catalog stream.
+        creator=_assign_creators(primary, platform.videos_per_creator, creator_rng),
     )
 
 
@@ -236,7 +321,7 @@ def build_world(scale: Scale, seed: int, platform: Platform) -> World:
     rngs = streams(seed)
     return World(
         scale=scale,
-        catalog=_simulate_catalog(scale, rngs["catalog"], platform),
+        catalog=_simulate_catalog(scale, rngs["catalog"], platform, rngs["creators"]),
         audience=_simulate_audience(scale, rngs["audience"], platform),
         platform=platform,
     )
@@ -254,6 +339,8 @@ def _search_in_groups(cdf_with_offsets: np.ndarray, group: np.ndarray, u: np.nda
     group's index, concatenated; a draw `u` in [0, 1) for group g is looked up at g + u.
     """
     keys = group + u
+    if keys.size < 10_000:  # sorting costs more than it saves on few keys
+        return np.searchsorted(cdf_with_offsets, keys, side="right")
     # Searching sorted keys is ~10x faster on large tables (cache-friendly); same result.
     order = np.argsort(keys, kind="stable")
     position = np.empty(keys.size, dtype=np.int64)
@@ -333,8 +420,13 @@ class ExposureModel:
         impossible = weight[row_of, category] <= 0
         category[impossible] = np.argmax(weight[row_of[impossible]], axis=1)
 
-        group = (user_day % self.days) * n_categories + category
-        position = _search_in_groups(self.video_cdf, group, u[1])
+        return self.in_groups((user_day % self.days) * n_categories + category, u[1])
+
+    def in_groups(self, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """A video of each (day, category) group (day * categories + category) by popularity,
+        for draws u in [0, 1); each group must hold a video."""
+        u = np.minimum(u, 1.0 - 1e-9)
+        position = _search_in_groups(self.video_cdf, group, u)
         position = np.clip(position, self.group_start[group], self.group_start[group + 1] - 1)
         return self.group_video[position]
 
@@ -357,17 +449,27 @@ def simulate_watch_ratio(
 ) -> np.ndarray:
     """Watch ratio per view; `reference_ms` is the platform's median duration (the duration at
     which the ratio is not scaled, and below which loops are more likely)."""
-    log_median = (
+    log_median = _log_median_watch_ratio(affinity, duration_ms, reference_ms)
+    watch_ratio = np.exp(log_median + rng.normal(0.0, WATCH_RATIO_LOG_SIGMA, affinity.size))
+    loops = rng.random(affinity.size) < _loop_probability(affinity, duration_ms, reference_ms)
+    watch_ratio[loops] *= rng.uniform(*LOOP_FACTOR, size=int(loops.sum()))
+    return watch_ratio
+
+
+def _log_median_watch_ratio(
+    affinity: np.ndarray, duration_ms: np.ndarray, reference_ms: float
+) -> np.ndarray:
+    return (
         np.log(WATCH_RATIO_BASE)
         + WATCH_RATIO_TASTE_LIFT * affinity
         - WATCH_RATIO_DURATION_DROP * np.log(duration_ms / reference_ms)
     )
-    watch_ratio = np.exp(log_median + rng.normal(0.0, WATCH_RATIO_LOG_SIGMA, affinity.size))
-    is_short = duration_ms < reference_ms
-    loop_prob = LOOP_BASE_PROB + LOOP_LIKED_SHORT_PROB * affinity * is_short
-    loops = rng.random(affinity.size) < loop_prob
-    watch_ratio[loops] *= rng.uniform(*LOOP_FACTOR, size=int(loops.sum()))
-    return watch_ratio
+
+
+def _loop_probability(
+    affinity: np.ndarray, duration_ms: np.ndarray, reference_ms: float
+) -> np.ndarray:
+    return LOOP_BASE_PROB + LOOP_LIKED_SHORT_PROB * affinity * (duration_ms < reference_ms)
 
 
 def play_duration_ms(watch_ratio: np.ndarray, duration_ms: np.ndarray) -> np.ndarray:
@@ -413,6 +515,7 @@ def choose_videos(
     rng: np.random.Generator,
     forbidden_users: np.ndarray | None = None,
     forbidden_videos: np.ndarray | None = None,
+    models: tuple[ExposureModel, ExposureModel] | None = None,
 ) -> np.ndarray:
     """Exposure draws without repeats (per user) and without the forbidden (user, video) pairs
     (KuaiRec keeps the small_matrix block's pairs out of big_matrix so that the fully observed
@@ -420,10 +523,9 @@ def choose_videos(
     empty = np.zeros(0, dtype=np.int64)
     forbidden_users = empty if forbidden_users is None else forbidden_users
     forbidden_videos = empty if forbidden_videos is None else forbidden_videos
-    exposure = ExposureModel(world)
     # Heavy users exhaust the hits of their favourite categories; redraws then go to the long
     # tail of those categories (popularity ignored), as a feed does when it runs out of hits.
-    long_tail = ExposureModel(world, popularity_power=0.0)
+    exposure, long_tail = models or (ExposureModel(world), ExposureModel(world, 0.0))
     user = user_day // world.scale.days
     video = exposure.sample(user_day, rng)
     forbidden_user_mask = np.zeros(world.scale.users, dtype=bool)
@@ -449,20 +551,233 @@ def choose_videos(
     return video
 
 
-def add_rewatches(user: np.ndarray, video: np.ndarray, rng: np.random.Generator) -> None:
-    """Replace REWATCH_SHARE of the views by a video the same user viewed earlier (in place);
-    `user` must be sorted."""
-    index = np.arange(user.size)
-    first_of_user = np.maximum.accumulate(np.where(first_of_runs(user), index, 0))
-    rewatch = (rng.random(user.size) < REWATCH_SHARE) & (index > first_of_user)
-    offset = np.floor(rng.random(user.size) * (index - first_of_user)).astype(np.int64)
-    earlier = (first_of_user + offset)[rewatch]
-    # An earlier view may itself be a re-watch: follow the chain until nothing changes.
-    while True:
-        copied = video[earlier]
-        if np.array_equal(copied, video[rewatch]):
+class _SeenPairs:
+    """Which (user, video) pairs are taken (viewed, or never to be viewed): one bit per pair,
+    users x videos / 8 bytes (KuaiRand-1K full: 0.55 GB; the largest generated)."""
+
+    def __init__(self, users: int, videos: int) -> None:
+        self.row_bytes = (videos + 7) // 8
+        self.bits = np.zeros(users * self.row_bytes, dtype=np.uint8)
+
+    def contains(self, user: np.ndarray, video: np.ndarray) -> np.ndarray:
+        return (self.bits[user * self.row_bytes + (video >> 3)] >> (video & 7)) & 1 == 1
+
+    def add(self, user: np.ndarray, video: np.ndarray) -> None:
+        at = user * self.row_bytes + (video >> 3)
+        np.bitwise_or.at(self.bits, at, (1 << (video & 7)).astype(np.uint8))
+
+
+class _Creators:
+    """Each creator's videos in upload order (day, then video id), for follow-ups."""
+
+    def __init__(self, catalog: Catalog, days: int) -> None:
+        creator, upload_day = catalog.creator, catalog.upload_day
+        self.creator, self.days = creator, days
+        self.videos = np.lexsort((np.arange(creator.size), upload_day, creator))
+        sorted_creator = creator[self.videos]
+        self.start = np.searchsorted(sorted_creator, np.arange(int(creator.max(initial=0)) + 1))
+        self.position = np.empty(creator.size, dtype=np.int64)
+        self.position[self.videos] = np.arange(creator.size) - self.start[sorted_creator]
+        # Sorted by creator, then upload day: the videos a creator has by day d are a prefix.
+        self.key = sorted_creator * (days + 1) + upload_day[self.videos]
+
+    def next_videos(self, video: np.ndarray, day: np.ndarray, count: int) -> np.ndarray:
+        """(len(video), count): the 1st..count-th videos after each video in its creator's list
+        of videos uploaded by `day`, wrapping around to the oldest; -1 past the list's end."""
+        creator = self.creator[video]
+        start = self.start[creator]
+        available = np.searchsorted(self.key, creator * (self.days + 1) + day, side="right")
+        available -= start
+        steps = np.arange(1, count + 1)
+        offset = (self.position[video][:, None] + steps) % available[:, None]
+        following = self.videos[start[:, None] + offset]
+        return np.where(steps < available[:, None], following, -1)
+
+
+def _feed_redraws(
+    user_day: np.ndarray,
+    user: np.ndarray,
+    taken: _SeenPairs,
+    models: tuple[ExposureModel, ExposureModel],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Feed draws for views whose candidates were all taken, as choose_videos redraws:
+    MAX_REDRAW_ROUNDS rounds from the feed, as many from its long tail; a view still colliding
+    keeps its last draw (a natural repeat, or -1 for a forbidden pair)."""
+    video = np.empty(user_day.size, dtype=np.int64)
+    left = np.arange(user_day.size)
+    for round_ in range(2 * MAX_REDRAW_ROUNDS):
+        video[left] = models[round_ >= MAX_REDRAW_ROUNDS].sample(user_day[left], rng)
+        left = left[taken.contains(user[left], video[left])]
+        if left.size == 0:
             break
-        video[rewatch] = copied
+    return video
+
+
+def _follow_on(
+    world: World,
+    video: np.ndarray,
+    user_day: np.ndarray,
+    anchor: np.ndarray,
+    follows: np.ndarray,
+    stays: np.ndarray,
+    position: np.ndarray,
+    forbidden: tuple[np.ndarray, np.ndarray],
+    models: tuple[ExposureModel, ExposureModel],
+    rng: np.random.Generator,
+) -> None:
+    """Replace (in place) the feed draw of each view that `follows` (the creator's next video)
+    or `stays` (a video of the category) after video[anchor]: by the first such video the user
+    has not been given and may be given; views with none keep their feed draw if it is still
+    free, else get a feed redraw. Views go by their `position` in the session, so that each
+    anchor is final before it is followed."""
+    scale, catalog = world.scale, world.catalog
+    user, day = user_day // scale.days, user_day % scale.days
+    draws = CANDIDATES_PER_VIEW
+    taken = _SeenPairs(scale.users, scale.videos)
+    forbidden_users, forbidden_videos = forbidden
+    is_forbidden_user = np.zeros(scale.users, dtype=bool)
+    is_forbidden_user[forbidden_users] = True
+    is_forbidden_video = np.zeros(scale.videos, dtype=bool)
+    is_forbidden_video[forbidden_videos] = True
+    taken.add(
+        np.repeat(forbidden_users, forbidden_videos.size),
+        np.tile(forbidden_videos, forbidden_users.size),
+    )
+    # The feed draws that stay are taken from the start; a followed view's own is its fallback.
+    kept = (video >= 0) & ~follows & ~stays
+    taken.add(user[kept], video[kept])
+    feed, long_tail = models  # the feed's model and its long tail (see choose_videos)
+    creators = _Creators(catalog, scale.days)
+    n_categories = world.platform.categories
+
+    chained = np.flatnonzero(follows | stays)
+    chained = chained[np.argsort(position[chained], kind="stable")]
+    bounds = np.flatnonzero(np.r_[True, np.diff(position[chained]) != 0, True])
+    for begin, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        rows = chained[begin:end]
+        previous = video[anchor[rows]]
+        orphans = rows[(previous < 0) & (video[rows] >= 0)]  # anchor lost: keep the feed draw
+        taken.add(user[orphans], video[orphans])
+        rows, previous = rows[previous >= 0], previous[previous >= 0]
+        m, step_user = rows.size, user[rows]
+        # Candidates in order of preference: the creator's next videos; or the category's
+        # videos by popularity, then its long tail.
+        candidates = np.full((m, 2 * draws + 1), -1, dtype=np.int64)
+        candidates[:, -1] = video[rows]
+        f = follows[rows]
+        if f.any():
+            candidates[f, :draws] = creators.next_videos(previous[f], day[rows[f]], draws)
+        s = ~f
+        if s.any():
+            group = day[rows[s]] * n_categories + catalog.primary_category[previous[s]]
+            group = np.repeat(group, draws)
+            u = rng.random((2, group.size))
+            candidates[s, :draws] = feed.in_groups(group, u[0]).reshape(-1, draws)
+            candidates[s, draws:-1] = long_tail.in_groups(group, u[1]).reshape(-1, draws)
+        free = (candidates >= 0) & ~taken.contains(step_user[:, None], np.maximum(candidates, 0))
+        # Sessions of one user on different days share a position: the later one of two that
+        # pick the same video looks further.
+        while True:
+            found = free.any(axis=1)
+            pick = np.argmax(free, axis=1)
+            chosen = candidates[np.arange(m), pick]
+            key = np.where(found, step_user * scale.videos + chosen, -1 - np.arange(m))
+            by_key = np.argsort(key, kind="stable")
+            repeated = np.zeros(m, dtype=bool)
+            repeated[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
+            if not repeated.any():
+                break
+            free[repeated, pick[repeated]] = False
+        if not found.all():
+            stuck = np.flatnonzero(~found)
+            redrawn = _feed_redraws(user_day[rows[stuck]], step_user[stuck], taken, models, rng)
+            forbidden_pair = is_forbidden_user[step_user[stuck]] & is_forbidden_video[redrawn]
+            chosen[stuck] = np.where(forbidden_pair, -1, redrawn)
+        video[rows] = chosen
+        taken.add(step_user[chosen >= 0], chosen[chosen >= 0])
+
+
+def simulate_views(
+    world: World,
+    user_day: np.ndarray,
+    session: np.ndarray,
+    rng: np.random.Generator,
+    order: SessionOrder | None = None,
+    forbidden_users: np.ndarray | None = None,
+    forbidden_videos: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(video, watch_ratio) of each view; rows sorted by user, then time (user_day sorted, and
+    `session` each row's session within its user-day, as split_sessions gives them).
+
+    Every view first gets a feed draw (choose_videos: no repeats per user, no forbidden pair;
+    video -1 and watch ratio NaN where a forbidden pair could not be avoided). A view after the
+    first of its session then becomes the next video of the previous view's creator
+    (order.creator_follow_up) or a video of its category (order.topic_continuity), if the user
+    has not seen one yet. Last, a view becomes a re-watch of one of the user's earlier
+    favourites (order.rewatch): an interlude, the next view follows on from the one before it.
+    """
+    order = SessionOrder() if order is None else order
+    empty = np.zeros(0, dtype=np.int64)
+    if user_day.size == 0:
+        return empty, np.zeros(0)
+    forbidden_users = empty if forbidden_users is None else forbidden_users
+    forbidden_videos = empty if forbidden_videos is None else forbidden_videos
+    scale, catalog = world.scale, world.catalog
+    n = user_day.size
+    user = user_day // scale.days
+    index = np.arange(n)
+    first_row = np.maximum.accumulate(np.where(first_of_runs(user), index, 0))
+    session_start = first_of_runs(user_day * MAX_SESSIONS_PER_DAY + session)
+    first_in_session = np.maximum.accumulate(np.where(session_start, index, 0))
+
+    models = (ExposureModel(world), ExposureModel(world, popularity_power=0.0))
+    video = choose_videos(world, user_day, rng, forbidden_users, forbidden_videos, models)
+    mode = rng.random((2, n))
+    rewatches = mode[0] < order.rewatch
+    # A view follows on from the last view before it in its session that is not a re-watch.
+    anchor = np.r_[-1, np.maximum.accumulate(np.where(rewatches, -1, index))[:-1]]
+    anchor[anchor < first_in_session] = -1
+    follow_below = order.creator_follow_up
+    stay_below = follow_below + (1.0 - follow_below) * order.topic_continuity
+    follows = ~rewatches & (anchor >= 0) & (mode[1] < follow_below)
+    stays = ~rewatches & (anchor >= 0) & ~follows & (mode[1] < stay_below)
+    if (follows | stays).any():
+        _follow_on(
+            world,
+            video,
+            user_day,
+            anchor,
+            follows,
+            stays,
+            index - first_in_session,
+            (forbidden_users, forbidden_videos),
+            models,
+            rng,
+        )
+
+    affinity = taste_affinity(world.audience.taste)
+    reference_ms = world.platform.duration_median_ms
+
+    def watch_ratios(rows: np.ndarray) -> np.ndarray:
+        chosen = video[rows]
+        liking = affinity[user[rows], catalog.primary_category[chosen]]
+        return simulate_watch_ratio(rng, liking, catalog.duration_ms[chosen], reference_ms)
+
+    watch_ratio = np.full(n, np.nan)
+    viewed = np.flatnonzero(video >= 0)
+    watch_ratio[viewed] = watch_ratios(viewed)
+
+    # Re-watches: a favourite picked uniformly among the user's earlier ones; a user without
+    # one yet keeps the feed draw.
+    favourite = ~rewatches & (watch_ratio >= FAVOURITE_WATCH_RATIO)  # NaN compares False
+    before = np.cumsum(favourite) - favourite  # favourites on earlier rows, all users
+    earlier = before - before[first_row]
+    replays = np.flatnonzero(rewatches & (earlier > 0))
+    pick = before[first_row[replays]] + np.floor(rng.random(replays.size) * earlier[replays])
+    video[replays] = video[np.flatnonzero(favourite)[pick.astype(np.int64)]]
+    watch_ratio[replays] = watch_ratios(replays)
+    return video, watch_ratio
 
 
 def view_times_in_day(
