@@ -4,6 +4,8 @@ Training: in each window a random share of the items (`mask_prob`, at least one)
 by the `[MASK]` token and the model predicts the originals from both sides, full softmax over
 the catalog, logits computed only at the masked positions. In a share of the windows
 (`last_mask_prob`) only the last item is masked, the exact shape of the inference task.
+With `sampled_negatives` the masked positions are scored against shared sampled negatives
+instead of the catalog (models/sampled.py).
 Inference: the history is shifted left by one and a `[MASK]` appended; the scores at that
 position rank the next item (leaving it out is what broke RecBole's BERT4Rec, issue #1443).
 """
@@ -17,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.interface import NextItemModel
+from models.sampled import candidate_logits, sampler_for, sparse_items
 
 
 @dataclass
@@ -30,6 +33,11 @@ class BERT4RecConfig:
     dropout: float = 0.2  # on embeddings, attention and feed-forward outputs
     mask_prob: float = 0.2  # share of items masked in a training window
     last_mask_prob: float = 0.1  # share of windows where only the last item is masked
+    # Training loss (models/sampled.py): 0, a full softmax over the catalog; N > 0, a sampled
+    # softmax over N negatives per batch drawn by `negative_sampler` ("uniform" or
+    # "popularity"). Chosen by the catalog's size (SequenceConfig.full_softmax_max_items).
+    sampled_negatives: int = 0
+    negative_sampler: str = "uniform"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +60,9 @@ class BERT4Rec(NextItemModel):
         self.config = config
         d = config.hidden_dim
         self.mask_token = config.n_items + 1
-        self.item_emb = nn.Embedding(config.n_items + 2, d, padding_idx=0)
+        self.item_emb = nn.Embedding(
+            config.n_items + 2, d, padding_idx=0, sparse=sparse_items(config)
+        )
         self.pos_emb = nn.Embedding(config.max_len, d)
         self.emb_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(config.dropout)
@@ -70,6 +80,7 @@ class BERT4Rec(NextItemModel):
         self.out_bias = nn.Parameter(torch.zeros(config.n_items + 1))
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
+        self.sampler = sampler_for(config)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`batch["items"]` (B, L) tokens (items, 0 padding, [MASK]) -> (B, L, hidden_dim)."""
@@ -118,7 +129,24 @@ class BERT4Rec(NextItemModel):
         negatives: torch.Tensor | None = None,
     ) -> torch.Tensor:
         labels = targets["next"]
+        if negatives is not None or self.sampler is not None:
+            return self.sampled_loss(hidden[labels > 0], labels[labels > 0], negatives)
         return F.cross_entropy(self.masked_logits(hidden, labels), labels[labels > 0])
+
+    def candidate_logits(
+        self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        return candidate_logits(hidden, positives, negatives, self.item_emb, self.out_bias)
+
+    def distill_hidden(
+        self,
+        batch: dict[str, torch.Tensor],
+        prepared: dict[str, torch.Tensor],
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """As a teacher: its states at the masked positions of the student's own tokens (the
+        same masking: it predicts what the student is asked)."""
+        return self.encode(prepared)[labels > 0]
 
     def inference_tokens(self, history: torch.Tensor) -> torch.Tensor:
         return torch.cat([history[:, 1:], torch.full_like(history[:, :1], self.mask_token)], dim=1)

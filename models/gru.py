@@ -1,9 +1,10 @@
 """GRU4Rec-style next-video model: a GRU over the item sequence, scored against every item.
 
 Training reads a window of items and predicts the next item at every position at once (full
-softmax cross-entropy over the catalog, padding ignored); inference reads a user's history
-and scores every item for the position after its last one. Output scores are dot products with
-the (tied) item embeddings, so one matrix multiply ranks the whole catalog.
+softmax cross-entropy over the catalog, padding ignored; or, with `sampled_negatives`, the
+sampled softmax of models/sampled.py); inference reads a user's history and scores every item
+for the position after its last one. Output scores are dot products with the (tied) item
+embeddings, so one matrix multiply ranks the whole catalog.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.interface import NextItemModel
+from models.sampled import candidate_logits, sampler_for, sparse_items
 
 
 @dataclass
@@ -25,6 +27,11 @@ class GRU4RecConfig:
     hidden_dim: int = 128  # GRU state width
     num_layers: int = 1  # stacked GRU layers
     dropout: float = 0.2  # on the embeddings and the GRU output
+    # Training loss (models/sampled.py): 0, a full softmax over the catalog; N > 0, a sampled
+    # softmax over N negatives per batch drawn by `negative_sampler` ("uniform" or
+    # "popularity"). Chosen by the catalog's size (SequenceConfig.full_softmax_max_items).
+    sampled_negatives: int = 0
+    negative_sampler: str = "uniform"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,13 +52,16 @@ class GRU4Rec(NextItemModel):
     def __init__(self, config: GRU4RecConfig):
         super().__init__()
         self.config = config
-        self.item_emb = nn.Embedding(config.n_items + 1, config.embedding_dim, padding_idx=0)
+        self.item_emb = nn.Embedding(
+            config.n_items + 1, config.embedding_dim, padding_idx=0, sparse=sparse_items(config)
+        )
         self.gru = nn.GRU(
             config.embedding_dim, config.hidden_dim, config.num_layers, batch_first=True
         )
         self.dropout = nn.Dropout(config.dropout)
         self.out = nn.Linear(config.hidden_dim, config.embedding_dim)
         nn.init.normal_(self.item_emb.weight, std=0.05)
+        self.sampler = sampler_for(config)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`batch["items"]` (batch, length) item indices -> (batch, length, embedding_dim)
@@ -71,12 +81,20 @@ class GRU4Rec(NextItemModel):
         targets: dict[str, torch.Tensor],
         negatives: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`targets["next"]` (B, L): the item after each input position; full softmax."""
-        logits = self.score(hidden)
+        """`targets["next"]` (B, L): the item after each input position (0: none); full
+        softmax, or sampled when the config samples or `negatives` are given."""
         nxt = targets["next"]
+        if negatives is not None or self.sampler is not None:
+            return self.sampled_loss(hidden[nxt > 0], nxt[nxt > 0], negatives)
+        logits = self.score(hidden)
         return F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), nxt.reshape(-1), ignore_index=0
         )
+
+    def candidate_logits(
+        self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        return candidate_logits(hidden, positives, negatives, self.item_emb)
 
     def item_vectors(self, items: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(n_items, embedding_dim): row j is item index j + 1, in the queries' space."""

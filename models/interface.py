@@ -13,8 +13,9 @@ A model is a file in models/ holding a dataclass config (`config_class`) and an
 `forward(batch, targets)` is what the trainer (models/trainer.py) calls: `prepare` (a
 model's training-time corruption of its inputs, BERT4Rec's masking; none by default), then
 `encode` and `loss`. `NextItemModel` adds what every model of the next video after a history
-shares (GRU4Rec, BERT4Rec, the student): the last position's hidden state and full-catalog
-scores for it.
+shares (GRU4Rec, SASRec, BERT4Rec, the student): the last position's hidden state and
+full-catalog scores for it; the sampled softmax (models/sampled.py) a large catalog trains
+with, from its `candidate_logits`; and the hidden states a distilled student learns from.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from models.sampled import NegativeSampler, sampled_softmax_loss
 
 
 class Recommender(nn.Module):
@@ -74,6 +77,11 @@ class Recommender(nn.Module):
 class NextItemModel(Recommender):
     """A model of the next video after a history of item indices (1..n_items, 0 padding)."""
 
+    # Set in __init__ (models/sampled.py `sampler_for`) by a model whose config samples its
+    # negatives; None: its loss is a full softmax over the catalog. Annotated only: a class
+    # attribute would hide the submodule nn.Module registers under the same name.
+    sampler: NegativeSampler | None
+
     def next_hidden(self, history: torch.Tensor) -> torch.Tensor:
         """(users, max_len) left-padded histories -> the hidden state of the next position."""
         return self.encode({"items": history})[:, -1]
@@ -88,3 +96,43 @@ class NextItemModel(Recommender):
         scores = self.score(self.next_hidden(history))
         scores[:, 0] = -torch.inf
         return scores
+
+    def candidate_logits(
+        self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        """(P, 1 + N) scores of `hidden` (P, d) for each row's positive (column 0) and the N
+        shared `negatives` (models/sampled.py `candidate_logits`)."""
+        raise NotImplementedError
+
+    def draw_negatives(self, device: torch.device) -> torch.Tensor:
+        """The negatives one training batch shares (the config's `sampled_negatives`)."""
+        sampler = getattr(self, "sampler", None)
+        if sampler is None:
+            raise ValueError(f"{type(self).__name__} trains a full softmax: it draws no negatives")
+        return sampler.sample(self.config.sampled_negatives, device)
+
+    def sampled_loss(
+        self,
+        hidden: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Sampled-softmax cross-entropy of the target positions: `hidden` (P, d) and their
+        `positives` (P,) item indices; `negatives` (N,) given, or drawn by the sampler."""
+        if negatives is None:
+            negatives = self.draw_negatives(hidden.device)
+        logits = self.candidate_logits(hidden, positives, negatives)
+        return sampled_softmax_loss(logits, positives, negatives, getattr(self, "sampler", None))
+
+    def distill_hidden(
+        self,
+        batch: dict[str, torch.Tensor],
+        prepared: dict[str, torch.Tensor],
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """As a distillation teacher (models/student.py): the hidden states that predict the
+        student's labels (B, L) at its labelled positions (labels > 0). `batch["items"]` are
+        the window's inputs, of which position j precedes label j; `prepared` what the student
+        reads (masked tokens). A left-to-right model reads the inputs: its state at j is its
+        prediction of the item after them, the label."""
+        return self.encode(batch)[labels > 0]

@@ -4,8 +4,12 @@
 A model is one file in models/ (its `Recommender` subclass and dataclass config, see
 models/interface.py) plus one line here naming it, the kind of data it trains and is evaluated
 on (`data`: a class with a `for_run` builder, see models/training.py) and the Feast feature
-service it reads (None: the lake's histories). Standard library only: the DAG files import it
-at parse time; classes load on first use.
+service it reads (None: the lake's histories). Standard library only (and the typed settings,
+themselves standard library): the DAG files import it at parse time; classes load on first use.
+
+The student's teacher is a setting, `sequence.teacher` (REELFLOW_SEQUENCE__TEACHER, default
+bert4rec), read here once so that the DAG's wiring (`train_<teacher> >> train_student`),
+`reelflow train` and the run's data all name the same model.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from typing import Any
+
+from reelflow.config import load_config
 
 RANKER_DATA = "models.ranker_data:RankerData"  # (user, video) rows on Feast features, next day
 SEQUENCE_DATA = "models.sequence_data:SequenceData"  # histories from the lake, leave-one-out
@@ -51,16 +57,31 @@ MODELS: dict[str, ModelSpec] = {
         SEQUENCE_DATA,
         None,
         "BERT4Rec on every user's sequence through the day, leave-one-out, gated; the teacher "
-        "of train_student.",
+        "of train_student by default (sequence.teacher).",
     ),
-    "student": ModelSpec(
-        "models.student:Student",
+    "sasrec": ModelSpec(
+        "models.sasrec:SASRec",
         SEQUENCE_DATA,
         None,
-        "A small model distilled from this run's BERT4Rec version, gated like the others.",
-        teacher="bert4rec",
+        "SASRec (causal self-attention) on every user's sequence through the day, "
+        "leave-one-out, gated.",
     ),
 }
+# The student distills one of the next-item models above it (listed first, so the DAG trains
+# the teacher before the student): the setting, checked here, at import, to fail loudly.
+_TEACHER = load_config().sequence.teacher
+_TEACHERS = sorted(name for name, s in MODELS.items() if s.data == SEQUENCE_DATA)
+if _TEACHER not in _TEACHERS:
+    raise ValueError(
+        f"REELFLOW_SEQUENCE__TEACHER={_TEACHER!r}: the student distills one of {_TEACHERS}"
+    )
+MODELS["student"] = ModelSpec(
+    "models.student:Student",
+    SEQUENCE_DATA,
+    None,
+    f"A small model distilled from this run's {_TEACHER} version, gated like the others.",
+    teacher=_TEACHER,
+)
 
 
 def spec(name: str) -> ModelSpec:

@@ -17,11 +17,11 @@ Sources: any (user, item, time) frame (`from_frame`), the lake's normalized inte
 (`lake.read.read_interactions`) for the pipeline, MovieLens `u.data` (`read_movielens`) for the
 bench.
 
-The next-item kind of model (models/registry.py `data`: GRU4Rec, BERT4Rec, the student) in
-training and in use: `SequenceBundle` (the model with its video vocabulary: scores, top-k,
-the export's vectors), full-ranking evaluation next to popularity, `SequenceData` (what one
-training run of such a model reads, logs and is gated on) and `train_sequence_model` (a run
-without MLflow, for benchmarks and tests):
+The next-item kind of model (models/registry.py `data`: GRU4Rec, SASRec, BERT4Rec, the
+student) in training and in use: `SequenceBundle` (the model with its video vocabulary: scores,
+top-k, the export's vectors), full-ranking evaluation next to popularity, `SequenceData` (what
+one training run of such a model reads, logs and is gated on) and `train_sequence_model` (a
+run without MLflow, for benchmarks and tests):
 
     split = from_frame(read_movielens("u.data"))
     gru = train_sequence_model("gru", split)
@@ -68,7 +68,7 @@ from models.trainer import TrainerConfig
 from models.training import Evaluation, fit_model
 from models.unbiased import SLICE_METRICS, slice_metric_names, small_matrix_slice
 from models.vocab import Vocabulary, persisted_vocabulary
-from reelflow.config import Config
+from reelflow.config import Config, SequenceConfig
 from reelflow.paths import Paths
 
 MAX_LEN = 50
@@ -436,6 +436,7 @@ class SequenceData:
         trainer_overrides: dict[str, Any] | None = None,
         teacher: NextItemModel | None = None,
         track_test: bool = False,
+        sequence: SequenceConfig | None = None,
     ):
         model_cls = spec(name).model_class()
         self.name, self.split, self.teacher, self.track_test = name, split, teacher, track_test
@@ -448,7 +449,14 @@ class SequenceData:
             }
         )
         self.model_config = model_cls.config_class(
-            n_items=split.n_items, max_len=split.max_len, **(model_overrides or {})
+            n_items=split.n_items,
+            max_len=split.max_len,
+            **{
+                **softmax_choice(
+                    model_cls.config_class, split.n_items, sequence or SequenceConfig()
+                ),
+                **(model_overrides or {}),
+            },
         )
         self.val, self.test = split.stage("val"), split.stage("test")
         windows = split.training_windows()
@@ -485,7 +493,13 @@ class SequenceData:
         sc = config.sequence
         values = {"epochs": sc.epochs, "patience": sc.patience, "batch_size": sc.batch_size}
         overrides = {"seed": sc.seed, **{k: v for k, v in values.items() if v > 0}}
-        data = cls(name, split, trainer_overrides={**overrides, "progress": False}, teacher=teacher)
+        data = cls(
+            name,
+            split,
+            trainer_overrides={**overrides, "progress": False},
+            teacher=teacher,
+            sequence=config.sequence,
+        )
         data.through_ds, data.notes = ds, notes
         data.run_name = f"{name}-{ds or 'all'}"
         return data
@@ -507,6 +521,9 @@ class SequenceData:
 
     def wrap(self, model: NextItemModel) -> nn.Module:
         """What the trainer fits: the model, or the model beside its frozen teacher."""
+        sampler = getattr(model, "sampler", None)
+        if sampler is not None:  # popularity sampling draws by the training targets' counts
+            sampler.fit(item_counts(self.targets["next"], self.split.n_items))
         return model if self.teacher is None else Distillation(model, self.teacher)
 
     def bundle(self, model: NextItemModel) -> SequenceBundle:
@@ -547,6 +564,7 @@ class SequenceData:
             "users": len(self.split.sequences),
             "evaluated_users": len(self.val.targets),
             "videos": self.split.n_items,
+            "softmax": softmax_name(self.model_config),
             "split": "leave-one-out by time: last view test, the one before validation",
         }
 
@@ -692,17 +710,22 @@ def train_sequence_model(
     trainer_overrides: dict[str, Any] | None = None,
     teacher: SequenceTrainingResult | SequenceBundle | NextItemModel | str | Path | None = None,
     teacher_overrides: dict[str, Any] | None = None,
+    teacher_name: str | None = None,
     track_test: bool = False,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    sequence: SequenceConfig | None = None,
 ) -> SequenceTrainingResult:
     """Trains `name` (a next-item model of MODELS) on the split's training windows with early
     stopping on validation NDCG@10, then evaluates validation and test by full ranking.
 
     `data`: a `SequenceSplit`, or a (user_id, video_id, event_ts) frame to build one from.
     `teacher` (a model whose spec names a teacher, the student): the trained teacher (result,
-    bundle, module or saved folder); when None, one is trained first in this call with
+    bundle, module or saved folder; any next-item model); when None, one is trained first in
+    this call, `teacher_name` (default the spec's, `sequence.teacher`) with
     `teacher_overrides` for its model. `on_epoch(epoch, metrics)`: called after each epoch
-    with that epoch's metrics (to log).
+    with that epoch's metrics (to log). `sequence`: the full or sampled softmax choice
+    (`full_softmax_max_items`, ...; default SequenceConfig's); `model_overrides` win over it
+    (e.g. `{"sampled_negatives": 128}` samples whatever the catalog's size).
     """
     known = [n for n, s in MODELS.items() if s.data == SEQUENCE_DATA]
     if name not in known:
@@ -713,14 +736,15 @@ def train_sequence_model(
     if model_spec.teacher is not None:
         if teacher is None:
             teacher_result = train_sequence_model(
-                model_spec.teacher,
+                teacher_name or model_spec.teacher,
                 split,
                 model_overrides=teacher_overrides,
                 trainer_overrides=trainer_overrides,
                 track_test=track_test,
+                sequence=sequence,
             )
             teacher = teacher_result
-        teacher_module = _teacher_model(name, model_spec.teacher, teacher)
+        teacher_module = _teacher_model(name, teacher)
     run = SequenceData(
         name,
         split,
@@ -728,6 +752,7 @@ def train_sequence_model(
         trainer_overrides=trainer_overrides,
         teacher=teacher_module,
         track_test=track_test,
+        sequence=sequence,
     )
 
     bundle, history, seconds = fit_model(run, on_epoch or (lambda epoch, metrics: None))
@@ -744,16 +769,45 @@ def train_sequence_model(
     )
 
 
-def _teacher_model(name: str, teacher_name: str, teacher: Any) -> NextItemModel:
+def _teacher_model(name: str, teacher: Any) -> NextItemModel:
+    """The teacher's module: any next-item model (models/student.py distills each kind)."""
     if isinstance(teacher, SequenceTrainingResult):
         teacher = teacher.bundle
     if isinstance(teacher, str | Path):
         teacher = Bundle.load(teacher)
     if isinstance(teacher, SequenceBundle):
         teacher = teacher.model
-    expected = spec(teacher_name).model_class()
-    if type(teacher) is not expected:
+    if not isinstance(teacher, NextItemModel):
         raise TypeError(
-            f"the {name}'s teacher must be a {expected.__name__}, got {type(teacher).__name__}"
+            f"the {name}'s teacher must be a next-item model, got {type(teacher).__name__}"
         )
     return teacher
+
+
+# ---- the training loss: full softmax or sampled (models/sampled.py) ---------------------------
+
+
+def softmax_choice(config_class: type, n_items: int, sequence: SequenceConfig) -> dict[str, Any]:
+    """The model config's loss fields for a catalog of `n_items`: a full softmax up to
+    `sequence.full_softmax_max_items`, sampled above; none for a model without the fields."""
+    names = {f.name for f in fields(config_class)}
+    if "sampled_negatives" not in names:
+        return {}
+    sampled = n_items > sequence.full_softmax_max_items
+    return {
+        "sampled_negatives": sequence.sampled_negatives if sampled else 0,
+        "negative_sampler": sequence.negative_sampler,
+    }
+
+
+def softmax_name(model_config: Any) -> str:
+    """The loss a model config trains with, as its run logs it."""
+    negatives = getattr(model_config, "sampled_negatives", 0)
+    if negatives <= 0:
+        return "full"
+    return f"sampled: {negatives} {model_config.negative_sampler} negatives per batch"
+
+
+def item_counts(targets: torch.Tensor, n_items: int) -> torch.Tensor:
+    """(n_items + 1,) how often each item index is a training target (index 0: padding)."""
+    return torch.bincount(targets[targets > 0].reshape(-1), minlength=n_items + 1)

@@ -1,10 +1,16 @@
-"""A small BERT4Rec distilled from a large one: the same inference, a fraction of the size.
+"""A small BERT4Rec distilled from a large model: the same inference, a fraction of the size.
 
-The student is a BERT4Rec with a narrow, shallow config. Training (`Distillation`) masks each
-window once, runs the frozen teacher and the student on the same masked tokens, and mixes
+The student is a BERT4Rec with a narrow, shallow config. Its teacher is any trained next-item
+model (`SequenceConfig.teacher`: BERT4Rec by default, or SASRec, GRU4Rec). Training
+(`Distillation`) masks each window once; the frozen teacher predicts each masked item (a
+BERT4Rec from the same masked tokens, a left-to-right model from the items before it,
+`NextItemModel.distill_hidden`) and the student learns from
   alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))   (soft targets)
   + (1 - alpha) * cross-entropy(student, true item)                  (hard label)
 T^2 keeps the soft term's gradients on the hard term's scale as T changes (Hinton et al.).
+Both terms run over the whole catalog, or, when the student samples its negatives
+(models/sampled.py), over the same candidates for both models: each masked item and the
+batch's shared negatives, logQ-corrected alike.
 Only the student is saved; it scores exactly like a BERT4Rec (`predict_next`).
 """
 
@@ -17,6 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.bert4rec import BERT4Rec, BERT4RecConfig
+from models.interface import NextItemModel
+from models.sampled import NegativeSampler, corrected_logits
 
 
 @dataclass
@@ -59,15 +67,27 @@ class Student(BERT4Rec):
         negatives: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """With the teacher's scores at the masked positions (`targets["teacher_logits"]`,
-        what `Distillation` adds): the distillation loss; without: BERT4Rec's."""
+        what `Distillation` adds: over the catalog, or over [positive, `negatives`] when it
+        sampled them): the distillation loss; without: BERT4Rec's."""
         if "teacher_logits" not in targets:
             return super().loss(hidden, targets, negatives)
         labels = targets["next"]
         cfg = self.config
-        return distillation_loss(
-            self.masked_logits(hidden, labels),
+        if negatives is None:
+            return distillation_loss(
+                self.masked_logits(hidden, labels),
+                targets["teacher_logits"].float(),
+                labels[labels > 0],
+                cfg.temperature,
+                cfg.alpha,
+            )
+        positives = labels[labels > 0]
+        return sampled_distillation_loss(
+            self.candidate_logits(hidden[labels > 0], positives, negatives),
             targets["teacher_logits"].float(),
-            labels[labels > 0],
+            positives,
+            negatives,
+            self.sampler,
             cfg.temperature,
             cfg.alpha,
         )
@@ -91,10 +111,37 @@ def distillation_loss(
     return alpha * t * t * soft + (1 - alpha) * hard
 
 
+def sampled_distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    sampler: NegativeSampler | None,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """`distillation_loss` over each row's candidates (column 0 its positive, then the shared
+    negatives; models/sampled.py `candidate_logits`): both models' logits logQ-corrected, the
+    accidental hits out of both distributions; the hard term is the sampled softmax."""
+    t = temperature
+    student, hits = corrected_logits(student_logits, positives, negatives, sampler)
+    teacher, _ = corrected_logits(teacher_logits, positives, negatives, sampler)
+    # A hit is -inf in both; 0 in both instead makes its KL term exp(0) * (0 - 0) = 0 (-inf
+    # minus -inf would be NaN), and its gradient stays zero.
+    soft = F.kl_div(
+        F.log_softmax(student / t, dim=-1).masked_fill(hits, 0.0),
+        F.log_softmax(teacher / t, dim=-1).masked_fill(hits, 0.0),
+        log_target=True,
+        reduction="batchmean",
+    )
+    hard = F.cross_entropy(student, torch.zeros_like(positives))
+    return alpha * t * t * soft + (1 - alpha) * hard
+
+
 class Distillation(nn.Module):
     """What the trainer fits: the student, with the teacher frozen beside it."""
 
-    def __init__(self, student: Student, teacher: BERT4Rec):
+    def __init__(self, student: Student, teacher: NextItemModel):
         super().__init__()
         if teacher.config.n_items != student.config.n_items:
             raise ValueError("teacher and student must share one item vocabulary")
@@ -111,9 +158,20 @@ class Distillation(nn.Module):
     ):
         if targets is None:
             return self.student(batch)
-        # One masking for both: the teacher scores the tokens the student reads.
+        # One masking for both: the teacher predicts the items the student is asked for.
+        inputs = batch
         batch, targets = self.student.prepare(batch, targets)
+        labels = targets["next"]
+        negatives = None
+        if self.student.sampler is not None:
+            negatives = self.student.draw_negatives(labels.device)
         with torch.no_grad():
-            teacher_logits = self.teacher.masked_logits(self.teacher.encode(batch), targets["next"])
+            taught = self.teacher.distill_hidden(inputs, batch, labels)
+            if negatives is None:
+                teacher_logits = self.teacher.score(taught)
+            else:
+                positives = labels[labels > 0]
+                teacher_logits = self.teacher.candidate_logits(taught, positives, negatives)
         hidden = self.student.encode(batch)
-        return hidden, self.student.loss(hidden, {**targets, "teacher_logits": teacher_logits})
+        targets = {**targets, "teacher_logits": teacher_logits}
+        return hidden, self.student.loss(hidden, targets, negatives)

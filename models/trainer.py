@@ -6,6 +6,11 @@ logs to MLflow and may evaluate). One row of `inputs`/`targets` is one training 
 (user, video) pair for the ranker, a whole window of a user's sequence for the sequence models
 (which then learn from every position of it in one pass).
 
+Item tables that give sparse gradients (`nn.Embedding(sparse=True)`: the sequence models'
+when they sample their negatives, models/sampled.py) are stepped by SparseAdam, which updates
+only the rows a batch touched (lazy Adam, no weight decay), so a step costs the batch, not
+the catalog; every other parameter by AdamW. Without such a table the trainer is AdamW alone.
+
 Also, all opt-in through `TrainerConfig`:
 - early stopping on a metric the callback returns (`monitor`, higher is better, `patience`),
   restoring the best epoch's weights at the end;
@@ -51,6 +56,10 @@ class TrainerConfig:
     progress: bool = True  # a progress line on stderr within each epoch
 
 
+# Checkpoint keys of each optimizer and its schedule: AdamW's, then SparseAdam's when present.
+_STATE_KEYS = (("optimizer", "schedule"), ("sparse_optimizer", "sparse_schedule"))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -90,6 +99,52 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
+def optimizers(model: torch.nn.Module, config: TrainerConfig) -> list[torch.optim.Optimizer]:
+    """AdamW over the trainable parameters, and SparseAdam over the sparse item tables when
+    the model has some (AdamW cannot take a sparse gradient). Frozen parameters (a
+    distillation teacher) are not the optimizers' business."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    sparse = {
+        id(m.weight)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding) and m.sparse and m.weight.requires_grad
+    }
+    found = [
+        torch.optim.AdamW(
+            [p for p in trainable if id(p) not in sparse],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        )
+    ]
+    if sparse:
+        found.append(
+            torch.optim.SparseAdam([p for p in trainable if id(p) in sparse], lr=config.lr)
+        )
+    return found
+
+
+def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
+    """Scales all gradients together to a global norm of at most `max_norm`;
+    `clip_grad_norm_` itself when none is sparse (it cannot take a sparse one)."""
+    grads = [p for p in parameters if p.grad is not None]
+    if not any(p.grad.is_sparse for p in grads):
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    norms = []
+    for p in grads:
+        if p.grad.is_sparse:
+            # Lookups of one row from two places (input and tied output) are two entries
+            # until coalesced; the norm is of their sum.
+            p.grad = p.grad.coalesce()
+            norms.append(torch.linalg.vector_norm(p.grad.values()))
+        else:
+            norms.append(torch.linalg.vector_norm(p.grad))
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for p in grads:
+        (p.grad.values() if p.grad.is_sparse else p.grad).mul_(scale)
+
+
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
@@ -127,15 +182,13 @@ def fit(
     n_rows = len(next(iter(targets.values())))
     steps_per_epoch = math.ceil(n_rows / config.batch_size)
     total = steps_per_epoch * config.epochs
-    # Frozen parameters (a distillation teacher) are not the optimizer's business.
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(total, int(total * config.warmup_fraction))
-    )
+    steppers = optimizers(model, config)
+    schedules = [
+        torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(total, int(total * config.warmup_fraction))
+        )
+        for optimizer in steppers
+    ]
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     generator = torch.Generator().manual_seed(config.seed)
@@ -148,8 +201,9 @@ def fit(
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
+        for key, optimizer, schedule in zip(_STATE_KEYS, steppers, schedules, strict=False):
+            optimizer.load_state_dict(saved[key[0]])
+            schedule.load_state_dict(saved[key[1]])
         scaler.load_state_dict(saved["scaler"])
         generator.set_state(saved["generator"])
         # Dropout and masking draw from the global generator: restore it too.
@@ -173,14 +227,18 @@ def fit(
             batch_targets = {k: v[idx].to(dev, non_blocking=True) for k, v in targets.items()}
             with torch.autocast(device_type=dev.type, enabled=use_amp):
                 _, loss = trained(batch, batch_targets)
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in steppers:
+                optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
+                for optimizer in steppers:
+                    scaler.unscale_(optimizer)
+                clip_gradients(list(model.parameters()), config.grad_clip)
+            for optimizer in steppers:
+                scaler.step(optimizer)
             scaler.update()
-            schedule.step()
+            for schedule in schedules:
+                schedule.step()
             loss_sum += loss.detach().double().cpu() * len(idx)
             if config.progress and rank == 0:
                 _progress(epoch, step + 1, steps_per_epoch, started)
@@ -211,8 +269,13 @@ def fit(
             state = {
                 "epoch": epoch,
                 "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
+                **{
+                    key: part.state_dict()
+                    for keys, optimizer, schedule in zip(
+                        _STATE_KEYS, steppers, schedules, strict=False
+                    )
+                    for key, part in zip(keys, (optimizer, schedule), strict=True)
+                },
                 "scaler": scaler.state_dict(),
                 "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(),

@@ -88,8 +88,8 @@ class RankerConfig:
 
 @dataclass(frozen=True)
 class SequenceConfig:
-    """The sequence models (GRU4Rec, BERT4Rec, the distilled student) in the pipeline; they
-    read `features.sequence_length` items, the same sequences Feast serves online."""
+    """The sequence models (GRU4Rec, SASRec, BERT4Rec, the distilled student) in the pipeline;
+    they read `features.sequence_length` items, the same sequences Feast serves online."""
 
     # 0 keeps each model's tuned default (its class's `trainer_defaults`, models/gru.py ...): the
     # knobs a pipeline owner turns to trade training time for accuracy.
@@ -97,6 +97,17 @@ class SequenceConfig:
     patience: int = 0
     batch_size: int = 0
     seed: int = 0
+    # The training loss (models/sampled.py). Up to this many videos, a full softmax over the
+    # catalog; above, a sampled softmax over `sampled_negatives` negatives shared by each
+    # batch, drawn by `negative_sampler`: "uniform", or "popularity" (in proportion to each
+    # video's training views, logQ-corrected). The full softmax's (positions x videos) scores
+    # grow with the catalog (one GRU epoch on generated MicroLens-100k, 19.7k videos, took over
+    # 15 minutes); the sampled one's do not. The choice is saved in each model's config.
+    full_softmax_max_items: int = 50_000
+    sampled_negatives: int = 512
+    negative_sampler: str = "uniform"
+    # The model the student distills (models/registry.py): bert4rec, sasrec or gru.
+    teacher: str = "bert4rec"
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,8 @@ class CandidateConfig:
     """The nightly candidate lists (jobs/candidates.py): sources, re-rank, exploration."""
 
     # The sequence model whose champion gives the ANN index its video embeddings and the users
-    # their queries: the student by default, the one built to be fast.
+    # their queries (any next-item model: gru, bert4rec, sasrec, student): the student by
+    # default, the one built to be fast.
     embedding_model: str = "student"
     active_days: int = 28  # a user with a view in this many days gets a personal list
     ann_candidates: int = 100  # nearest videos per user from the index

@@ -1,4 +1,5 @@
-"""Sequence models (GRU4Rec, BERT4Rec, distilled student), their data split and evaluation.
+"""Sequence models (GRU4Rec, BERT4Rec, distilled student), their data split and evaluation;
+SASRec and the sampled softmax have their own file, tests/test_sasrec.py.
 
 Two tiny data sets. The generated KuaiRec log (big_matrix.csv read with pandas, no Spark) checks
 that the whole path runs on the pipeline's data; its simulated views carry almost no order
@@ -158,4 +159,6 @@ def test_runs_on_generated_kuairec(tmp_path):
 
 def test_unknown_model_is_rejected(split):
     with pytest.raises(ValueError, match="unknown sequence model"):
-        train_sequence_model("sasrec", split)
+        train_sequence_model("caser", split)
+    with pytest.raises(ValueError, match="unknown sequence model"):
+        train_sequence_model("ranker", split)
