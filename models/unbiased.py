@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from lake.partitions import partition
-from models.evaluate import full_ranking_metrics, popularity_metrics
+from models.evaluate import full_ranking_metrics, metric_names, popularity_metrics
 from reelflow.paths import Paths
 
 SMALL_MATRIX = "small_matrix"
@@ -125,10 +125,9 @@ def slice_metric_names(
     name: str, results: dict[str, dict[str, float]], keep: tuple[str, ...]
 ) -> dict[str, float]:
     """MLflow names: `small_matrix_ndcg_at_10`, `popularity_small_matrix_ndcg_at_10`, ..."""
-    out = {}
-    for who, prefix in (("model", ""), ("popularity", "popularity_")):
-        for key, value in results[who].items():
-            if key in keep:
-                out[f"{prefix}{name}_{key}".replace("@", "_at_")] = float(value)
+    out = {
+        **metric_names(results["model"], name, only=keep),
+        **metric_names(results["popularity"], f"popularity_{name}", only=keep),
+    }
     out[f"{name}_users"] = float(results["model"]["users"])
     return out
