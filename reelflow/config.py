@@ -102,10 +102,14 @@ class SequenceConfig:
     # batch, drawn by `negative_sampler`: "uniform", or "popularity" (in proportion to each
     # video's training views, logQ-corrected). The full softmax's (positions x videos) scores
     # grow with the catalog (one GRU epoch on generated MicroLens-100k, 19.7k videos, took over
-    # 15 minutes); the sampled one's do not. The choice is saved in each model's config.
+    # 15 minutes; 2,048 random windows: 15 s at 10k videos, 145 s at 100k), the sampled one's
+    # do not (about 3 s at 10k, 100k and 1M). The choice is saved in each model's config.
+    # Popularity and 512 from MovieLens-100K, one seed, test NDCG@10 (masked) against the full
+    # softmax: SASRec 0.105 (full 0.096; 128 popularity 0.084, 128 uniform 0.062), GRU4Rec
+    # 0.071 (full 0.078; 128 uniform 0.053, 128 popularity 0.045).
     full_softmax_max_items: int = 50_000
     sampled_negatives: int = 512
-    negative_sampler: str = "uniform"
+    negative_sampler: str = "popularity"
     # The model the student distills (models/registry.py): bert4rec, sasrec or gru.
     teacher: str = "bert4rec"
 

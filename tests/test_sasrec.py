@@ -36,7 +36,7 @@ from models.sequence_data import (
     train_sequence_model,
 )
 from models.tracking import registered_name
-from models.trainer import TrainerConfig, fit, optimizers, seed_everything
+from models.trainer import TrainerConfig, clip_gradients, fit, optimizers, seed_everything
 from reelflow.config import CandidateConfig, Config, SequenceConfig
 from reelflow.paths import REPO_ROOT
 from tests.recency_pool import RecencyPoolConfig
@@ -205,6 +205,22 @@ def test_catalog_size_picks_full_or_sampled(split):
         assert kinds == ["AdamW", "SparseAdam"]
     # A model whose config has no loss fields keeps its full softmax.
     assert softmax_choice(RecencyPoolConfig, n, SequenceConfig(full_softmax_max_items=0)) == {}
+
+
+def test_clipping_a_sparse_gradient_matches_its_dense_twin():
+    grads = {}
+    for sparse in (False, True):
+        seed_everything(0)
+        table, head = torch.nn.Embedding(10, 4, sparse=sparse), torch.nn.Linear(4, 1)
+        items = torch.tensor([1, 2, 2, 7])
+        # One row read twice and the table read from two places, as a tied output reads it.
+        (head(table(items)).sum() + 3 * table(torch.tensor([2])).sum()).backward()
+        params = [table.weight, *head.parameters()]
+        clip_gradients(params, 0.5)
+        grads[sparse] = [p.grad.to_dense() for p in params]
+    for dense, sparse in zip(grads[False], grads[True], strict=True):
+        torch.testing.assert_close(dense, sparse)
+    assert torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads[True]])) <= 0.5 + 1e-5
 
 
 def test_sparse_training_resumes_to_the_same_weights(split, tmp_path):
