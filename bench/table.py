@@ -38,7 +38,9 @@ def rows() -> list[str]:
                 f"| {_pit_ratio(r)} | {r['git_commit'][:8]} |"
             )
         elif r["benchmark"] == "train_seq_movielens_100k":
-            out.append(_train_seq_row(r))
+            out.append(_train_seq_row(r) if r.get("schema", 1) >= 2 else _train_seq_row_v1(r))
+        elif r["benchmark"] == "train_seq_scale":
+            out.append(_train_seq_scale_row(r))
         elif r["benchmark"] == "faiss_index":
             out.extend(_faiss_rows(r))
         elif r["benchmark"] == "dag_parse":
@@ -66,8 +68,105 @@ def _dag_parse_row(r: dict) -> str:
     )
 
 
+def _mean_std(s: dict) -> str:
+    return f"{s['mean']:.4f} ± {s['std']:.4f}"
+
+
 def _train_seq_row(r: dict) -> str:
-    """Sequence models on MovieLens-100K: accuracy and time to the reference's accuracy."""
+    """Sequence models on MovieLens-100K against RecBole's SASRec, each on both protocols:
+    unmasked (RecBole's, the comparison) and masked (the product's), time to the best epoch."""
+    models, ref, versus = r["models"], r["reference"], r["versus_reference"]
+    parts = []
+    for name, m in models.items():
+        s = m["summary"]
+        parts.append(
+            f"{name} [{m['chosen_config']}] {_mean_std(s['unmasked_test_ndcg@10'])} "
+            f"({_mean_std(s['test_ndcg@10'])} masked), "
+            f"{r['time_to_reference'][name]['seconds']['mean']:.0f} s to its best"
+        )
+    base = r["baselines"]
+    parts.append(
+        "; ".join(
+            f"{name} {base[name]['test']['unmasked_ndcg@10']:.4f} "
+            f"({base[name]['test']['ndcg@10']:.4f} masked)"
+            for name in ("popularity", "transition")
+        )
+    )
+    if ref["status"] == "ok":
+        reference = (
+            f"{ref['name']}, seeds {ref['seeds']}: {_mean_std(ref['unmasked_test_ndcg@10'])} "
+            f"({_mean_std(ref['masked_test_ndcg@10'])} masked), "
+            f"{ref['wall_seconds_to_best']['mean']:.0f} s to its best"
+        )
+    else:
+        reference = f"RecBole 1.2.1 SASRec: {ref['status']}"
+    best = versus["unmasked"]
+    ratio = f"best on validation ({best['best_model_by_validation']}), unmasked: " + (
+        f"{best['ratio']}x the reference's NDCG@10" if "ratio" in best else ref["status"]
+    )
+    boot = best["bootstrap_vs_reference"]
+    ratio += (
+        f", paired bootstrap 95% interval of the difference {boot['ci95']}"
+        if boot["status"] == "ok"
+        else f", bootstrap {boot['status'].split(':')[0]}"
+    )
+    time_row = r["time_to_reference"][best["best_model_by_validation"]]
+    if "fraction_of_reference" in time_row:
+        ratio += f", {time_row['fraction_of_reference']}x the reference's time to its best"
+    d = r["distillation"]
+    ratio += (
+        f"; student (teacher {d['teacher']}) keeps {d['ndcg_kept']['unmasked']:.0%} unmasked, "
+        f"{d['ndcg_kept']['masked']:.0%} masked of its NDCG@10 with {d['parameter_ratio']}x "
+        f"fewer parameters, {d['latency_ratio_p50']}x lower p50 latency, student - undistilled "
+        f"{d['student_minus_undistilled']['unmasked']['mean']:+.4f} unmasked "
+        f"({d['student_minus_undistilled']['unmasked']['wins']}/"
+        f"{d['student_minus_undistilled']['unmasked']['n']} seeds)"
+    )
+    commit = r["git_commit"][:8] + (" (dirty)" if r.get("dirty") else "")
+    return (
+        f"| sequence models, leave-one-out full ranking, NDCG@10 unmasked (masked) "
+        f"(`bench/train_seq.py`) | MovieLens-100K, {r['data']['evaluated_users']} users, "
+        f"{r['data']['items']} items, seeds {r['seeds']}, {r['threads']} CPU thread(s) "
+        f"| {'; '.join(parts)} | {reference} | {ratio} | {commit} |"
+    )
+
+
+def _train_seq_scale_row(r: dict) -> str:
+    """One training epoch as the catalog grows, full against sampled softmax."""
+    st = r["settings"]
+    parts = []
+    for model in ("gru", "sasrec"):
+        for softmax in ("full", "sampled"):
+            cases = [c for c in r["cases"] if c["model"] == model and c["softmax"] == softmax]
+            if not cases:
+                continue
+            label = f"{model} {softmax}" + (f" ({st['negatives']})" if softmax == "sampled" else "")
+            parts.append(
+                f"{label}: "
+                + ", ".join(
+                    f"{c['items']:,} {c['epoch_seconds']:.1f} s, {c['peak_rss_epoch_gib']:.2f} GiB"
+                    if c["status"] == "ok"
+                    else f"{c['items']:,} {c['status']}"
+                    for c in cases
+                )
+            )
+    goals = "; ".join(
+        f"{name.split('_')[0]} sampled {max(st['catalogs']):,} over {min(st['catalogs']):,}: "
+        + (f"{g['ratio']}x ({'met' if g['met'] else 'not met'})" if isinstance(g, dict) else g)
+        for name, g in r["goals"].items()
+    )
+    return (
+        f"| sequence training epoch vs catalog size (`bench/train_seq_scale.py`) | synthetic, "
+        f"{st['users']:,} users x {st['length']} items, catalogs "
+        f"{', '.join(f'{c:,}' for c in st['catalogs'])}, {r['threads']} thread(s) | "
+        f"{'; '.join(parts)} | the same model on the smallest catalog | {goals} (goal 1.5x) "
+        f"| {r['git_commit'][:8]} |"
+    )
+
+
+def _train_seq_row_v1(r: dict) -> str:
+    """The old record (schema 1): masked scores against RecBole's unmasked one, time to a test
+    threshold; not like for like (issue 14), shown until a schema-2 run replaces it."""
     ref = r["reference"]
     parts = []
     for name, entry in r["models"].items():
@@ -95,7 +194,8 @@ def _train_seq_row(r: dict) -> str:
             f"{distill['parameter_ratio']}x fewer parameters, {distill['latency_ratio']}x lower latency"
         )
     return (
-        f"| sequence models, leave-one-out full ranking (`bench/train_seq.py`) "
+        f"| sequence models, leave-one-out full ranking (`bench/train_seq.py`, old protocol: "
+        f"reelflow masked against RecBole unmasked, not like for like) "
         f"| MovieLens-100K, {r['data']['evaluated_users']} users, {r['data']['items']} items, "
         f"seeds {r['seeds']}, {r['threads']} CPU thread(s) | {'; '.join(parts)} "
         f"(popularity {pop:.4f}) | {ref['name']}: NDCG@10 {ref['test_ndcg_at_10']}, "

@@ -1,36 +1,58 @@
-"""Benchmark: training the sequence models on MovieLens-100K against RecBole's SASRec.
+"""Benchmark: reelflow's sequence models on MovieLens-100K, like for like with RecBole 1.2.1 SASRec.
 
-Protocol (the same as the reference run): per user, interactions ordered by time, the last one
-is the test target, the one before the validation target; full ranking over all 1,682 items
-with the user's history masked; max length 50; full softmax cross-entropy. Model selection
-(early stopping, best epoch) reads validation NDCG@10 only. Test NDCG@10 is also computed after
-every epoch, for the "time to reach the reference" column only.
+    .venv/bin/python bench/train_seq.py            # trains every unit not cached yet (resumable)
+    .venv/bin/python bench/train_seq.py --report   # assembles bench/results/train_seq.json
+    nice -n 10 .venv/bin/python bench/train_seq.py --smoke   # the whole code path, in minutes
 
-The split is written to bench/results/train_seq_split.tsv.gz (user, item, position, split) so
-the reference can be re-run on exactly the same data. Results, three seeds with mean and
-spread, go to bench/results/train_seq.json.
+Run it on a quiet machine from a clean tree (it refuses a dirty one unless --allow-dirty, which
+marks every record), never alongside RecBole's reference run (bench/recbole/run_sasrec.py), whose
+times it is compared with. bench/README.md has the protocol at length; in short:
 
-Reference: RecBole 1.2.1 SASRec on this machine (CPU, same protocol, CE loss, max length 50,
-batch 2048): test NDCG@10 0.0581, HR@10 0.1188, best validation at epoch 7, 140-300 s per
-epoch, about 1500 s to its best.
+- Split: ../shared/data/movielens/ml-100k/u.data, per user by timestamp, ties in file order (a
+  stable sort); the last interaction is the test target, the one before the validation target.
+  All 943 users, the full catalog of 1,682 items. The split is written to
+  bench/results/train_seq_split.tsv.gz (RecBole's runner reads it), left untouched when its
+  content is unchanged (byte-identical), and refused when it would change.
+- Two protocols on every split, every model and both baselines (popularity, item-to-item
+  transitions): masked (the user's history left out of the ranking, the product's) and
+  `unmasked_` (nothing left out: RecBole's protocol for sequential models). Full ranking.
+- Models: GRU4Rec, BERT4Rec, SASRec; the student distilled from the teacher (the best of
+  those three on validation, or --teacher); "undistilled", the student's architecture trained
+  on hard labels only; SASRec with a sampled softmax (128 negatives) beside its full one.
+- Selection on validation only: each model's early stopping (best epoch) follows its masked
+  validation NDCG@10, as reelflow's trainer does; a short search of 2-3 configs per model on the
+  search seeds, chosen by mean masked validation NDCG@10 and logged; the chosen config trained
+  on every seed; then the test set scored once per chosen unit. A config never chosen is never
+  scored on test.
+- Time to reference: wall time from the start of training to the end of the best-validation
+  epoch (each epoch's validation included, data preparation not), the teacher's whole training
+  added for the student, against RecBole's seconds to its best epoch (its cached JSON).
+- Units: each (model, config, seed) is one JSON under bench/results/train_seq/ (its weights
+  under var/bench/train_seq/, git-ignored), skipped on a re-run; a unit made with other
+  settings stops the run instead of being reused.
 
-One torch thread by default: this 2-core machine is shared with Spark jobs, and two intra-op
-threads competing with them ran an epoch 3-4x slower than one (26 s against 7 s, measured).
-
-    .venv/bin/python bench/train_seq.py [--seeds 0 1 2] [--threads 1]
+One torch thread by default: the development machine has 2 shared cores, and two intra-op
+threads competing with other jobs ran an epoch 3-4x slower than one. RecBole's runner uses one
+too.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import hashlib
+import io
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,218 +60,1176 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.baselines import Transitions, popularity_scores  # noqa: E402
+from models.bert4rec import BERT4RecConfig  # noqa: E402
+from models.evaluate import UNMASKED, RowBlocks  # noqa: E402
+from models.registry import spec  # noqa: E402
+from models.sampled import SAMPLERS  # noqa: E402
 from models.sequence_data import (  # noqa: E402
     MONITOR,
-    SequenceTrainingResult,
+    EvalSet,
+    SequenceData,
+    SequenceSplit,
+    count_parameters,
+    evaluate_model,
     from_frame,
     read_movielens,
     score_items,
-    train_sequence_model,
 )
+from models.student import Student, StudentConfig  # noqa: E402
+from models.training import fit_model  # noqa: E402
+from reelflow.config import SequenceConfig  # noqa: E402
 
 # The shared data folder beside the checkout (../shared/data), never a machine's absolute path.
 DATA = REPO.parent / "shared" / "data" / "movielens" / "ml-100k" / "u.data"
-REFERENCE = {
-    "name": "RecBole 1.2.1 SASRec (CPU, CE loss, max length 50, batch 2048)",
-    "test_ndcg_at_10": 0.0581,
-    "test_hr_at_10": 0.1188,
-    "best_epoch": 7,
-    "seconds_per_epoch": [140, 300],
-    "seconds_to_best": 1500,
-    "popularity_test_ndcg_at_10": 0.0439,
-    "popularity_test_hr_at_10": 0.0859,
+RESULTS = REPO / "bench" / "results"
+WEIGHTS = REPO / "var" / "bench" / "train_seq"  # var/ is git-ignored: weights stay local
+BENCHMARK = "train_seq_movielens_100k"
+SCHEMA = 2  # 1: the old record (masked against RecBole's unmasked number, not like for like)
+BASE_MODELS = ("gru", "bert4rec", "sasrec")  # trained on their own; each can teach the student
+PROTOCOLS = ("masked", "unmasked")
+SUMMARY = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20", "coverage@10")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration of a model's search: overrides of its model config and its trainer."""
+
+    name: str
+    model: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+# The searches, chosen on validation. Few and cheap on purpose (the bench runs on 2 CPU cores):
+# each model's tuned default, one regularization step and one slower schedule or loss knob.
+SEARCH: dict[str, tuple[Candidate, ...]] = {
+    "gru": (
+        Candidate("default"),
+        Candidate("dropout-0.4", model={"dropout": 0.4}),
+        Candidate("lr-1e-3", trainer={"lr": 1e-3, "epochs": 30}),
+    ),
+    "bert4rec": (
+        Candidate("default"),
+        Candidate("dropout-0.4", model={"dropout": 0.4}),
+        Candidate("mask-0.3", model={"mask_prob": 0.3}),
+    ),
+    "sasrec": (
+        Candidate("default"),
+        Candidate("dropout-0.5", model={"dropout": 0.5}),  # RecBole's SASRec default
+        Candidate("lr-1e-3", trainer={"lr": 1e-3, "epochs": 60}),
+    ),
+    # The student's search also spans its width: with a SASRec teacher (161k parameters on
+    # MovieLens-100K) the default width 24 (49k) is 3.3x smaller, short of the 4x the issue asks;
+    # 16 wide is 33k. Candidates above the size limit (--student-size-ratio) are not trained.
+    "student": (
+        Candidate("default"),  # 24 wide, alpha 0.5, temperature 2 (models/student.py)
+        Candidate("hidden-16", model={"hidden_dim": 16}),
+        Candidate("hidden-16-alpha-0.9", model={"hidden_dim": 16, "alpha": 0.9}),
+    ),
+    "undistilled": (
+        Candidate("default"),  # the student's trainer settings
+        Candidate("dropout-0.1", model={"dropout": 0.1}),
+        Candidate("lr-2e-3", trainer={"lr": 2e-3}),
+    ),
 }
 
 
-def git_commit() -> str:
+def student_shape(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The student's architecture as BERT4Rec fields (models/student.py's defaults with the
+    chosen config's `overrides`): the undistilled model is exactly this, trained on hard labels
+    only (the distillation fields, alpha and temperature, are not BERT4Rec's)."""
+    student = StudentConfig(n_items=1, **overrides)
+    skip = {"n_items", "max_len", "sampled_negatives", "negative_sampler"}
+    return {f.name: getattr(student, f.name) for f in fields(BERT4RecConfig) if f.name not in skip}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A row of the table: which registered model it trains, with what fixed overrides."""
+
+    key: str  # its name in the results
+    trains: str  # the models/registry.py model trained
+    folder: str  # where its units are cached
+    about: str
+    model: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    search: tuple[Candidate, ...] = ()
+    distilled: bool = False
+
+
+def base_entry(name: str) -> Entry:
+    return Entry(name, name, name, f"{name}, its tuned defaults and search", search=SEARCH[name])
+
+
+def student_entry(teacher: str) -> Entry:
+    return Entry(
+        "student",
+        "student",
+        f"student_from_{teacher}",
+        f"BERT4Rec-shaped student distilled from {teacher} (same seed's teacher)",
+        search=SEARCH["student"],
+        distilled=True,
+    )
+
+
+def undistilled_entry(student: Candidate) -> Entry:
+    return Entry(
+        "undistilled",
+        "bert4rec",
+        "undistilled",
+        "the student's chosen architecture and its trainer, hard labels only (no teacher)",
+        model=student_shape(student.model),
+        trainer=dict(Student.trainer_defaults),
+        search=SEARCH["undistilled"],
+    )
+
+
+def sampled_entry(base: Entry, chosen: Candidate, negatives: int, sampler: str) -> Entry:
+    """The base's chosen config with a sampled softmax instead of the full one: the loss is the
+    only difference, so its effect is read paired by seed."""
+    return Entry(
+        f"{base.key}_sampled{negatives}",
+        base.trains,
+        f"{base.folder}_sampled{negatives}_{sampler}",
+        f"{base.key}'s chosen config, sampled softmax over {negatives} {sampler} negatives",
+        model={**base.model, "sampled_negatives": negatives, "negative_sampler": sampler},
+        trainer=dict(base.trainer),
+        search=(chosen,),
+    )
+
+
+# ---- bookkeeping: commit, tree, machine (bench/train_seq_scale.py uses these too) --------------
+
+
+def git_state() -> dict[str, Any]:
+    """The commit, and whether tracked files differ from it (`dirty`, with the paths)."""
+
+    def git(*args: str) -> str:
+        # Not stripped: porcelain lines start with a status column that may be a space.
+        return subprocess.check_output(["git", *args], cwd=REPO, text=True).rstrip("\n")
+
     try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
+        changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+        return {
+            "git_commit": git("rev-parse", "HEAD"),
+            "dirty": bool(changed),
+            "dirty_paths": [line[3:] for line in changed][:50],
+        }
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return {"git_commit": "unknown", "dirty": None, "dirty_paths": []}
 
 
-def latency_per_1000_users(model, inputs: torch.Tensor, repeats: int = 5) -> float:
-    """Median seconds to score the whole catalog for 1,000 users (batches of 1,000)."""
-    users = inputs[torch.arange(1000) % len(inputs)]
-    score_items(model, users)  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        score_items(model, users, batch_size=1000)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def refuse_dirty(state: dict[str, Any], allow: bool, what: str) -> None:
+    """A result from uncommitted code names a commit that did not produce it: refused, unless
+    the caller allows it (the record then says `dirty: true`)."""
+    if state["dirty"] and not allow:
+        raise SystemExit(
+            f"the tree has uncommitted changes ({', '.join(state['dirty_paths'][:10])}): "
+            f"commit them or pass --allow-dirty ({what} is then marked dirty)"
+        )
 
 
-def run_one(name: str, split, seed: int, teacher=None) -> tuple[dict, SequenceTrainingResult]:
-    reached = {}
-    started = time.perf_counter()
-
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        # Wall time includes the per-epoch evaluations, as a user would wait for them.
-        if "wall" not in reached and metrics["test_ndcg_at_10"] >= REFERENCE["test_ndcg_at_10"]:
-            reached.update(wall=time.perf_counter() - started, epoch=epoch)
-
-    result = train_sequence_model(
-        name,
-        split,
-        trainer_overrides={"seed": seed, "progress": False},
-        teacher=teacher,
-        track_test=True,
-        on_epoch=on_epoch,
-    )
-    m, h = result.metrics, result.history
-    train_seconds = sum(e["epoch_seconds"] for e in h)
-    row = {
-        "seed": seed,
-        "test_ndcg_at_10": m["test_ndcg_at_10"],
-        "test_recall_at_10": m["test_recall_at_10"],
-        "test_hr_at_10": m["test_hr_at_10"],
-        "test_mrr_at_10": m["test_mrr_at_10"],
-        "test_ndcg_at_20": m["test_ndcg_at_20"],
-        "val_ndcg_at_10": m["val_ndcg_at_10"],
-        "popularity_test_ndcg_at_10": m["popularity_test_ndcg_at_10"],
-        "popularity_test_hr_at_10": m["popularity_test_hr_at_10"],
-        "best_epoch": int(m["best_epoch"]),
-        "epochs_run": int(m["epochs_run"]),
-        "seconds_per_epoch": train_seconds / len(h),
-        "train_sequences_per_s": m["training_sequences"] * len(h) / train_seconds,
-        "train_positions_per_s": m["training_transitions"] * len(h) / train_seconds,
-        "train_seconds": train_seconds,
-        "wall_seconds": m["train_seconds"],
-        "train_seconds_to_best": sum(e["epoch_seconds"] for e in h[: int(m["best_epoch"])]),
-        "wall_seconds_to_reference": reached.get("wall"),
-        "epoch_reaching_reference": reached.get("epoch"),
-        "parameters": int(m["parameters"]),
-        "val_curve": [round(e[MONITOR], 5) for e in h],
-        "test_curve": [round(e["test_ndcg_at_10"], 5) for e in h],
+def machine(threads: int) -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "torch_threads": threads,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
-    print(
-        f"{name} seed {seed}: test NDCG@10 {row['test_ndcg_at_10']:.4f} "
-        f"(popularity {row['popularity_test_ndcg_at_10']:.4f}), best epoch {row['best_epoch']}"
-        f"/{row['epochs_run']}, {row['seconds_per_epoch']:.1f} s/epoch, reference reached after "
-        f"{row['wall_seconds_to_reference']} s",
-        flush=True,
-    )
-    return row, result
 
 
-def summary(rows: list[dict]) -> dict:
-    out = {}
-    for key in (
-        "test_ndcg_at_10",
-        "test_recall_at_10",
-        "test_mrr_at_10",
-        "test_ndcg_at_20",
-        "val_ndcg_at_10",
-        "best_epoch",
-        "epochs_run",
-        "seconds_per_epoch",
-        "train_sequences_per_s",
-        "train_positions_per_s",
-        "wall_seconds",
-        "wall_seconds_to_reference",
-        "latency_s_per_1000_users",
-    ):
-        values = [r[key] for r in rows if r.get(key) is not None]
-        if values:
-            out[key] = {
-                "mean": round(statistics.fmean(values), 5),
-                "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0,
-                "min": round(min(values), 5),
-                "max": round(max(values), 5),
-                "n": len(values),
-            }
+def write_json(path: Path, record: dict[str, Any], indent: int | None = 1) -> None:
+    """Written beside and renamed over: an interrupted run never leaves half a record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(record, indent=indent) + "\n")
+    partial.replace(path)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return {"n": 0}
+    return {
+        "mean": round(statistics.fmean(values), 6),
+        "std": round(statistics.stdev(values), 6) if len(values) > 1 else 0.0,
+        "min": round(min(values), 6),
+        "max": round(max(values), 6),
+        "n": len(values),
+    }
+
+
+# ---- the split ----------------------------------------------------------------------------------
+
+
+def write_split(split: SequenceSplit, path: Path) -> str:
+    """The split file RecBole's runner reads; returns its sha256. gzip stamps the time into the
+    file, so a file whose content is unchanged is left as it is (byte-identical); one whose
+    content would change is refused: RecBole's cached results were made on the old one."""
+    buffer = io.StringIO()
+    split.split_frame().to_csv(buffer, sep="\t", index=False)
+    content = buffer.getvalue().encode()
+    if path.exists():
+        if gzip.decompress(path.read_bytes()) != content:
+            raise SystemExit(
+                f"{path} holds another split than this code makes: delete it (and RecBole's "
+                "cached results made on it) to write the new one"
+            )
+        return sha256(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(content, mtime=0))
+    return sha256(path)
+
+
+# ---- per-user metrics and the paired bootstrap --------------------------------------------------
+
+
+def per_user_ndcg(
+    scores: np.ndarray | RowBlocks,
+    stage: EvalSet,
+    mask_history: bool,
+    k: int = 10,
+) -> np.ndarray:
+    """NDCG@k of each user's one target, ranked as models/evaluate.py ranks: all columns,
+    equal scores the lower column first, NaN last; masked, the user's history out of the
+    ranking (a target seen before is a miss)."""
+    targets = stage.targets - 1
+    history = stage.seen()
+    out = np.zeros(len(targets))
+    for start in range(0, len(targets), 1024):
+        block = np.array(scores[start : start + 1024], dtype=np.float64)
+        block[np.isnan(block)] = -np.inf
+        if mask_history:
+            for row, seen in enumerate(history[start : start + len(block)]):
+                block[row, seen] = -np.inf
+        target = targets[start : start + len(block)]
+        value = block[np.arange(len(block)), target][:, None]
+        before = np.arange(block.shape[1])[None, :] < target[:, None]
+        rank = 1 + (block > value).sum(1) + ((block == value) & before).sum(1)
+        hit = (rank <= k) & np.isfinite(value[:, 0])
+        out[start : start + len(block)] = np.where(hit, 1.0 / np.log2(rank + 1.0), 0.0)
     return out
+
+
+def checked_per_user(
+    scores: np.ndarray | RowBlocks, stage: EvalSet, metrics: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """Per-user NDCG@10 under both protocols, checked against the evaluator's means (the
+    bootstrap must resample exactly the numbers the table reports)."""
+    out = {}
+    for protocol in PROTOCOLS:
+        vector = per_user_ndcg(scores, stage, mask_history=protocol == "masked")
+        key = ("" if protocol == "masked" else UNMASKED) + "ndcg@10"
+        if abs(vector.mean() - metrics[key]) > 1e-9:
+            raise RuntimeError(f"per-user {key} {vector.mean()} != evaluator's {metrics[key]}")
+        out[protocol] = vector
+    return out
+
+
+def paired_bootstrap(difference: np.ndarray, resamples: int, seed: int = 0) -> dict[str, Any]:
+    """95% percentile interval of the mean of a per-user difference, users resampled with
+    replacement (both sides keep their pairing: one resample draws the same users for both)."""
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):
+        n = min(1000, resamples - start)
+        means[start : start + n] = difference[
+            rng.integers(0, len(difference), (n, len(difference)))
+        ].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "status": "ok",
+        "mean_difference": round(float(difference.mean()), 6),
+        "ci95": [round(float(low), 6), round(float(high), 6)],
+        "above_zero": bool(low > 0),
+        "users": len(difference),
+        "resamples": resamples,
+    }
+
+
+# ---- units: one (model, config, seed) trained, validated, later tested ------------------------
+
+
+def rounded(metrics: dict[str, float]) -> dict[str, float]:
+    counts = ("users", "videos", UNMASKED + "users", UNMASKED + "videos")
+    return {k: round(float(v), 6) for k, v in metrics.items() if k not in counts}
+
+
+def load_model(unit: dict[str, Any], weights_dir: Path) -> torch.nn.Module:
+    """A unit's trained model from its weights (state dict, read with weights_only=True)."""
+    path = weights_dir / unit["weights"]["path"]
+    if not path.exists() or sha256(path) != unit["weights"]["sha256"]:
+        raise SystemExit(
+            f"the weights of {unit['unit']} are missing or changed ({path}): delete its unit "
+            "JSON to train it again"
+        )
+    model_class = spec(unit["unit"]["trains"]).model_class()
+    model = model_class(model_class.config_class(**unit["model_config"]))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+class Bench:
+    """Runs (or, with `report_only`, only reads) every unit in the order the protocol needs:
+    the searches and seeds of the base models, the teacher's choice, the student and the
+    undistilled model, the sampled-softmax variants, test scoring, latency."""
+
+    def __init__(self, args: argparse.Namespace, split: SequenceSplit, split_sha: str):
+        self.args, self.split, self.split_sha = args, split, split_sha
+        self.units_dir = args.results_dir / "train_seq"
+        self.report_only = args.report
+        # The commit of the code this process loaded: what every unit it trains was made by.
+        self.git = git_state()
+        self.val, self.test = split.stage("val"), split.stage("test")
+
+    # -- one unit
+
+    def unit_path(self, entry: Entry, candidate: Candidate, seed: int) -> Path:
+        return self.units_dir / entry.folder / candidate.name / f"seed{seed}.json"
+
+    def settings(
+        self, entry: Entry, candidate: Candidate, seed: int, teacher: dict | None
+    ) -> dict[str, Any]:
+        """Everything a unit's result depends on: a cached unit must have been made with it."""
+        model_class = spec(entry.trains).model_class()
+        trainer = {**entry.trainer, **candidate.trainer, "seed": seed, "progress": False}
+        if self.args.max_epochs:
+            epochs = trainer.get("epochs", model_class.trainer_defaults.get("epochs", 4))
+            trainer["epochs"] = min(epochs, self.args.max_epochs)
+        return {
+            "trains": entry.trains,
+            "model_overrides": {**entry.model, **candidate.model},
+            "trainer_overrides": trainer,
+            "teacher": teacher,
+            "split_sha256": self.split_sha,
+            "torch_threads": self.args.threads,
+        }
+
+    def unit(
+        self, entry: Entry, candidate: Candidate, seed: int, teacher: dict | None = None
+    ) -> dict[str, Any]:
+        """The cached unit, or trained now (teacher: the teacher's unit, for the student)."""
+        path = self.unit_path(entry, candidate, seed)
+        teacher_ref = None
+        if teacher is not None:
+            teacher_ref = {
+                "model": teacher["unit"]["model"],
+                "config": teacher["unit"]["config"],
+                "seed": teacher["unit"]["seed"],
+                "weights_sha256": teacher["weights"]["sha256"],
+            }
+        wanted = self.settings(entry, candidate, seed, teacher_ref)
+        if path.exists():
+            cached = json.loads(path.read_text())
+            if cached["settings"] != wanted:
+                differs = sorted(k for k in wanted if cached["settings"].get(k) != wanted[k])
+                raise SystemExit(f"{path} was made with other settings ({differs}): delete it")
+            self.say(cached, "cached")
+            return cached
+        if self.report_only:
+            raise SystemExit(f"{path} is missing: run bench/train_seq.py without --report first")
+        record = self.train(entry, candidate, seed, wanted, teacher)
+        write_json(path, record, indent=None)  # a machine's record: per-user lists on one line
+        self.say(record, "trained")
+        return record
+
+    def train(
+        self,
+        entry: Entry,
+        candidate: Candidate,
+        seed: int,
+        settings: dict[str, Any],
+        teacher: dict | None,
+    ) -> dict[str, Any]:
+        teacher_model = None if teacher is None else load_model(teacher, self.args.weights_dir)
+        load_before = os.getloadavg()
+        prepared = time.perf_counter()
+        run = SequenceData(
+            entry.trains,
+            self.split,
+            model_overrides=settings["model_overrides"],
+            trainer_overrides=settings["trainer_overrides"],
+            teacher=teacher_model,
+        )
+        data_seconds = time.perf_counter() - prepared
+        ends: dict[int, float] = {}
+        started = time.perf_counter()
+        # Called after each epoch's validation: the wall clock a user waits, validation included.
+        bundle, history, _ = fit_model(
+            run, lambda epoch, metrics: ends.setdefault(epoch, time.perf_counter() - started)
+        )
+        wall_total = time.perf_counter() - started
+        model = bundle.model.eval()
+        val = evaluate_model(model, run.val)  # both protocols, the best epoch's weights
+        best = int(np.argmax([h[MONITOR] for h in history]))  # the first best, as the trainer
+        weights = Path(entry.folder) / candidate.name / f"seed{seed}.pt"
+        (self.args.weights_dir / weights).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), self.args.weights_dir / weights)
+        epochs = [
+            {
+                "epoch": i + 1,
+                "train_loss": round(h["train_loss"], 6),
+                "train_seconds": round(h["epoch_seconds"], 3),
+                "val_ndcg@10": round(h[MONITOR], 6),
+                "wall_seconds": round(ends[i + 1], 3),
+            }
+            for i, h in enumerate(history)
+        ]
+        windows = len(run.train["items"])
+        train_seconds = sum(h["epoch_seconds"] for h in history)
+        return {
+            "benchmark": BENCHMARK,
+            "unit": {
+                "model": entry.key,
+                "trains": entry.trains,
+                "config": candidate.name,
+                "seed": seed,
+            },
+            "settings": settings,
+            **self.git,
+            "machine": {
+                **machine(self.args.threads),
+                "load_average_1_5_15_before": [round(x, 2) for x in load_before],
+            },
+            "smoke": self.args.smoke,
+            "model_config": run.configs()["model"],
+            "trainer_config": run.configs()["trainer"],
+            "parameters": count_parameters(model),
+            "best_epoch": best + 1,
+            "epochs_run": len(history),
+            "data_seconds": round(data_seconds, 3),
+            "wall_seconds_to_best": epochs[best]["wall_seconds"],
+            "train_seconds_to_best": round(sum(e["train_seconds"] for e in epochs[: best + 1]), 3),
+            "wall_seconds_total": round(wall_total, 3),
+            "seconds_per_epoch": round(train_seconds / len(history), 3),
+            "train_sequences_per_s": round(windows * len(history) / train_seconds, 1),
+            "val": rounded(val),
+            "test": None,  # scored once, after the config is chosen (score_test)
+            "weights": {"path": str(weights), "sha256": sha256(self.args.weights_dir / weights)},
+            "epochs": epochs,
+        }
+
+    def score_test(self, entry: Entry, candidate: Candidate, unit: dict) -> dict[str, Any]:
+        """The test set, scored once for a chosen unit, from its saved weights: both protocols
+        and each user's NDCG@10 (for the paired bootstrap)."""
+        if unit["test"] is not None:
+            return unit
+        path = self.unit_path(entry, candidate, unit["unit"]["seed"])
+        if self.report_only:
+            raise SystemExit(f"{path} has no test score: run without --report first")
+        model = load_model(unit, self.args.weights_dir)
+        scores = score_items(model, self.test.inputs)
+        metrics = self.test.metrics(scores)
+        per_user = checked_per_user(scores, self.test, metrics)
+        unit["test"] = {
+            "metrics": rounded(metrics),
+            "per_user": {
+                "user_id": [int(u) for u in self.test.user_ids],
+                **{p: [round(float(v), 6) for v in per_user[p]] for p in PROTOCOLS},
+            },
+            "scored_at": {**self.git, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        }
+        write_json(path, unit, indent=None)
+        print(
+            f"  test {entry.key}/{candidate.name} seed {unit['unit']['seed']}: NDCG@10 "
+            f"{metrics['ndcg@10']:.4f} masked, {metrics[UNMASKED + 'ndcg@10']:.4f} unmasked",
+            flush=True,
+        )
+        return unit
+
+    @staticmethod
+    def say(unit: dict[str, Any], how: str) -> None:
+        u, val = unit["unit"], unit["val"]
+        print(
+            f"{u['model']}/{u['config']} seed {u['seed']} ({how}): val NDCG@10 "
+            f"{val['ndcg@10']:.4f} masked, {val[UNMASKED + 'ndcg@10']:.4f} unmasked; best epoch "
+            f"{unit['best_epoch']}/{unit['epochs_run']}, {unit['seconds_per_epoch']:.1f} s/epoch, "
+            f"{unit['wall_seconds_to_best']:.0f} s to the best",
+            flush=True,
+        )
+
+    # -- a model: search, choice, seeds, test
+
+    def parameters(self, entry: Entry, candidate: Candidate) -> int:
+        """A config's parameter count on this catalog, without training it."""
+        model_class = spec(entry.trains).model_class()
+        config = model_class.config_class(
+            n_items=self.split.n_items,
+            max_len=self.split.max_len,
+            **{**entry.model, **candidate.model},
+        )
+        return count_parameters(model_class(config))
+
+    def model(
+        self,
+        entry: Entry,
+        teachers: dict[int, dict] | None = None,
+        max_parameters: int | None = None,
+    ) -> dict[str, Any]:
+        """The search on the search seeds, the choice (mean masked validation NDCG@10; the
+        first listed wins a tie), the chosen config on every seed, its test scores. Configs
+        over `max_parameters` are logged as skipped, not trained."""
+        teacher = teachers or {}
+        listed = entry.search[: self.args.candidates] if len(entry.search) > 1 else entry.search
+        candidates, skipped = [], []
+        for candidate in listed:
+            size = self.parameters(entry, candidate)
+            if max_parameters is not None and size > max_parameters:
+                skipped.append(
+                    {
+                        "config": candidate.name,
+                        "skipped": f"{size:,} parameters, over the limit of {max_parameters:,}",
+                        "chosen": False,
+                    }
+                )
+            else:
+                candidates.append(candidate)
+        if not candidates:
+            raise SystemExit(f"no {entry.key} config within {max_parameters:,} parameters")
+        search = []
+        for candidate in candidates:
+            units = [
+                self.unit(entry, candidate, seed, teacher.get(seed))
+                for seed in self.args.search_seeds
+            ]
+            search.append(
+                {
+                    "config": candidate.name,
+                    "overrides": {"model": candidate.model, "trainer": candidate.trainer},
+                    "val_by_seed": {
+                        str(u["unit"]["seed"]): {
+                            "ndcg@10": u["val"]["ndcg@10"],
+                            UNMASKED + "ndcg@10": u["val"][UNMASKED + "ndcg@10"],
+                            "best_epoch": u["best_epoch"],
+                            "wall_seconds_total": u["wall_seconds_total"],
+                        }
+                        for u in units
+                    },
+                    "val_ndcg@10_mean": round(
+                        statistics.fmean(u["val"]["ndcg@10"] for u in units), 6
+                    ),
+                    "train_wall_seconds": round(sum(u["wall_seconds_total"] for u in units), 1),
+                }
+            )
+        chosen_at = max(range(len(search)), key=lambda i: (search[i]["val_ndcg@10_mean"], -i))
+        for i, row in enumerate(search):
+            row["chosen"] = i == chosen_at
+        chosen = candidates[chosen_at]
+        search.extend(skipped)
+        runs = []
+        for seed in self.args.seeds:
+            unit = self.unit(entry, chosen, seed, teacher.get(seed))
+            runs.append(self.score_test(entry, chosen, unit))
+        return {"entry": entry, "chosen": chosen, "search": search, "runs": runs}
+
+    # -- the whole bench
+
+    def run(self) -> dict[str, Any]:
+        table: dict[str, dict[str, Any]] = {}
+        for name in BASE_MODELS:
+            table[name] = self.model(base_entry(name))
+        teacher = self.args.teacher
+        if teacher == "auto":  # the best of the table on validation, never on test
+            teacher = max(BASE_MODELS, key=lambda n: mean_of(table[n]["runs"], "val", "ndcg@10"))
+        teachers = {u["unit"]["seed"]: u for u in table[teacher]["runs"]}
+        for seed in self.args.search_seeds:  # the search's teachers too (same seed, chosen config)
+            if seed not in teachers:
+                teachers[seed] = self.unit(base_entry(teacher), table[teacher]["chosen"], seed)
+        limit = None
+        if self.args.student_size_ratio > 0:
+            limit = int(table[teacher]["runs"][0]["parameters"] / self.args.student_size_ratio)
+        table["student"] = self.model(student_entry(teacher), teachers, limit)
+        table["undistilled"] = self.model(undistilled_entry(table["student"]["chosen"]))
+        for name in self.args.sampled:
+            base = table[name]
+            variant = sampled_entry(
+                base["entry"], base["chosen"], self.args.negatives, self.args.sampler
+            )
+            table[variant.key] = self.model(variant)
+        latency = self.latency(table, teacher)
+        return {"table": table, "teacher": teacher, "latency": latency}
+
+    def latency(self, table: dict[str, dict], teacher: str) -> dict[str, Any]:
+        """Scoring latency of every model, interleaved in one loop: each repetition times every
+        model once, the order rotating, so that load on the machine falls on all alike."""
+        seed = self.args.seeds[0]
+        order = [teacher, "student"] + [k for k in table if k not in (teacher, "student")]
+        units = {k: next(u for u in table[k]["runs"] if u["unit"]["seed"] == seed) for k in order}
+        wanted = {
+            "models": {k: units[k]["weights"]["sha256"] for k in order},
+            "batch_users": self.args.latency_batch,
+            "repetitions": self.args.latency_repetitions,
+            "torch_threads": self.args.threads,
+        }
+        path = self.units_dir / "latency.json"
+        if path.exists():
+            cached = json.loads(path.read_text())
+            if cached["settings"] == wanted:
+                return cached
+        if self.report_only:
+            raise SystemExit(f"{path} is missing or stale: run without --report first")
+        models = {k: load_model(units[k], self.args.weights_dir) for k in order}
+        inputs = self.test.inputs
+        users = inputs[torch.arange(self.args.latency_batch) % len(inputs)]
+        for model in models.values():  # warm-up: first calls allocate
+            for _ in range(3):
+                score_items(model, users, batch_size=len(users))
+        times: dict[str, list[float]] = {k: [] for k in order}
+        load_before = os.getloadavg()
+        for repetition in range(self.args.latency_repetitions):
+            shift = repetition % len(order)
+            for k in order[shift:] + order[:shift]:
+                started = time.perf_counter()
+                score_items(models[k], users, batch_size=len(users))
+                times[k].append(time.perf_counter() - started)
+        record = {
+            "settings": wanted,
+            "seed": seed,
+            **git_state(),
+            "machine": {
+                **machine(self.args.threads),
+                "load_average_1_5_15_before": [round(x, 2) for x in load_before],
+            },
+            "what": f"score_items over the whole catalog for a batch of {len(users)} users "
+            "(the test inputs, repeated), models timed in turn within each repetition",
+            "models": {
+                k: {
+                    "p50_ms": round(1000 * float(np.percentile(t, 50)), 3),
+                    "p95_ms": round(1000 * float(np.percentile(t, 95)), 3),
+                    "mean_ms": round(1000 * statistics.fmean(t), 3),
+                    "parameters": units[k]["parameters"],
+                }
+                for k, t in times.items()
+            },
+        }
+        write_json(path, record)
+        print(json.dumps(record["models"]), flush=True)
+        return record
+
+
+def mean_of(runs: list[dict], part: str, metric: str) -> float:
+    values = [r[part]["metrics"][metric] if part == "test" else r[part][metric] for r in runs]
+    return statistics.fmean(values)
+
+
+# ---- the reference: RecBole's cached runs -------------------------------------------------------
+
+
+def recbole_reference(results_dir: Path, split_sha: str) -> dict[str, Any]:
+    """RecBole 1.2.1 SASRec, as bench/recbole/run_sasrec.py cached it per seed."""
+    files = sorted(results_dir.glob("recbole_sasrec_seed*.json"))
+    command = (
+        "bash bench/recbole/setup.sh && bench/recbole/.venv/bin/python bench/recbole/run_sasrec.py"
+    )
+    if not files:
+        return {"status": "reference not run yet", "command": command}
+    runs = [json.loads(f.read_text()) for f in files]
+    other = [r["seed"] for r in runs if r["data"]["split_sha256"] != split_sha]
+    if other:
+        return {
+            "status": f"reference made on another split (seeds {other}): re-run it",
+            "command": command,
+        }
+    out: dict[str, Any] = {
+        "status": "ok",
+        "name": runs[0]["reference"] + " (CE loss, max length 50, RecBole's defaults)",
+        "files": [str(f.relative_to(REPO)) if f.is_relative_to(REPO) else str(f) for f in files],
+        "seeds": [r["seed"] for r in runs],
+        "git_commits": sorted({r["git_commit"] for r in runs}),
+        "dirty": any(r.get("dirty") for r in runs),
+        "torch_threads": sorted({r["machine"]["torch_threads"] for r in runs}),
+        "wall_seconds_to_best": spread([r["wall_seconds_to_best"] for r in runs]),
+        "best_epoch": spread([r["best_epoch"] for r in runs]),
+        "seconds_per_epoch": spread([r["seconds_per_epoch"] for r in runs]),
+        "parameters": runs[0]["parameters"],
+        "by_seed": {
+            str(r["seed"]): {
+                "unmasked_test_ndcg@10": r["test"]["unmasked"]["ndcg@10"],
+                "masked_test_ndcg@10": r["test"]["masked"]["ndcg@10"],
+                "wall_seconds_to_best": r["wall_seconds_to_best"],
+                "best_epoch": r["best_epoch"],
+                "load_average_1_5_15_before": r["machine"]["load_average_1_5_15_before"],
+            }
+            for r in runs
+        },
+    }
+    for protocol in PROTOCOLS:
+        for metric in ("ndcg@10", "hit@10", "mrr@10", "ndcg@20"):
+            out[f"{protocol}_test_{metric}"] = spread([r["test"][protocol][metric] for r in runs])
+        out[f"{protocol}_popularity_test_ndcg@10"] = runs[0]["popularity"][f"test_{protocol}"][
+            "ndcg@10"
+        ]
+    out["per_user"] = recbole_per_user(runs)
+    return out
+
+
+def recbole_per_user(runs: list[dict]) -> dict[str, Any]:
+    """Each user's test NDCG@10 averaged over RecBole's seeds, per protocol: available when every
+    cached seed holds `per_user` = {"user_id": [raw ids], "test": {"unmasked": {"ndcg@10": [..]},
+    "masked": {"ndcg@10": [..]}}} (bench/recbole/run_sasrec.py does not write it yet)."""
+    if not all("per_user" in r for r in runs):
+        return {
+            "status": "unavailable: bench/recbole/run_sasrec.py's cached JSON has no per-user "
+            "scores (it should add per_user = {user_id, test: {unmasked, masked}: {ndcg@10}})"
+        }
+    out: dict[str, Any] = {"status": "ok"}
+    for protocol in PROTOCOLS:
+        by_user: dict[str, list[float]] = {}
+        for r in runs:
+            for user, value in zip(
+                r["per_user"]["user_id"], r["per_user"]["test"][protocol]["ndcg@10"], strict=True
+            ):
+                by_user.setdefault(str(user), []).append(float(value))
+        out[protocol] = {u: statistics.fmean(v) for u, v in by_user.items()}
+    return out
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+
+def baselines(split: SequenceSplit) -> dict[str, Any]:
+    """Popularity and item-to-item transitions on validation and test, both protocols, with
+    each user's test NDCG@10: counted as the models see the data (training parts only)."""
+    transitions = Transitions.count(
+        [split.train_part(i) for i in range(len(split.sequences))], len(split.vocab)
+    )
+    out: dict[str, Any] = {"popularity": {}, "transition": {}}
+    for stage_name in ("val", "test"):
+        stage = split.stage(stage_name)
+        last_items = stage.inputs[:, -1].numpy()  # left-padded: the last column is the latest
+        scores = {
+            "popularity": popularity_scores(stage.popularity[1:], len(stage.targets)),
+            "transition": RowBlocks(
+                (len(last_items), split.n_items),
+                lambda rows, s=stage, last=last_items: transitions.scores(last[rows], s.popularity)[
+                    :, 1:
+                ],
+            ),
+        }
+        for name, matrix in scores.items():
+            metrics = stage.metrics(matrix)
+            out[name][stage_name] = rounded(metrics)
+            if stage_name == "test":
+                out[name]["per_user"] = checked_per_user(matrix, stage, metrics)
+    # The evaluator's own baselines must agree with these (same counts, same ranking).
+    test = split.stage("test")
+    for key, value in test.popularity_metrics().items():
+        if key in out["popularity"]["test"] and abs(out["popularity"]["test"][key] - value) > 1e-6:
+            raise RuntimeError(f"popularity {key}: {out['popularity']['test'][key]} != {value}")
+    return out
+
+
+def seed_vectors(runs: list[dict], protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """User ids and each user's test NDCG@10 averaged over the seeds."""
+    users = np.asarray(runs[0]["test"]["per_user"]["user_id"])
+    stacked = []
+    for r in runs:
+        if not np.array_equal(np.asarray(r["test"]["per_user"]["user_id"]), users):
+            raise RuntimeError("seeds evaluated different users")
+        stacked.append(np.asarray(r["test"]["per_user"][protocol], dtype=np.float64))
+    return users, np.mean(stacked, axis=0)
+
+
+def paired_by_seed(a: list[dict], b: list[dict], part: str, metric: str) -> dict[str, Any]:
+    """a - b on each seed both ran, and how many seeds a won."""
+    b_by_seed = {r["unit"]["seed"]: r for r in b}
+    diffs = {}
+    for r in a:
+        other = b_by_seed.get(r["unit"]["seed"])
+        if other is not None:
+            diffs[r["unit"]["seed"]] = mean_of([r], part, metric) - mean_of([other], part, metric)
+    return {
+        **spread(list(diffs.values())),
+        "by_seed": {str(s): round(d, 6) for s, d in diffs.items()},
+        "wins": sum(d > 0 for d in diffs.values()),
+    }
+
+
+def model_report(result: dict[str, Any], table: dict, teacher: str, base: dict) -> dict[str, Any]:
+    entry: Entry = result["entry"]
+    runs = result["runs"]
+    teacher_runs = {u["unit"]["seed"]: u for u in table[teacher]["runs"]}
+    rows = []
+    for u in runs:
+        # Time to reference: the model as selected, from the start of its training to the end
+        # of its best epoch; the student also waits for its teacher's whole training.
+        to_best = u["wall_seconds_to_best"]
+        if entry.distilled:
+            to_best += teacher_runs[u["unit"]["seed"]]["wall_seconds_total"]
+        rows.append(
+            {
+                "seed": u["unit"]["seed"],
+                "val": {
+                    k: u["val"][k]
+                    for k in u["val"]
+                    if k.split("@")[0].removeprefix(UNMASKED) in ("ndcg", "hr", "mrr")
+                },
+                "test": {
+                    k: v
+                    for k, v in u["test"]["metrics"].items()
+                    if k.split("@")[0].removeprefix(UNMASKED) in ("ndcg", "hr", "mrr", "coverage")
+                },
+                "best_epoch": u["best_epoch"],
+                "epochs_run": u["epochs_run"],
+                "seconds_per_epoch": u["seconds_per_epoch"],
+                "train_sequences_per_s": u["train_sequences_per_s"],
+                "wall_seconds_to_best": u["wall_seconds_to_best"],
+                "wall_seconds_total": u["wall_seconds_total"],
+                "time_to_reference_seconds": round(to_best, 3),
+                "git_commit": u["git_commit"],
+                "dirty": u["dirty"],
+                "load_average_1_5_15_before": u["machine"]["load_average_1_5_15_before"],
+                "val_curve": [e["val_ndcg@10"] for e in u["epochs"]],
+            }
+        )
+    summary = {}
+    for protocol in ("", UNMASKED):
+        for metric in SUMMARY:
+            summary[f"{protocol}test_{metric}"] = spread(
+                [u["test"]["metrics"][protocol + metric] for u in runs]
+            )
+            if metric != "coverage@10":
+                summary[f"{protocol}val_{metric}"] = spread(
+                    [u["val"][protocol + metric] for u in runs]
+                )
+    for key in ("best_epoch", "epochs_run", "seconds_per_epoch", "train_sequences_per_s"):
+        summary[key] = spread([r[key] for r in rows])
+    summary["time_to_reference_seconds"] = spread([r["time_to_reference_seconds"] for r in rows])
+    beats = {}
+    for name in ("transition", "popularity"):
+        for protocol in ("", UNMASKED):
+            value = base[name]["test"][protocol + "ndcg@10"]
+            diffs = [u["test"]["metrics"][protocol + "ndcg@10"] - value for u in runs]
+            beats[f"{protocol}{name}"] = {
+                "baseline_test_ndcg@10": value,
+                **spread(diffs),
+                "wins": sum(d > 0 for d in diffs),
+            }
+    return {
+        "trains": entry.trains,
+        "about": entry.about,
+        "chosen_config": result["chosen"].name,
+        "overrides": {
+            "model": {**entry.model, **result["chosen"].model},
+            "trainer": {**entry.trainer, **result["chosen"].trainer},
+        },
+        "model_config": runs[0]["model_config"],
+        "trainer_config": runs[0]["trainer_config"],
+        "parameters": runs[0]["parameters"],
+        "search": result["search"],
+        "search_wall_seconds": round(
+            sum(s.get("train_wall_seconds", 0) for s in result["search"]), 1
+        ),
+        "summary": summary,
+        "test_ndcg@10_minus_baseline": beats,
+        "runs": rows,
+    }
+
+
+def assemble(args: argparse.Namespace, split: SequenceSplit, split_sha: str, found: dict) -> dict:
+    table, teacher, latency = found["table"], found["teacher"], found["latency"]
+    base = baselines(split)
+    models = {k: model_report(v, table, teacher, base) for k, v in table.items()}
+    reference = recbole_reference(args.recbole_dir, split_sha)
+
+    # Paired by seed: distillation, sampled against full softmax.
+    paired = {}
+    for protocol in ("", UNMASKED):
+        for a, b in [("student", "undistilled"), ("student", teacher)] + [
+            (f"{n}_sampled{args.negatives}", n) for n in args.sampled
+        ]:
+            paired[f"{protocol}test_ndcg@10: {a} - {b}"] = paired_by_seed(
+                table[a]["runs"], table[b]["runs"], "test", protocol + "ndcg@10"
+            )
+
+    # The best model on each protocol, chosen on that protocol's validation mean, against the
+    # reference and the transition baseline (paired bootstrap over users, seed means).
+    versus = {}
+    for protocol in PROTOCOLS:
+        mark = "" if protocol == "masked" else UNMASKED
+        best = max(models, key=lambda k: models[k]["summary"][f"{mark}val_ndcg@10"]["mean"])
+        users, ours = seed_vectors(table[best]["runs"], protocol)
+        mean = models[best]["summary"][f"{mark}test_ndcg@10"]["mean"]
+        row: dict[str, Any] = {
+            "best_model_by_validation": best,
+            "reelflow_test_ndcg@10": models[best]["summary"][f"{mark}test_ndcg@10"],
+            "bootstrap_vs_transition": paired_bootstrap(
+                ours - base["transition"]["per_user"][protocol], args.bootstrap
+            ),
+        }
+        if reference["status"] == "ok":
+            ref_mean = reference[f"{protocol}_test_ndcg@10"]["mean"]
+            row |= {
+                "reference_test_ndcg@10": reference[f"{protocol}_test_ndcg@10"],
+                "ratio": round(mean / ref_mean, 4),
+                "difference": round(mean - ref_mean, 6),
+            }
+            per_user = reference["per_user"]
+            if per_user["status"] == "ok":
+                theirs = per_user[protocol]
+                if sorted(theirs) != sorted(str(u) for u in users):
+                    row["bootstrap_vs_reference"] = {"status": "unavailable: the user sets differ"}
+                else:
+                    aligned = np.array([theirs[str(u)] for u in users])
+                    row["bootstrap_vs_reference"] = paired_bootstrap(ours - aligned, args.bootstrap)
+            else:
+                row["bootstrap_vs_reference"] = {"status": per_user["status"]}
+        else:
+            row["reference"] = reference["status"]
+            row["bootstrap_vs_reference"] = {"status": reference["status"]}
+        versus[protocol] = row
+
+    # Time to reference, every model, against RecBole's seconds to its best epoch.
+    times = {}
+    for k, m in models.items():
+        seconds = m["summary"]["time_to_reference_seconds"]
+        if reference["status"] == "ok":
+            ref = reference["wall_seconds_to_best"]["mean"]
+            times[k] = {
+                "seconds": seconds,
+                "reference_seconds": reference["wall_seconds_to_best"],
+                "fraction_of_reference": round(seconds["mean"] / ref, 4),
+            }
+        else:
+            times[k] = {"seconds": seconds, "reference": reference["status"]}
+
+    lat = latency["models"]
+    student, teach = models["student"], models[teacher]
+    kept = {
+        p: round(
+            student["summary"][f"{m}test_ndcg@10"]["mean"]
+            / teach["summary"][f"{m}test_ndcg@10"]["mean"],
+            4,
+        )
+        for p, m in (("masked", ""), ("unmasked", UNMASKED))
+    }
+    distillation = {
+        "teacher": teacher,
+        "teacher_chosen_by": "flag --teacher"
+        if args.teacher != "auto"
+        else "best mean masked validation NDCG@10 of gru, bert4rec, sasrec",
+        "ndcg_kept": kept,
+        "parameter_ratio": round(teach["parameters"] / student["parameters"], 2),
+        "latency_ratio_p50": round(lat[teacher]["p50_ms"] / lat["student"]["p50_ms"], 2),
+        "latency_ratio_p95": round(lat[teacher]["p95_ms"] / lat["student"]["p95_ms"], 2),
+        "student_minus_undistilled": {
+            p: paired[f"{m}test_ndcg@10: student - undistilled"]
+            for p, m in (("masked", ""), ("unmasked", UNMASKED))
+        },
+    }
+    distillation["goals"] = {
+        "keeps_95%_both_protocols": all(v >= 0.95 for v in kept.values()),
+        "4x_fewer_parameters": distillation["parameter_ratio"] >= 4,
+        "3x_lower_latency_p50": distillation["latency_ratio_p50"] >= 3,
+        "beats_undistilled_paired_mean_both_protocols": all(
+            d.get("mean", 0) > 0 for d in distillation["student_minus_undistilled"].values()
+        ),
+    }
+
+    unmasked = versus["unmasked"]
+    best_time = times[unmasked["best_model_by_validation"]]
+    goals = {
+        "unmasked_best_mean_at_least_0.064": unmasked["reelflow_test_ndcg@10"]["mean"] >= 0.064,
+        "unmasked_bootstrap_above_zero": unmasked["bootstrap_vs_reference"].get(
+            "above_zero", unmasked["bootstrap_vs_reference"]["status"]
+        ),
+        "time_at_most_a_tenth_of_reference": best_time["fraction_of_reference"] <= 0.1
+        if "fraction_of_reference" in best_time
+        else best_time["reference"],
+        "every_model_beats_transition_both_protocols": {
+            k: all(
+                m["test_ndcg@10_minus_baseline"][n]["mean"] > 0
+                for n in ("transition", UNMASKED + "transition")
+            )
+            for k, m in models.items()
+        },
+    }
+    for name in args.sampled:
+        variant = f"{name}_sampled{args.negatives}"
+        for p, m in (("masked", ""), ("unmasked", UNMASKED)):
+            full = models[name]["summary"][f"{m}test_ndcg@10"]
+            diff = paired[f"{m}test_ndcg@10: {variant} - {name}"]
+            goals[f"{variant}_within_5%_or_one_std_of_full_{p}"] = bool(
+                abs(diff["mean"]) <= 0.05 * full["mean"] or abs(diff["mean"]) <= full["std"]
+            )
+
+    state = git_state()
+    units = [u for v in table.values() for u in v["runs"]]
+    return {
+        "benchmark": BENCHMARK,
+        "schema": SCHEMA,
+        **state,
+        "allow_dirty": args.allow_dirty,
+        "smoke": args.smoke,
+        "unit_commits": sorted({u["git_commit"] for u in units}),
+        "any_unit_dirty": any(u["dirty"] for u in units),
+        "seeds": args.seeds,
+        "search_seeds": args.search_seeds,
+        "threads": args.threads,
+        "machine": machine(args.threads),
+        "data": {
+            "file": str(args.data.relative_to(REPO.parent))
+            if args.data.is_relative_to(REPO.parent)
+            else str(args.data),
+            "users": len(split.sequences),
+            "items": split.n_items,
+            "interactions": int(sum(len(s) for s in split.sequences)),
+            "evaluated_users": len(split.evaluated()),
+            "training_sequences": len(split.training_windows()),
+            "training_transitions": split.training_transitions(),
+            "max_len": split.max_len,
+            "split_file": str(args.split_file.relative_to(REPO))
+            if args.split_file.is_relative_to(REPO)
+            else str(args.split_file),
+            "split_sha256": split_sha,
+        },
+        "protocol": {
+            "split": "leave-one-out by timestamp, ties in file order (stable); last test, the one before validation",
+            "ranking": "full: every item of the catalog; masked = the user's history left out, unmasked = nothing left out (RecBole's protocol for sequential models)",
+            "epoch_selection": "best masked validation NDCG@10 (reelflow's trainer; RecBole selects on unmasked validation NDCG@10)",
+            "config_selection": "mean masked validation NDCG@10 over the search seeds",
+            "best_model": "per protocol, the highest mean validation NDCG@10 of that protocol",
+            "test": "scored once per chosen unit, from its best-epoch weights",
+            "time_to_reference": "start of training to the end of the best epoch (validation included, data preparation not); the student adds its teacher's whole training",
+            "bootstrap": f"{args.bootstrap} resamples of users, per-user NDCG@10 averaged over seeds on each side",
+        },
+        "baselines": {
+            name: {s: base[name][s] for s in ("val", "test")}
+            for name in ("popularity", "transition")
+        },
+        "models": models,
+        "paired_by_seed": paired,
+        "distillation": distillation,
+        "latency": latency,
+        "reference": {k: v for k, v in reference.items() if k != "per_user"}
+        | ({"per_user": reference["per_user"]["status"]} if "per_user" in reference else {}),
+        "versus_reference": versus,
+        "time_to_reference": times,
+        "goals": goals,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--search-seeds",
+        type=int,
+        nargs="+",
+        help="seeds of the config search (default: the first of --seeds)",
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", nargs="+", default=["gru", "bert4rec", "student"])
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train_seq.json")
+    parser.add_argument(
+        "--teacher",
+        choices=["auto", *BASE_MODELS],
+        default="auto",
+        help="auto: the best on validation",
+    )
+    parser.add_argument("--sampled", nargs="*", choices=BASE_MODELS, default=["sasrec"])
+    # 128 is 7.6% of the catalog: the issue asks for at most 10% as negatives. The sampler is
+    # the pipeline's (SequenceConfig.negative_sampler).
+    parser.add_argument("--negatives", type=int, default=128, help="of the sampled variants")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=SequenceConfig().negative_sampler)
+    parser.add_argument("--candidates", type=int, default=3, help="configs tried per model")
+    parser.add_argument(
+        "--student-size-ratio",
+        type=float,
+        default=4.0,
+        help="student configs with more than the teacher's parameters / this are not tried (0: all)",
+    )
+    parser.add_argument(
+        "--max-epochs", type=int, default=0, help="cap every model's epochs (0: none)"
+    )
+    parser.add_argument(
+        "--users", type=int, help="only the N lowest user ids (default: all; --smoke: 200; 0: all)"
+    )
+    parser.add_argument("--latency-batch", type=int, default=1000, help="users per timed batch")
+    parser.add_argument("--latency-repetitions", type=int, default=50)
+    parser.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS)
+    parser.add_argument("--recbole-dir", type=Path, default=RESULTS, help="RecBole's cached runs")
+    parser.add_argument(
+        "--report", action="store_true", help="assemble train_seq.json from the units"
+    )
+    parser.add_argument("--allow-dirty", action="store_true")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 seed, 2 epochs, 200 users, 2 configs per model, into a temporary folder",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        # The code path, not a measurement: nothing is written under bench/results.
+        if args.results_dir == RESULTS:
+            args.results_dir = Path(tempfile.mkdtemp(prefix="train_seq_smoke_"))
+        if args.weights_dir == WEIGHTS:
+            args.weights_dir = args.results_dir / "weights"
+        args.seeds = args.seeds[:1]
+        args.max_epochs = args.max_epochs or 2
+        args.users = 200 if args.users is None else args.users
+        args.candidates = min(args.candidates, 2)
+        args.latency_repetitions, args.bootstrap = 5, 1000
+        args.allow_dirty = True
+    args.search_seeds = args.search_seeds or args.seeds[:1]
+    args.split_file = args.results_dir / "train_seq_split.tsv.gz"
+    refuse_dirty(git_state(), args.allow_dirty, "every record")
     torch.set_num_threads(args.threads)
 
-    split = from_frame(read_movielens(args.data))
-    split_file = REPO / "bench" / "results" / "train_seq_split.tsv.gz"
-    split.split_frame().to_csv(split_file, sep="\t", index=False)
-    test = split.stage("test")
+    frame = read_movielens(args.data)
+    if args.users:
+        frame = frame[frame["user_id"].isin(np.sort(frame["user_id"].unique())[: args.users])]
+    split = from_frame(frame)
+    split_sha = write_split(split, args.split_file)
+    print(
+        f"{args.data.name}: {len(split.sequences)} users, {split.n_items} items; split "
+        f"{args.split_file} ({split_sha[:12]}); units in {args.results_dir / 'train_seq'}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    found = Bench(args, split, split_sha).run()
+    print(f"every unit done in {time.perf_counter() - started:.0f} s", flush=True)
+    if not (args.report or args.smoke):
+        print("now assemble the results: bench/train_seq.py --report (same arguments)")
+        return
+    report = assemble(args, split, split_sha, found)
+    out = args.results_dir / "train_seq.json"
+    write_json(out, report)
+    print_summary(report)
+    print(f"-> {out}")
 
-    rows: dict[str, list[dict]] = {name: [] for name in args.models}
-    load_before = os.getloadavg()
-    for seed in args.seeds:
-        teacher = None
-        for name in args.models:
-            row, result = run_one(name, split, seed, teacher if name == "student" else None)
-            row["latency_s_per_1000_users"] = latency_per_1000_users(result.model, test.inputs)
-            rows[name].append(row)
-            if name == "bert4rec":
-                teacher = result
 
-    report = {
-        "benchmark": "train_seq_movielens_100k",
-        "git_commit": git_commit(),
-        "seeds": args.seeds,
-        "threads": args.threads,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "device": "cpu",
-            "load_average_1_5_15_before": [round(x, 2) for x in load_before],
-            "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
-        },
-        "data": {
-            "file": str(args.data),
-            "users": int(len(split.sequences)),
-            "items": split.n_items,
-            "interactions": int(sum(len(s) for s in split.sequences)),
-            "evaluated_users": int(len(test.targets)),
-            "training_sequences": int(len(split.training_windows())),
-            "training_transitions": split.training_transitions(),
-            "max_len": split.max_len,
-            "split_file": str(split_file.relative_to(REPO)),
-        },
-        "reference": REFERENCE,
-        "models": {name: {"summary": summary(r), "runs": r} for name, r in rows.items()},
-    }
-    if "bert4rec" in rows and "student" in rows:
-        teacher_s, student_s = report["models"]["bert4rec"], report["models"]["student"]
-        report["distillation"] = {
-            "ndcg_kept": round(
-                student_s["summary"]["test_ndcg_at_10"]["mean"]
-                / teacher_s["summary"]["test_ndcg_at_10"]["mean"],
-                4,
-            ),
-            "parameter_ratio": round(
-                teacher_s["runs"][0]["parameters"] / student_s["runs"][0]["parameters"], 2
-            ),
-            "latency_ratio": round(
-                teacher_s["summary"]["latency_s_per_1000_users"]["mean"]
-                / student_s["summary"]["latency_s_per_1000_users"]["mean"],
-                2,
-            ),
-        }
-    for entry in report["models"].values():
-        s = entry["summary"]
-        entry["vs_reference"] = {
-            "ndcg_ratio": round(s["test_ndcg_at_10"]["mean"] / REFERENCE["test_ndcg_at_10"], 3),
-            "reached_reference_in_all_seeds": all(
-                r["wall_seconds_to_reference"] is not None for r in entry["runs"]
-            ),
-            "speedup_to_reference": round(
-                REFERENCE["seconds_to_best"] / s["wall_seconds_to_reference"]["mean"], 1
-            )
-            if "wall_seconds_to_reference" in s
-            else None,
-        }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v["summary"] for k, v in report["models"].items()}, indent=1))
-    print(json.dumps(report.get("distillation"), indent=1))
+def print_summary(report: dict[str, Any]) -> None:
+    for name, m in report["models"].items():
+        s = m["summary"]
+        t = report["time_to_reference"][name]
+        print(
+            f"{name:>18} [{m['chosen_config']}]: test NDCG@10 {s['test_ndcg@10']['mean']:.4f} "
+            f"± {s['test_ndcg@10']['std']:.4f} masked, {s['unmasked_test_ndcg@10']['mean']:.4f} "
+            f"± {s['unmasked_test_ndcg@10']['std']:.4f} unmasked; {t['seconds']['mean']:.0f} s to "
+            f"its best; {m['parameters']:,} parameters"
+        )
+    for name in ("popularity", "transition"):
+        b = report["baselines"][name]["test"]
+        print(
+            f"{name:>18}: test NDCG@10 {b['ndcg@10']:.4f} masked, {b[UNMASKED + 'ndcg@10']:.4f} unmasked"
+        )
+    print(
+        json.dumps(
+            {"versus_reference": report["versus_reference"], "goals": report["goals"]}, indent=1
+        )
+    )
+    print(json.dumps(report["distillation"], indent=1))
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
+    np.seterr(all="ignore")  # novelty's log of an unseen item's share; ranks are unaffected
     main()
