@@ -30,6 +30,7 @@ TASKS = {
         "train_ranker": set(),
         "train_gru": set(),
         "train_bert4rec": set(),
+        "train_sasrec": set(),
         "train_student": {"train_bert4rec"},
     },
     "reelflow_export": {"export": set()},

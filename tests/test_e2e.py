@@ -145,7 +145,7 @@ def test_sequence_models_are_trained_registered_and_gated_by_the_dag(pipeline_ru
 
     setup_tracking(lake)
     client = MlflowClient()
-    for model in ("gru", "bert4rec", "student"):
+    for model in ("gru", "bert4rec", "sasrec", "student"):
         version = client.get_model_version(f"reelflow-{model}", "1")
         assert version.tags["gate"] in ("promoted", "rejected"), model
         metrics = client.get_run(version.run_id).data.metrics
@@ -303,7 +303,7 @@ def test_run_summary_reports_each_stage(pipeline_run):
         day["validation"] == "passed" and day["materialized"] for day in summary["days"].values()
     )
     assert summary["train"]["promoted"] is True
-    assert set(summary["sequence_models"]) == {"gru", "bert4rec", "student"}
+    assert set(summary["sequence_models"]) == {"gru", "bert4rec", "sasrec", "student"}
     assert 0 < summary["export"]["index"]["size"] <= 400  # videos the embedding model knows
 
 
