@@ -39,7 +39,9 @@ Protocol (bench/recbole/README.md says the same at more length):
   user saw before the target is excluded from the ranking. It is computed by RecBole's own
   full-sort evaluation, given that history the way RecBole gives it for general models
   (`HistoryMaskedFullSortEvalDataLoader`). Both are recomputed here from the model's full-sort
-  scores at full precision (RecBole rounds to 4 decimals) as a cross-check.
+  scores at full precision (RecBole rounds to 4 decimals) as a cross-check. From the same ranks,
+  `per_user` holds each user's NDCG@10 (raw user ids; test and validation, both protocols) for
+  bench/train_seq.py's paired bootstrap over users.
 - Time: `wall_seconds_to_best` runs from the start of `Trainer.fit` to the end of the best
   epoch, RecBole's per-epoch validation and checkpoint saving included (a user waits for them);
   loading the data and building RecBole's dataset are excluded. Training-only seconds are
@@ -127,10 +129,12 @@ class Split:
     sequences: dict[str, list[str]]
     roles: dict[str, list[str]]
     sha256: str
+    file_order: list[str]  # users in the order the split file lists them (per-user vectors)
 
     @classmethod
     def read(cls, path: Path) -> Split:
         frame = pd.read_csv(path, sep="\t", dtype={"user_id": str, "item_id": str})
+        file_order = frame["user_id"].drop_duplicates().tolist()
         frame = frame.sort_values(["user_id", "position"], kind="stable")
         sequences, roles = {}, {}
         for user, rows in frame.groupby("user_id", sort=False):
@@ -144,7 +148,7 @@ class Split:
                 raise ValueError(f"user {user}: a val or test row before the last two")
             sequences[user] = rows["item_id"].tolist()
             roles[user] = role
-        return cls(sequences, roles, hashlib.sha256(path.read_bytes()).hexdigest())
+        return cls(sequences, roles, hashlib.sha256(path.read_bytes()).hexdigest(), file_order)
 
     def evaluated(self) -> list[str]:
         return [u for u, r in self.roles.items() if r[-2:] == ["val", "test"]]
@@ -317,28 +321,37 @@ class TimedTrainer(Trainer):
 
 @dataclass
 class Ranked:
-    """Full-precision metrics from the model's full-sort scores (RecBole's are rounded)."""
+    """Full-precision metrics from the model's full-sort scores (RecBole's are rounded), and the
+    raw user of each ranked row, so each user's own NDCG can be written out."""
 
     ranks: list[int] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)  # raw user id of each row (popularity: none)
+
+    def ndcg(self, k: int) -> np.ndarray:
+        r = np.asarray(self.ranks, dtype=np.float64)
+        return np.where(r <= k, 1.0 / np.log2(r + 1), 0.0)
 
     def metrics(self) -> dict[str, float]:
         r = np.asarray(self.ranks, dtype=np.float64)
         out = {}
         for k in KS:
             hit = r <= k
-            out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(r + 1), 0.0).mean())
+            out[f"ndcg@{k}"] = float(self.ndcg(k).mean())
             out[f"hit@{k}"] = float(hit.mean())
             out[f"mrr@{k}"] = float(np.where(hit, 1.0 / r, 0.0).mean())
         return out
 
 
 @torch.no_grad()
-def recompute(model, data, seen_before: dict[int, torch.Tensor] | None) -> dict[str, float]:
+def recompute(model, data, seen_before: dict[int, torch.Tensor] | None) -> Ranked:
     """Ranks of every target among all items from SASRec's full-sort scores; a target tied with
-    other items gets the best of the tied ranks."""
+    other items gets the best of the tied ranks. Each row's user is kept as its raw id (RecBole's
+    internal ids are its own remapping)."""
     model.eval()
     ranked = Ranked()
+    raw_user = data._dataset.field2id_token["user_id"]
     for interaction, _, _, positive_i in data:
+        ranked.users.extend(str(raw_user[u]) for u in interaction["user_id"].tolist())
         interaction, positive_i = interaction.to(model.device), positive_i.to(model.device)
         scores = model.full_sort_predict(interaction).view(len(positive_i), -1).clone()
         scores[:, 0] = -math.inf
@@ -350,7 +363,28 @@ def recompute(model, data, seen_before: dict[int, torch.Tensor] | None) -> dict[
         # A masked target (seen before) cannot be recommended: it counts as a miss, as in reelflow.
         ranks[torch.isinf(target.view(-1))] = scores.shape[1] + 1
         ranked.ranks.extend(ranks.tolist())
-    return ranked.metrics()
+    return ranked
+
+
+def per_user_scores(split: Split, ranked: dict[str, Ranked], exact: dict[str, dict]) -> dict:
+    """Each evaluated user's NDCG@10 per stage and protocol, for bench/train_seq.py's paired
+    bootstrap over users (reelflow - RecBole): {"user_id": [..], "test"|"valid": {"unmasked"|
+    "masked": {"ndcg@10": [..]}}}, users in the split file's order, ids as ints like
+    bench/train_seq.py writes its own (it matches users by str(id)). The values are not rounded:
+    their mean must be exactly the reported metric the bootstrap's interval is centred on."""
+    evaluated = set(split.evaluated())
+    users = [u for u in split.file_order if u in evaluated]
+    out: dict = {"user_id": [int(u) for u in users]}
+    for name, rows in ranked.items():
+        stage, protocol = name.split("_")
+        by_user = dict(zip(rows.users, rows.ndcg(10).tolist(), strict=True))
+        if len(by_user) != len(rows.users) or sorted(by_user) != sorted(users):
+            raise RuntimeError(f"{name}: RecBole's rows are not one per evaluated user")
+        vector = [by_user[u] for u in users]
+        if abs(statistics.fmean(vector) - exact[name]["ndcg@10"]) > 1e-9:
+            raise RuntimeError(f"{name}: per-user NDCG@10 mean != {exact[name]['ndcg@10']}")
+        out.setdefault(stage, {})[protocol] = {"ndcg@10": vector}
+    return out
 
 
 def popularity(split: Split, stage: str, masked: bool) -> dict[str, float]:
@@ -454,12 +488,13 @@ def run_seed(args: argparse.Namespace, split: Split, seed: int) -> dict:
     masked_valid = masked_loader(config, valid_data, split, "valid")
     test_masked = trainer.evaluate(masked_test, load_best_model=False, show_progress=False)
     valid_masked = trainer.evaluate(masked_valid, load_best_model=False, show_progress=False)
-    exact = {
+    ranked = {
         "test_unmasked": recompute(trainer.model, test_data, None),
         "test_masked": recompute(trainer.model, test_data, masked_test.seen_before),
         "valid_unmasked": recompute(trainer.model, valid_data, None),
         "valid_masked": recompute(trainer.model, valid_data, masked_valid.seen_before),
     }
+    exact = {name: rows.metrics() for name, rows in ranked.items()}
     recbole_rounded = {
         "test_unmasked": test_unmasked,
         "test_masked": test_masked,
@@ -530,6 +565,7 @@ def run_seed(args: argparse.Namespace, split: Split, seed: int) -> dict:
         "data_seconds": round(data_seconds, 3),
         "valid": {"unmasked": exact["valid_unmasked"], "masked": exact["valid_masked"]},
         "test": {"unmasked": exact["test_unmasked"], "masked": exact["test_masked"]},
+        "per_user": per_user_scores(split, ranked, exact),
         "recbole_rounded": {
             p: {k: float(v) for k, v in r.items()} for p, r in recbole_rounded.items()
         },
@@ -550,6 +586,8 @@ def cached_differs(cached: dict, args: argparse.Namespace, split: Split) -> str:
         "stopping_step": (cached["config"]["stopping_step"], args.stopping_step),
         "threads": (cached["machine"]["torch_threads"], args.threads),
         "split_sha256": (cached["data"]["split_sha256"], split.sha256),
+        # Seeds cached before per-user scores were written cannot enter the bootstrap.
+        "per_user": ("per_user" in cached, True),
     }
     return ", ".join(f"{k} {old} != {new}" for k, (old, new) in wanted.items() if old != new)
 
