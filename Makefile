@@ -24,10 +24,11 @@ demo: install
 	$(VENV)/bin/reelflow recommend --user $$($(PY) -c "import pandas as pd, sys; print(pd.read_csv(sys.argv[1], nrows=1)['user_id'][0])" "$(DEMO_RAW)/big_matrix.csv") --k 10
 
 # Two workers, a test module each at a time (--dist loadscope keeps a module's fixtures on one
-# worker); tests/conftest.py hands out the slowest modules first. TEST_WORKERS=0: one process.
+# worker), in the order tests/conftest.py gives: the slowest modules first. TEST_WORKERS=0: one
+# process.
 TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Everything but the end-to-end DAG runs: the loop while developing.
 test-fast: install

@@ -22,23 +22,32 @@ settings.register_profile("ci", max_examples=30, derandomize=True, **_FUZZ)
 settings.register_profile("long", max_examples=1000, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# The slowest modules, slowest first (`make test --durations` on a fresh clone): under
-# `make test`'s two workers a module goes whole to the next free worker, so handing out the long
-# ones first keeps one worker from starting the 8-minute backfill when the other is nearly done.
+# The slowest modules, slowest first, and within a module its slowest tests first (`make test
+# --durations` on a fresh clone). Under `make test`'s two workers a module goes whole to the
+# next free worker (--dist loadscope --no-loadscope-reorder keeps this order), and a worker is
+# handed its next module once two of its tests are left: a long test left for last would hold
+# that next module back while the other worker runs dry.
 SLOWEST_FIRST = (
-    "test_backfill.py",
-    "test_events_e2e.py",
-    "test_e2e.py",
-    "test_fuzz_readers.py",
-    "test_spark_submit.py",
+    "test_backfill.py::test_backfill_through_the_scheduler_reprocesses_to_the_same_partitions",
+    "test_e2e.py::test_a_failed_gate_stops_the_dag_run_before_features",
     "test_distributed.py",
+    "test_events_e2e.py",
+    "test_spark_submit.py",
+    "test_fuzz_readers.py",
+    "test_cli_input.py",
 )
 
 
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    modules = [entry.split("::")[0] for entry in SLOWEST_FIRST]
+
+    def rank(item) -> tuple[int, int]:
+        module = item.path.name
+        named = f"{module}::{getattr(item, 'originalname', item.name)}" in SLOWEST_FIRST
+        return (modules.index(module) if module in modules else len(modules), 0 if named else 1)
+
     # sort is stable: the rest keep their collection order, after the slow ones.
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    items.sort(key=rank)
 
 
 REPO = Path(__file__).resolve().parents[1]
