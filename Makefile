@@ -9,7 +9,10 @@ DEMO_RAW := $(REELFLOW_HOME)/demo-data/KuaiRec 2.0
 
 .PHONY: install demo test test-fast lint format bench clean
 
+# The Spark class archive (lake/spark.py) is built once per pyspark and JDK: ~30 s, then
+# every Spark driver JVM starts ~2.5 s faster.
 install: $(STAMP)
+	@$(PY) -m lake.spark
 
 # Re-installs only when the project's dependency pins change. torch is taken from the
 # CPU wheel on this machine's disk by pip (uv would not see it).

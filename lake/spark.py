@@ -5,12 +5,24 @@ NativeCodeLoader warning, JVM start-up warnings) goes to `$REELFLOW_HOME/runs/lo
 not to the run's stderr: a log4j2 configuration written there sends Spark's logs to that file,
 and the JVM that PySpark starts inherits that file as its stderr. Failures still reach the
 caller as Python exceptions (with the log's path when the JVM itself did not start).
+
+Start-up: a driver JVM spends several seconds loading and verifying Spark's classes, and every
+Airflow task starts one. `make install` (`python -m lake.spark`) dumps the classes a small
+representative workload loads into a class-data-sharing archive (JDK AppCDS) under the
+virtualenv; every driver JVM started here maps it (`-XX:SharedArchiveFile`) instead of loading
+those classes again. The JVM checks that its version and classpath match the archive and
+ignores it quietly otherwise, so a stale or foreign archive costs nothing but the speed-up.
+`REELFLOW_SPARK_CLASS_ARCHIVE=0` turns it off; a path there names another archive.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,12 +75,51 @@ def _stderr_to(log: Path):
         os.close(saved)
 
 
-def spark_session(config: SparkConfig | None = None, app_name: str = "reelflow"):
+ARCHIVE_ENV = "REELFLOW_SPARK_CLASS_ARCHIVE"
+
+
+def class_archive() -> Path:
+    """This environment's class-data-sharing archive for the Spark driver: one per pyspark
+    version and JDK (the file name says which), under the virtualenv (`sys.prefix`)."""
+    import pyspark
+
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    java = os.path.realpath(java or "java")
+    stamp = os.stat(java).st_mtime_ns if os.path.exists(java) else 0
+    key = hashlib.sha256(f"{pyspark.__version__}|{java}|{stamp}".encode()).hexdigest()[:12]
+    return Path(sys.prefix) / "share" / "reelflow" / f"spark-{pyspark.__version__}-{key}.jsa"
+
+
+def _java_option(flag: str, path: Path) -> str:
+    # Spark splits extraJavaOptions on spaces, honouring double quotes.
+    return f'"{flag}{path}"' if " " in str(path) else f"{flag}{path}"
+
+
+def _class_archive_options() -> str:
+    """The driver's options that map the archive: `$REELFLOW_SPARK_CLASS_ARCHIVE` names another
+    one, "0" none; unset, `class_archive()` where it exists."""
+    chosen = os.environ.get(ARCHIVE_ENV, "")
+    if chosen == "0":
+        return ""
+    archive = Path(chosen) if chosen else class_archive()
+    if not archive.exists():
+        return ""
+    # -Xshare:auto: a mismatched archive is skipped, never an error; -Xlog off: no warning
+    # about it on the console either.
+    return f" {_java_option('-XX:SharedArchiveFile=', archive)} -Xshare:auto -Xlog:cds=off"
+
+
+def spark_session(
+    config: SparkConfig | None = None, app_name: str = "reelflow", java_options: str = ""
+):
     """Returns the process-wide SparkSession, creating it on first use.
 
     `getOrCreate` makes every task of one `airflow dags test` process (and the whole test
     suite) share one JVM. Under `spark-submit` the master comes from the submit command, so
     we only set it when nothing else has (`SPARK_MASTER` or a running context).
+    `java_options` are added to the driver JVM's options when this call starts it (they
+    replace the class archive's, which `build_class_archive` must not map while dumping).
     """
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
@@ -82,6 +133,7 @@ def spark_session(config: SparkConfig | None = None, app_name: str = "reelflow")
         log = spark_log()
         log.parent.mkdir(parents=True, exist_ok=True)
         driver_options += f" -Dlog4j2.configurationFile={_log4j2_file(log).as_uri()}"
+        driver_options += f" {java_options}" if java_options else _class_archive_options()
     # The embedded default never leaves this machine; binding loopback avoids DNS surprises.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers (the Arrow CSV source, UDFs) must run this interpreter: it has the project.
@@ -115,3 +167,95 @@ def spark_session(config: SparkConfig | None = None, app_name: str = "reelflow")
             return builder.getOrCreate()
     except Exception as exc:
         raise RuntimeError(f"Spark did not start: {exc} (its console output: {log})") from exc
+
+
+# ---- the class-data-sharing archive (`make install` builds it) ---------------------------------
+
+
+def _class_workload(folder: Path) -> None:
+    """What a day's jobs do, in small: CSV in, Python workers (Arrow batches, as the Arrow
+    CSV reader), the expressions of the readers' rules, aggregates, a join, a window, partitioned
+    Parquet out and back, and rows to pandas. The classes they load are what the archive holds."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spark = spark_session()
+    csv = folder / "log.csv"
+    csv.write_text(
+        "user_id,video_id,timestamp,watch_ratio\n"
+        + "".join(f"{i % 7},{i % 11},{1593561600 + 3600 * i}.5,{i / 10}\n" for i in range(200))
+    )
+    raw = spark.read.option("header", True).csv(str(csv))
+    batches = raw.mapInArrow(lambda it: (b for b in it), raw.schema)
+    ts = F.col("timestamp").try_cast("double")
+    rows = batches.select(
+        F.col("user_id").try_cast("long").alias("user_id"),
+        F.when(F.col("video_id").rlike("^[0-9]+$"), F.col("video_id").try_cast("long")).alias(
+            "video_id"
+        ),
+        F.timestamp_millis(F.round(ts * 1000).try_cast("long")).alias("event_ts"),
+        F.col("watch_ratio").try_cast("double").alias("watch_ratio"),
+    ).withColumn("ds", F.date_format("event_ts", "yyyy-MM-dd"))
+    out = folder / "lake"
+    rows.write.mode("overwrite").partitionBy("ds").parquet(str(out))
+    back = spark.read.parquet(str(out))
+    per_user = back.groupBy("user_id").agg(
+        F.count("*").alias("views"), F.avg("watch_ratio").alias("ratio")
+    )
+    recent = Window.partitionBy("user_id").orderBy(F.col("event_ts").desc())
+    last = back.withColumn("rank", F.row_number().over(recent)).where("rank <= 3")
+    joined = last.join(per_user, "user_id", "left").dropDuplicates(["user_id", "video_id"])
+    joined.toPandas()
+    joined.collect()
+
+
+def build_class_archive(force: bool = False) -> Path | None:
+    """Writes `class_archive()` unless it exists (or `force`): a child process runs
+    `_class_workload` on a driver JVM started with `-XX:ArchiveClassesAtExit`, and the JVM
+    writes the archive when it exits. Returns the archive, or None (with the reason on stderr)
+    where this JDK cannot make one: the archive only saves start-up time."""
+    target = class_archive()
+    if target.exists() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="reelflow-classes-") as tmp:
+        dump = Path(tmp) / "spark.jsa"
+        env = {**os.environ, "REELFLOW_HOME": str(Path(tmp) / "home")}
+        child = subprocess.run(
+            [sys.executable, "-m", "lake.spark", "--dump-classes", str(dump), tmp],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if child.returncode != 0 or not dump.exists():
+            print(
+                f"reelflow: no Spark class archive ({child.stderr.strip()[-500:]}); "
+                "Spark starts without one",
+                file=sys.stderr,
+            )
+            return None
+        shutil.move(str(dump), target.with_suffix(".tmp"))
+        os.replace(target.with_suffix(".tmp"), target)
+    return target
+
+
+def _dump_classes(dump: Path, folder: Path) -> None:
+    from pyspark import SparkContext
+
+    spark = spark_session(java_options=_java_option("-XX:ArchiveClassesAtExit=", dump))
+    _class_workload(folder)
+    spark.stop()
+    # The JVM writes the archive as it exits: close its stdin (PySpark's signal to exit) and wait.
+    process = SparkContext._gateway.proc
+    SparkContext._gateway.shutdown()
+    process.stdin.close()
+    process.wait(timeout=300)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--dump-classes"]:
+        _dump_classes(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif force := "--force" in sys.argv or not class_archive().exists():
+        if archive := build_class_archive(force=force):
+            print(f"Spark class archive: {archive}")

@@ -103,6 +103,25 @@ def test_dockerfile_copies_only_what_exists_and_installs_the_cluster_extra():
     assert {".venv", "var", ".git", "docker/.env"} <= set(ignored)
 
 
+def test_the_image_holds_every_package_before_it_installs_them():
+    """`pip install -e` in the image needs every package pyproject.toml names (lake/ was once
+    missing: `import lake` failed in every container)."""
+    lines = (DOCKER / "Dockerfile").read_text().splitlines()
+    install = next(i for i, line in enumerate(lines) if "pip install" in line)
+    copied_before = {
+        source.strip("./")
+        for line in lines[:install]
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    }
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    include = re.search(r"^include = \[(.*)\]$", pyproject, re.MULTILINE).group(1)
+    packages = {name.strip(' "*') for name in include.split(",")}
+    assert packages <= copied_before, sorted(packages - copied_before)
+    # The Spark class archive is built in the image too (lake/spark.py).
+    assert any("python -m lake.spark" in line for line in lines[install:])
+
+
 def test_every_published_port_binds_to_loopback(services):
     published = 0
     for name, service in services.items():
