@@ -47,7 +47,25 @@ def rows() -> list[str]:
             out.append(_dag_parse_row(r))
         elif r["benchmark"] == "export_candidates":
             out.append(_export_row(r))
+        elif r["benchmark"] == "spark_start":
+            out.append(_spark_start_row(r))
     return out
+
+
+def _spark_start_row(r: dict) -> str:
+    """A Spark task's start-up with the driver's class archive, against none."""
+    with_, without = "with_archive", "without_archive"
+    cases = r["cases"]
+    return (
+        f"| Spark task start-up (`bench/spark_start.py`) | fresh process per run, "
+        f"{r['repeats']} runs a side, alternating; tiny KuaiRec day (seed {r['seed']}) "
+        f"| AppCDS archive ({r['archive_mib']} MiB): session + tiny job "
+        f"{cases['session']['median_s'][with_]} s, `reelflow normalize` of a day "
+        f"{cases['normalize']['median_s'][with_]} s | no archive: "
+        f"{cases['session']['median_s'][without]} s, {cases['normalize']['median_s'][without]} s "
+        f"| {cases['session']['without_over_with']}x and {cases['normalize']['without_over_with']}x "
+        f"faster ({cases['normalize']['saved_s']} s saved per task) | {r['git_commit'][:8]} |"
+    )
 
 
 def _dag_parse_row(r: dict) -> str:
