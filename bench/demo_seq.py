@@ -1,0 +1,180 @@
+"""Benchmark: the sequence models on the demo's data, over seeds, against popularity and the
+item-to-item transition baseline.
+
+    make demo                                   # the demo's home, ./var (generated KuaiRec)
+    .venv/bin/python bench/demo_seq.py          # bench/results/demo_seq.json
+    .venv/bin/python bench/demo_seq.py --home /path/to/home --seeds 0 1 2 --models sasrec gru
+
+What `make demo` trains, done again per seed, without MLflow: the normalized interactions of
+the home (every day the demo landed), the pipeline's leave-one-out split (last view the test
+target, the one before it validation, stable by time then file order), each model with its
+tuned defaults (models/<model>.py `trainer_defaults`, early stopping on validation NDCG@10, the
+best epoch's weights), the student distilling the seed's own teacher (`sequence.teacher`).
+Test NDCG@10 by full ranking of the whole catalog under both protocols: history masked (the
+product's) and unmasked (RecBole's). The baselines score the same users: popularity (training
+counts) and transitions (what followed the user's last video in the training sequences,
+popularity breaking ties). Per model: each seed's margin over both baselines, the mean and
+standard deviation, and whether it is above both in every seed.
+
+The record holds the git commit, whether the tree was dirty (refused unless --allow-dirty), the
+seeds, the data (users, videos, views, the home's dataset) and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.train_seq import git_state, machine, refuse_dirty, write_json  # noqa: E402
+from models.sequence_data import build_split, train_sequence_model  # noqa: E402
+from reelflow.config import load_config  # noqa: E402
+from reelflow.paths import Paths  # noqa: E402
+from reelflow.state import read_state  # noqa: E402
+
+BENCHMARK = "demo_seq"
+MODELS = ("sasrec", "gru", "bert4rec", "student")
+PROTOCOLS = {"masked": "", "unmasked": "unmasked_"}
+METRIC = "test_ndcg_at_10"
+
+
+def scores(metrics: dict[str, float], who: str = "") -> dict[str, float]:
+    """`who`'s (the model's: "", or "popularity_", "transition_") test NDCG@10, both protocols."""
+    return {p: float(metrics[f"{prefix}{who}{METRIC}"]) for p, prefix in PROTOCOLS.items()}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": round(statistics.fmean(values), 5),
+        "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0,
+        "min": round(min(values), 5),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=REPO / "var", help="a home `make demo` ran in")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--allow-dirty", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "demo_seq.json")
+    args = parser.parse_args()
+    state = git_state()
+    refuse_dirty(state, args.allow_dirty, "the result")
+    torch.set_num_threads(args.threads)
+
+    paths, config = Paths(args.home.resolve()), load_config()
+    split = build_split(paths, config, None)
+    views = sum(len(s) for s in split.sequences)
+    print(
+        f"{paths.home}: {len(split.sequences)} users, {split.n_items} videos, {views} views",
+        flush=True,
+    )
+    teacher_name = config.sequence.teacher
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
+    baselines: dict[str, list[dict[str, float]]] = {"popularity": [], "transition": []}
+    for seed in args.seeds:
+        trainer = {"seed": seed, "progress": False}
+        trained: dict[str, Any] = {}
+        # The teacher first: the student distills this seed's own.
+        order = sorted(args.models, key=lambda m: (m != teacher_name, m == "student"))
+        for name in order:
+            started = time.perf_counter()
+            teacher = None
+            if name == "student":
+                teacher = trained.get(teacher_name)
+                if teacher is None:
+                    raise SystemExit(f"the student needs its teacher {teacher_name!r} in --models")
+            result = train_sequence_model(
+                name, split, trainer_overrides=trainer, teacher=teacher, sequence=config.sequence
+            )
+            trained[name] = result
+            m = result.metrics
+            if name == order[0]:  # the baselines do not depend on the seed: kept once a seed
+                baselines["popularity"].append(scores(m, "popularity_"))
+                baselines["transition"].append(scores(m, "transition_"))
+            own = scores(m)
+            runs[name].append(
+                {
+                    "seed": seed,
+                    "ndcg_at_10": own,
+                    "over_popularity": {p: own[p] - scores(m, "popularity_")[p] for p in own},
+                    "over_transition": {p: own[p] - scores(m, "transition_")[p] for p in own},
+                    "best_epoch": int(m["best_epoch"]),
+                    "epochs_run": int(m["epochs_run"]),
+                    "parameters": int(m["parameters"]),
+                    "wall_seconds": round(time.perf_counter() - started, 1),
+                }
+            )
+            r = runs[name][-1]
+            print(
+                f"seed {seed} {name:9s} masked {own['masked']:.4f} "
+                f"(popularity {r['over_popularity']['masked']:+.4f}, "
+                f"transition {r['over_transition']['masked']:+.4f}); unmasked "
+                f"{own['unmasked']:.4f} (popularity {r['over_popularity']['unmasked']:+.4f}, "
+                f"transition {r['over_transition']['unmasked']:+.4f}); best epoch "
+                f"{r['best_epoch']}/{r['epochs_run']}, {r['wall_seconds']} s",
+                flush=True,
+            )
+
+    summary: dict[str, Any] = {}
+    for name, seeds in runs.items():
+        summary[name] = {
+            p: {
+                "ndcg_at_10": spread([r["ndcg_at_10"][p] for r in seeds]),
+                "over_popularity": spread([r["over_popularity"][p] for r in seeds]),
+                "over_transition": spread([r["over_transition"][p] for r in seeds]),
+                "above_both_every_seed": all(
+                    r["over_popularity"][p] > 0 and r["over_transition"][p] > 0 for r in seeds
+                ),
+            }
+            for p in PROTOCOLS
+        }
+    for name, s in summary.items():
+        print(
+            f"{name:9s} "
+            + "; ".join(
+                f"{p} {s[p]['ndcg_at_10']['mean']:.4f} ± {s[p]['ndcg_at_10']['std']:.4f}, over "
+                f"transition {s[p]['over_transition']['mean']:+.4f} (min "
+                f"{s[p]['over_transition']['min']:+.4f}), above both every seed: "
+                f"{'yes' if s[p]['above_both_every_seed'] else 'NO'}"
+                for p in PROTOCOLS
+            ),
+            flush=True,
+        )
+    record = {
+        "benchmark": BENCHMARK,
+        **state,
+        "seeds": args.seeds,
+        "machine": machine(args.threads),
+        "data": {
+            "home_dataset": read_state(paths).get("dataset"),
+            "users": len(split.sequences),
+            "videos": split.n_items,
+            "views": views,
+        },
+        "protocol": (
+            "leave-one-out per user (stable by time, then file order); full ranking of every "
+            "video; test NDCG@10 of the best-validation epoch; masked = every video the user "
+            "saw before the target excluded, unmasked = nothing excluded; the student distills "
+            f"the same seed's {teacher_name}"
+        ),
+        "baselines": {k: {p: v[0][p] for p in PROTOCOLS} for k, v in baselines.items()},
+        "runs": runs,
+        "summary": summary,
+    }
+    write_json(args.out, record)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
