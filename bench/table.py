@@ -49,7 +49,33 @@ def rows() -> list[str]:
             out.append(_export_row(r))
         elif r["benchmark"] == "spark_start":
             out.append(_spark_start_row(r))
+        elif r["benchmark"] == "demo_seq":
+            out.append(_demo_seq_row(r))
     return out
+
+
+def _demo_seq_row(r: dict) -> str:
+    """The sequence models on the demo's data against popularity and transitions, over seeds."""
+    d, base = r["data"], r["baselines"]
+    models = "; ".join(
+        f"{name} {s['masked']['ndcg_at_10']['mean']:.4f} ± {s['masked']['ndcg_at_10']['std']:.4f} "
+        f"masked, {s['unmasked']['ndcg_at_10']['mean']:.4f} unmasked"
+        for name, s in r["summary"].items()
+    )
+    verdicts = "; ".join(
+        f"{name} {s['masked']['over_transition']['mean']:+.4f} / "
+        f"{s['unmasked']['over_transition']['mean']:+.4f}"
+        + (" (above both every seed)" if all(s[p]["above_both_every_seed"] for p in s) else "")
+        for name, s in r["summary"].items()
+    )
+    return (
+        f"| sequence models on the demo's data (`bench/demo_seq.py`) | generated KuaiRec demo: "
+        f"{d['users']:,} users, {d['videos']:,} videos, {d['views']:,} views; leave-one-out, full "
+        f"ranking, seeds {r['seeds']} | test NDCG@10, mean ± std: {models} | popularity "
+        f"{base['popularity']['masked']:.4f} masked, {base['popularity']['unmasked']:.4f} unmasked; "
+        f"transitions {base['transition']['masked']:.4f}, {base['transition']['unmasked']:.4f} "
+        f"| over transitions, masked / unmasked: {verdicts} | {r['git_commit'][:8]} |"
+    )
 
 
 def _spark_start_row(r: dict) -> str:
