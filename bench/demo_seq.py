@@ -23,7 +23,6 @@ seeds, the data (users, videos, views, the home's dataset) and the machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.train_seq import git_state, machine, refuse_dirty, write_json  # noqa: E402
+from bench.train_seq import git_state, machine, refuse_dirty, spread, write_json  # noqa: E402
 from models.sequence_data import build_split, train_sequence_model  # noqa: E402
 from reelflow.config import load_config  # noqa: E402
 from reelflow.paths import Paths  # noqa: E402
@@ -49,14 +48,6 @@ METRIC = "test_ndcg_at_10"
 def scores(metrics: dict[str, float], who: str = "") -> dict[str, float]:
     """`who`'s (the model's: "", or "popularity_", "transition_") test NDCG@10, both protocols."""
     return {p: float(metrics[f"{prefix}{who}{METRIC}"]) for p, prefix in PROTOCOLS.items()}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": round(statistics.fmean(values), 5),
-        "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0,
-        "min": round(min(values), 5),
-    }
 
 
 def main() -> None:
@@ -81,7 +72,9 @@ def main() -> None:
     )
     teacher_name = config.sequence.teacher
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
-    baselines: dict[str, list[dict[str, float]]] = {"popularity": [], "transition": []}
+    # Popularity's and transitions' scores: the same split whatever the seed, kept from the first
+    # model trained.
+    baselines: dict[str, dict[str, float]] = {}
     for seed in args.seeds:
         trainer = {"seed": seed, "progress": False}
         trained: dict[str, Any] = {}
@@ -99,16 +92,15 @@ def main() -> None:
             )
             trained[name] = result
             m = result.metrics
-            if name == order[0]:  # the baselines do not depend on the seed: kept once a seed
-                baselines["popularity"].append(scores(m, "popularity_"))
-                baselines["transition"].append(scores(m, "transition_"))
+            popularity, transition = scores(m, "popularity_"), scores(m, "transition_")
+            baselines = baselines or {"popularity": popularity, "transition": transition}
             own = scores(m)
             runs[name].append(
                 {
                     "seed": seed,
                     "ndcg_at_10": own,
-                    "over_popularity": {p: own[p] - scores(m, "popularity_")[p] for p in own},
-                    "over_transition": {p: own[p] - scores(m, "transition_")[p] for p in own},
+                    "over_popularity": {p: own[p] - popularity[p] for p in own},
+                    "over_transition": {p: own[p] - transition[p] for p in own},
                     "best_epoch": int(m["best_epoch"]),
                     "epochs_run": int(m["epochs_run"]),
                     "parameters": int(m["parameters"]),
@@ -168,7 +160,7 @@ def main() -> None:
             "saw before the target excluded, unmasked = nothing excluded; the student distills "
             f"the same seed's {teacher_name}"
         ),
-        "baselines": {k: {p: v[0][p] for p in PROTOCOLS} for k, v in baselines.items()},
+        "baselines": baselines,
         "runs": runs,
         "summary": summary,
     }

@@ -74,16 +74,18 @@ def main() -> None:
         "normalize": [sys.executable, "-m", "reelflow.cli", "normalize", "--dataset", "kuairec"]
         + ["--raw", str(raw), "--ds", day, "--json"],
     }
-    sides = {"with_archive": str(archive), "without_archive": "0"}
+    home = {"REELFLOW_HOME": str(scratch / "home")}
+    sides = {
+        side: {**os.environ, **home, ARCHIVE_ENV: value}
+        for side, value in (("with_archive", str(archive)), ("without_archive", "0"))
+    }
     results: dict[str, dict] = {}
     for case, argv in cases.items():
         seconds: dict[str, list[float]] = {side: [] for side in sides}
-        for value in sides.values():  # warm-up, not counted
-            env = {**os.environ, "REELFLOW_HOME": str(scratch / "home"), ARCHIVE_ENV: value}
+        for env in sides.values():  # warm-up, not counted
             timed(argv, env)
         for _ in range(args.repeats):
-            for side, value in sides.items():
-                env = {**os.environ, "REELFLOW_HOME": str(scratch / "home"), ARCHIVE_ENV: value}
+            for side, env in sides.items():
                 seconds[side].append(round(timed(argv, env), 3))
         medians = {side: statistics.median(v) for side, v in seconds.items()}
         results[case] = {

@@ -256,6 +256,6 @@ def _dump_classes(dump: Path, folder: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--dump-classes"]:
         _dump_classes(Path(sys.argv[2]), Path(sys.argv[3]))
-    elif force := "--force" in sys.argv or not class_archive().exists():
-        if archive := build_class_archive(force=force):
+    elif "--force" in sys.argv or not class_archive().exists():  # quiet when already built
+        if archive := build_class_archive(force=True):
             print(f"Spark class archive: {archive}")
