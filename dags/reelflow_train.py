@@ -3,9 +3,9 @@ trained, logged to MLflow, registered as `reelflow-<model>` and gated to `@champ
 that distills a teacher runs after the teacher's task, on the version it registered:
 
     train_ranker                      (point-in-time training set, last-day holdout)
-    train_gru, train_sasrec           (leave-one-out over the lake's sequences)
-    train_bert4rec >> train_student   (the student distills this run's version of its
-                                       teacher: sequence.teacher, BERT4Rec by default)
+    train_gru, train_bert4rec         (leave-one-out over the lake's sequences)
+    train_sasrec >> train_student     (the student distills this run's version of its
+                                       teacher: sequence.teacher, SASRec by default)
 
 Runs when reelflow_daily's features land (the `reelflow_features` asset) and, as a floor,
 every Sunday 04:00 UTC. An asset-triggered run has no logical date: it trains on the newest

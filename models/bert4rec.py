@@ -45,6 +45,7 @@ class BERT4RecConfig:
 
 class BERT4Rec(NextItemModel):
     config_class = BERT4RecConfig
+    left_to_right = False  # bidirectional: it cannot teach the student (models/student.py)
     # Picked from a few tries on MovieLens-100K, by validation NDCG@10 (bench/train_seq.py)
     # and a CPU time budget.
     trainer_defaults = {
@@ -137,16 +138,6 @@ class BERT4Rec(NextItemModel):
         self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
         return candidate_logits(hidden, positives, negatives, self.item_emb, self.out_bias)
-
-    def distill_hidden(
-        self,
-        batch: dict[str, torch.Tensor],
-        prepared: dict[str, torch.Tensor],
-        labels: torch.Tensor,
-    ) -> torch.Tensor:
-        """As a teacher: its states at the masked positions of the student's own tokens (the
-        same masking: it predicts what the student is asked)."""
-        return self.encode(prepared)[labels > 0]
 
     def inference_tokens(self, history: torch.Tensor) -> torch.Tensor:
         return torch.cat([history[:, 1:], torch.full_like(history[:, :1], self.mask_token)], dim=1)

@@ -15,7 +15,7 @@ model's training-time corruption of its inputs, BERT4Rec's masking; none by defa
 `encode` and `loss`. `NextItemModel` adds what every model of the next video after a history
 shares (GRU4Rec, SASRec, BERT4Rec, the student): the last position's hidden state and
 full-catalog scores for it; the sampled softmax (models/sampled.py) a large catalog trains
-with, from its `candidate_logits`; and the hidden states a distilled student learns from.
+with, from its `candidate_logits`; and whether it reads left to right (the student's teachers do).
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ class NextItemModel(Recommender):
     # negatives; None: its loss is a full softmax over the catalog. Annotated only: a class
     # attribute would hide the submodule nn.Module registers under the same name.
     sampler: NegativeSampler | None
+    # The state at position t reads items 1..t only (GRU4Rec, SASRec): such a model can teach
+    # the distilled student (models/student.py). BERT4Rec reads both sides.
+    left_to_right: ClassVar[bool] = True
 
     def next_hidden(self, history: torch.Tensor) -> torch.Tensor:
         """(users, max_len) left-padded histories -> the hidden state of the next position."""
@@ -123,16 +126,3 @@ class NextItemModel(Recommender):
             negatives = self.draw_negatives(hidden.device)
         logits = self.candidate_logits(hidden, positives, negatives)
         return sampled_softmax_loss(logits, positives, negatives, getattr(self, "sampler", None))
-
-    def distill_hidden(
-        self,
-        batch: dict[str, torch.Tensor],
-        prepared: dict[str, torch.Tensor],
-        labels: torch.Tensor,
-    ) -> torch.Tensor:
-        """As a distillation teacher (models/student.py): the hidden states that predict the
-        student's labels (B, L) at its labelled positions (labels > 0). `batch["items"]` are
-        the window's inputs, of which position j precedes label j; `prepared` what the student
-        reads (masked tokens). A left-to-right model reads the inputs: its state at j is its
-        prediction of the item after them, the label."""
-        return self.encode(batch)[labels > 0]

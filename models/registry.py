@@ -8,7 +8,7 @@ service it reads (None: the lake's histories). Standard library only (and the ty
 themselves standard library): the DAG files import it at parse time; classes load on first use.
 
 The student's teacher is a setting, `sequence.teacher` (REELFLOW_SEQUENCE__TEACHER, default
-bert4rec), read here once so that the DAG's wiring (`train_<teacher> >> train_student`),
+sasrec; gru also can, a left-to-right model like the student), read here once so that the DAG's wiring (`train_<teacher> >> train_student`),
 `reelflow train` and the run's data all name the same model.
 """
 
@@ -56,21 +56,21 @@ MODELS: dict[str, ModelSpec] = {
         "models.bert4rec:BERT4Rec",
         SEQUENCE_DATA,
         None,
-        "BERT4Rec on every user's sequence through the day, leave-one-out, gated; the teacher "
-        "of train_student by default (sequence.teacher).",
+        "BERT4Rec on every user's sequence through the day, leave-one-out, gated.",
     ),
     "sasrec": ModelSpec(
         "models.sasrec:SASRec",
         SEQUENCE_DATA,
         None,
         "SASRec (causal self-attention) on every user's sequence through the day, "
-        "leave-one-out, gated.",
+        "leave-one-out, gated; the teacher of train_student by default (sequence.teacher).",
     ),
 }
-# The student distills one of the next-item models above it (listed first, so the DAG trains
-# the teacher before the student): the setting, checked here, at import, to fail loudly.
+# The student distills one of the left-to-right next-item models above it (listed first, so the
+# DAG trains the teacher before the student; models/student.py says why not BERT4Rec): the
+# setting, checked here, at import, to fail loudly.
 _TEACHER = load_config().sequence.teacher
-_TEACHERS = sorted(name for name, s in MODELS.items() if s.data == SEQUENCE_DATA)
+_TEACHERS = ["gru", "sasrec"]
 if _TEACHER not in _TEACHERS:
     raise ValueError(
         f"REELFLOW_SEQUENCE__TEACHER={_TEACHER!r}: the student distills one of {_TEACHERS}"

@@ -110,8 +110,9 @@ class SequenceConfig:
     full_softmax_max_items: int = 50_000
     sampled_negatives: int = 512
     negative_sampler: str = "popularity"
-    # The model the student distills (models/registry.py): bert4rec, sasrec or gru.
-    teacher: str = "bert4rec"
+    # The model the student distills (models/registry.py): sasrec or gru, left-to-right models
+    # like the student (models/student.py).
+    teacher: str = "sasrec"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ TASKS = {
         "train_gru": set(),
         "train_bert4rec": set(),
         "train_sasrec": set(),
-        "train_student": {"train_bert4rec"},
+        "train_student": {"train_sasrec"},
     },
     "reelflow_export": {"export": set()},
 }

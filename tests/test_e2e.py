@@ -136,7 +136,7 @@ def test_gate_keeps_a_worse_challenger_out_and_promote_reruns_it(pipeline_run, l
 
 
 def test_sequence_models_are_trained_registered_and_gated_by_the_dag(pipeline_run, lake):
-    """reelflow_train trains GRU, BERT4Rec and the student (distilling this run's BERT4Rec);
+    """reelflow_train trains GRU, BERT4Rec, SASRec and the student (distilling this run's SASRec);
     each is a registered `reelflow-<model>` version with its gate decision; `reelflow train
     --model gru` from the command line adds a version gated the same way."""
     from mlflow import MlflowClient

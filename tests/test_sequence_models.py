@@ -1,4 +1,4 @@
-"""Sequence models (GRU4Rec, BERT4Rec, distilled student), their data split and evaluation;
+"""Sequence models (GRU4Rec, BERT4Rec, the student distilled from GRU4Rec), their data split and evaluation;
 SASRec and the sampled softmax have their own file, tests/test_sasrec.py.
 
 Two tiny data sets. The generated KuaiRec log (big_matrix.csv read with pandas, no Spark) checks
@@ -68,6 +68,11 @@ def bert(split):
     return train_sequence_model("bert4rec", split, trainer_overrides=FAST)
 
 
+@pytest.fixture(scope="module")
+def gru(split):
+    return train_sequence_model("gru", split, trainer_overrides=FAST)
+
+
 def test_split_by_hand():
     # User 7: a(t=1) b(t=2) c(t=3) d(t=4) -> train [a, b], val c, test d. User 9: too short.
     frame = pd.DataFrame(
@@ -112,8 +117,8 @@ def test_next_item_metrics_by_hand():
     assert m["ndcg@4"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / 2)
 
 
-def test_gru_beats_popularity(split):
-    result = train_sequence_model("gru", split, trainer_overrides=FAST)
+def test_gru_beats_popularity(gru):
+    result = gru
     m = result.metrics
     assert m["test_ndcg_at_10"] > m["popularity_test_ndcg_at_10"], m
     assert {"val_ndcg_at_10", "test_recall_at_10", "test_mrr_at_10", "test_ndcg_at_20"} <= set(m)
@@ -128,14 +133,20 @@ def test_bert4rec_beats_popularity(bert):
     assert m["test_ndcg_at_10"] > m["popularity_test_ndcg_at_10"], m
 
 
-def test_student_is_small_and_beats_popularity(split, bert):
-    before = {k: v.clone() for k, v in bert.model.state_dict().items()}
-    student = train_sequence_model("student", split, teacher=bert.bundle, trainer_overrides=FAST)
+def test_student_is_small_and_beats_popularity(split, gru):
+    before = {k: v.clone() for k, v in gru.model.state_dict().items()}
+    student = train_sequence_model("student", split, teacher=gru.bundle, trainer_overrides=FAST)
     m = student.metrics
     assert m["teacher_parameters"] >= 4 * m["parameters"], m
     assert m["test_ndcg_at_10"] > m["popularity_test_ndcg_at_10"], m
     # Distillation trains the student only: the teacher's weights are untouched.
-    assert all(torch.equal(v, bert.model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(v, gru.model.state_dict()[k]) for k, v in before.items())
+
+
+def test_bert4rec_cannot_teach_the_student(split, bert):
+    """Its state at a position reads the item after it, the student's label there."""
+    with pytest.raises(ValueError, match="BERT4Rec cannot teach the student.*sasrec or gru"):
+        train_sequence_model("student", split, teacher=bert.bundle, trainer_overrides=FAST)
 
 
 def test_bundle_round_trip(split, bert, tmp_path):

@@ -167,19 +167,21 @@ def test_student_distills_the_registered_teacher(lake_home):
 
     from models.training import train_and_register
 
-    bert = train_and_register("bert4rec", DAYS[-1], config=config(8))
+    sasrec = train_and_register("sasrec", DAYS[-1], config=config(8))
     student = train_and_register(
-        "student", DAYS[-1], teacher_version=bert["version"], config=config(8)
+        "student", DAYS[-1], teacher_version=sasrec["version"], config=config(8)
     )
-    assert student["model"] == "reelflow-student" and student["teacher_version"] == bert["version"]
-    assert student["parameters"] < bert["parameters"]
-    for result in (bert, student):
+    assert (
+        student["model"] == "reelflow-student" and student["teacher_version"] == sasrec["version"]
+    )
+    assert student["parameters"] < sasrec["parameters"]
+    for result in (sasrec, student):
         assert (
             result["metrics"]["test_ndcg_at_10"]
             > result["popularity"]["popularity_test_ndcg_at_10"]
         )
     params = MlflowClient().get_run(student["run_id"]).data.params
-    assert params["teacher_version"] == str(bert["version"])
+    assert params["teacher_version"] == str(sasrec["version"])
 
 
 def test_vocabulary_is_shared_and_only_grows(lake_home, gru_run):
