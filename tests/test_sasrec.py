@@ -130,10 +130,10 @@ def _targets(n_items: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize(
     ("model", "first"),
     [
-        # SASRec's full softmax has no padding class; GRU4Rec's and BERT4Rec's score column 0
+        # SASRec's and GRU4Rec's full softmax has no padding class; BERT4Rec's scores column 0
         # too, so there "every item" starts at index 0.
         (lambda n: SASRec(SASRecConfig(n_items=n, max_len=6)), 1),
-        (lambda n: GRU4Rec(GRU4RecConfig(n_items=n, max_len=6)), 0),
+        (lambda n: GRU4Rec(GRU4RecConfig(n_items=n, max_len=6)), 1),
         (lambda n: BERT4Rec(BERT4RecConfig(n_items=n, max_len=6)), 0),
     ],
 )
