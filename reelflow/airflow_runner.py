@@ -185,16 +185,44 @@ def wait_for_runs(
         time.sleep(poll_s)
 
 
-def backfill(paths: Paths, dag_id: str, first: str, last: str, reprocess: bool = True) -> None:
+def backfill(
+    paths: Paths,
+    dag_id: str,
+    first: str,
+    last: str,
+    reprocess: bool = True,
+    wait_running_s: float = 3600,
+    poll_s: float = 10,
+) -> None:
     """`airflow backfill create` of the logical days FIRST..LAST, re-running the days that
     already ran when `reprocess` (`--reprocess-behavior completed`: succeeded and failed runs
     are cleared and run again); one run at a time, oldest first, so that each day's features
-    read the days before it as they are now."""
+    read the days before it as they are now. While another backfill of the DAG runs, waits up
+    to `wait_running_s` for it to finish."""
     args = ["backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last]
     args += ["--max-active-runs", "1"]
     if reprocess:
         args += ["--reprocess-behavior", "completed"]
-    _airflow_out(paths, *args)
+    started = time.monotonic()
+    while True:
+        try:
+            _airflow_out(paths, *args)
+            return
+        except RuntimeError as exc:
+            # Airflow runs one backfill per DAG at a time. Another one may be running, or this
+            # command's own earlier try: `backfill create` commits the backfill before creating
+            # its runs, so a try that then met SQLite's lock (retried by _airflow_out) left one
+            # behind (seen in CI). Either way, it ends; then this one is created.
+            if "AlreadyRunningBackfill" not in str(exc) or (
+                time.monotonic() - started > wait_running_s
+            ):
+                raise
+        print(
+            f"another backfill of {dag_id} is running: waiting for it to finish",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(poll_s)
 
 
 def trigger(paths: Paths, dag_id: str, ds: str) -> str:

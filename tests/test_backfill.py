@@ -370,3 +370,39 @@ def test_backfill_through_the_scheduler_reprocesses_to_the_same_partitions(tiny_
         )
     finally:
         stack.stop()
+
+
+def test_backfill_waits_while_another_backfill_of_the_dag_runs(monkeypatch, tmp_path):
+    """Airflow refuses a second running backfill of a DAG; `backfill` waits for the first to end
+    (here: refused twice, then created) and fails at once on any other error. The refusal is
+    stubbed: the race it answers (seen in CI, the metadata DB still counting a backfill as
+    running) cannot be produced on demand."""
+    from reelflow import airflow_runner
+    from reelflow.paths import Paths
+
+    calls: list[tuple[str, ...]] = []
+    answers = ["AlreadyRunningBackfill", "AlreadyRunningBackfill", None]
+
+    def airflow_out(paths, *args, attempts=5):
+        calls.append(args)
+        refusal = answers.pop(0)
+        if refusal:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n...{refusal}: Another ...")
+        return ""
+
+    monkeypatch.setattr(airflow_runner, "_airflow_out", airflow_out)
+    paths = Paths(tmp_path)
+    airflow_runner.backfill(paths, "reelflow_daily", "2020-07-07", "2020-07-08", poll_s=0)
+    assert len(calls) == 3 and calls[0] == calls[-1]
+    assert calls[0][:2] == ("backfill", "create") and "completed" in calls[0]
+
+    answers[:] = ["AlreadyRunningBackfill"] * 3
+    with pytest.raises(RuntimeError, match="AlreadyRunningBackfill"):
+        airflow_runner.backfill(
+            paths, "reelflow_daily", "2020-07-07", "2020-07-08", wait_running_s=0, poll_s=0
+        )
+    answers[:] = ["DagNotFound"]
+    calls.clear()
+    with pytest.raises(RuntimeError, match="DagNotFound"):
+        airflow_runner.backfill(paths, "reelflow_daily", "2020-07-07", "2020-07-08", poll_s=0)
+    assert len(calls) == 1
