@@ -63,7 +63,7 @@ sys.path.insert(0, str(REPO))
 
 from models.baselines import Transitions, popularity_scores  # noqa: E402
 from models.evaluate import UNMASKED, RowBlocks  # noqa: E402
-from models.registry import spec  # noqa: E402
+from models.registry import TEACHERS, spec  # noqa: E402
 from models.sampled import SAMPLERS  # noqa: E402
 from models.sasrec import SASRecConfig  # noqa: E402
 from models.sequence_data import (  # noqa: E402
@@ -88,7 +88,6 @@ WEIGHTS = REPO / "var" / "bench" / "train_seq"  # var/ is git-ignored: weights s
 BENCHMARK = "train_seq_movielens_100k"
 SCHEMA = 2  # 1: the old record (masked against RecBole's unmasked number, not like for like)
 BASE_MODELS = ("gru", "bert4rec", "sasrec")  # trained on their own
-TEACHERS = ("gru", "sasrec")  # left to right, as the student is (models/student.py)
 PROTOCOLS = ("masked", "unmasked")
 SUMMARY = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20", "coverage@10")
 

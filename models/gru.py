@@ -1,10 +1,10 @@
 """GRU4Rec-style next-video model: a GRU over the item sequence, scored against every item.
 
-Training reads a window of items and predicts the next item at every position at once (full
-softmax cross-entropy over the catalog, padding ignored; or, with `sampled_negatives`, the
-sampled softmax of models/sampled.py); inference reads a user's history and scores every item
-for the position after its last one. Output scores are dot products with the (tied) item
-embeddings, so one matrix multiply ranks the whole catalog.
+Training reads a window of items and predicts the next item at every position at once
+(`NextItemModel.loss`: full softmax cross-entropy over the catalog where there is a next item;
+or, with `sampled_negatives`, the sampled softmax of models/sampled.py); inference reads a
+user's history and scores every item for the position after its last one. Output scores are
+dot products with the (tied) item embeddings, so one matrix multiply ranks the whole catalog.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from models.interface import NextItemModel
 from models.sampled import candidate_logits, sampler_for, sparse_items
@@ -79,24 +78,6 @@ class GRU4Rec(NextItemModel):
         the item indices `items`."""
         table = self.item_emb.weight if items is None else self.item_emb(items)
         return hidden @ table.T
-
-    def loss(
-        self,
-        hidden: torch.Tensor,
-        targets: dict[str, torch.Tensor],
-        negatives: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`targets["next"]` (B, L): the item after each input position (0: none). Full
-        softmax over items 1..n_items (padding is no class), scored only where there is a
-        target: a window of a user with 7 views is 43 padding positions of 50, and scoring
-        those against the catalog was most of an epoch; sampled when the config samples or
-        `negatives` are given."""
-        nxt = targets["next"]
-        keep = nxt > 0
-        if negatives is not None or self.sampler is not None:
-            return self.sampled_loss(hidden[keep], nxt[keep], negatives)
-        logits = hidden[keep] @ self.item_emb.weight[1 : self.config.n_items + 1].T
-        return F.cross_entropy(logits, nxt[keep] - 1)
 
     def candidate_logits(
         self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor

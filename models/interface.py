@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from models.sampled import NegativeSampler, sampled_softmax_loss
 
@@ -99,6 +100,27 @@ class NextItemModel(Recommender):
         scores = self.score(self.next_hidden(history))
         scores[:, 0] = -torch.inf
         return scores
+
+    def catalog_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(P, n_items) scores of items 1..n_items for `hidden` (P, d): `score` without its
+        padding column, which is no class."""
+        return self.score(hidden)[:, 1 : self.config.n_items + 1]
+
+    def loss(
+        self,
+        hidden: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """A left-to-right model's (GRU4Rec, SASRec): `targets["next"]` (B, L), the item after
+        each input position (0: none). Full softmax over items 1..n_items, scored only where
+        there is a target (a window of a user with 7 views is 43 padding positions of 50);
+        sampled when the config samples or `negatives` are given. BERT4Rec has its own."""
+        nxt = targets["next"]
+        keep = nxt > 0
+        if negatives is not None or self.sampler is not None:
+            return self.sampled_loss(hidden[keep], nxt[keep], negatives)
+        return F.cross_entropy(self.catalog_scores(hidden[keep]), nxt[keep] - 1)
 
     def candidate_logits(
         self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor

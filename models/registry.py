@@ -8,8 +8,9 @@ service it reads (None: the lake's histories). Standard library only (and the ty
 themselves standard library): the DAG files import it at parse time; classes load on first use.
 
 The student's teacher is a setting, `sequence.teacher` (REELFLOW_SEQUENCE__TEACHER, default
-sasrec; gru also can, a left-to-right model like the student), read here once so that the DAG's wiring (`train_<teacher> >> train_student`),
-`reelflow train` and the run's data all name the same model.
+sasrec; gru also can: `TEACHERS`, the left-to-right models, like the student), read here once so
+that the DAG's wiring (`train_<teacher> >> train_student`), `reelflow train` and the run's data
+all name the same model.
 """
 
 from __future__ import annotations
@@ -70,10 +71,10 @@ MODELS: dict[str, ModelSpec] = {
 # DAG trains the teacher before the student; models/student.py says why not BERT4Rec): the
 # setting, checked here, at import, to fail loudly.
 _TEACHER = load_config().sequence.teacher
-_TEACHERS = ["gru", "sasrec"]
-if _TEACHER not in _TEACHERS:
+TEACHERS = ("gru", "sasrec")
+if _TEACHER not in TEACHERS:
     raise ValueError(
-        f"REELFLOW_SEQUENCE__TEACHER={_TEACHER!r}: the student distills one of {_TEACHERS}"
+        f"REELFLOW_SEQUENCE__TEACHER={_TEACHER!r}: the student distills one of {TEACHERS}"
     )
 MODELS["student"] = ModelSpec(
     "models.student:Student",

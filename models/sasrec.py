@@ -11,8 +11,8 @@ matrix multiply ranks the whole catalog and the export's index holds those embed
 
 Histories are left-padded (0), the last item at the last position; positions are counted
 back from it, so an inference window and a training window of the same length agree.
-Training: a full softmax over the catalog (padding excluded), or with `sampled_negatives`
-the sampled softmax of models/sampled.py.
+Training (`NextItemModel.loss`): a full softmax over the catalog (padding excluded), or with
+`sampled_negatives` the sampled softmax of models/sampled.py.
 """
 
 from __future__ import annotations
@@ -139,22 +139,6 @@ class SASRec(NextItemModel):
         the item indices `items`."""
         table = self.item_emb.weight if items is None else self.item_emb(items)
         return hidden @ table.T
-
-    def loss(
-        self,
-        hidden: torch.Tensor,
-        targets: dict[str, torch.Tensor],
-        negatives: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`targets["next"]` (B, L): the item after each input position (0: none). Full
-        softmax over items 1..n_items (padding is no class), scored only where there is a
-        target; sampled when the config samples or `negatives` are given."""
-        nxt = targets["next"]
-        keep = nxt > 0
-        if negatives is not None or self.sampler is not None:
-            return self.sampled_loss(hidden[keep], nxt[keep], negatives)
-        logits = hidden[keep] @ self.item_emb.weight[1 : self.config.n_items + 1].T
-        return F.cross_entropy(logits, nxt[keep] - 1)
 
     def candidate_logits(
         self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor

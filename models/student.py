@@ -88,7 +88,7 @@ class Student(SASRec):
         cfg = self.config
         if negatives is None:
             return distillation_loss(
-                catalog_logits(self, hidden[keep]),
+                self.catalog_scores(hidden[keep]),
                 targets["teacher_logits"].float(),
                 nxt[keep] - 1,
                 cfg.temperature,
@@ -104,11 +104,6 @@ class Student(SASRec):
             cfg.temperature,
             cfg.alpha,
         )
-
-
-def catalog_logits(model: NextItemModel, hidden: torch.Tensor) -> torch.Tensor:
-    """(P, n_items) scores of items 1..n_items (the padding column dropped: it is no class)."""
-    return model.score(hidden)[:, 1 : model.config.n_items + 1]
 
 
 def distillation_loss(
@@ -191,7 +186,7 @@ class Distillation(nn.Module):
             # item after it, the student's label there.
             taught = self.teacher.encode(batch)[labels > 0]
             if negatives is None:
-                teacher_logits = catalog_logits(self.teacher, taught)
+                teacher_logits = self.teacher.catalog_scores(taught)
             else:
                 teacher_logits = self.teacher.candidate_logits(
                     taught, labels[labels > 0], negatives
