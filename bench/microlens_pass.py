@@ -40,7 +40,13 @@ sys.path.insert(0, str(REPO))
 
 from bench.export import generated_release, read_log  # noqa: E402
 from bench.train_seq import git_state, machine, refuse_dirty, write_json  # noqa: E402
-from models.sequence_data import SequenceData, from_frame, softmax_name  # noqa: E402
+from models.sasrec import SASRecConfig  # noqa: E402
+from models.sequence_data import (  # noqa: E402
+    SequenceData,
+    from_frame,
+    softmax_choice,
+    softmax_name,
+)
 from models.training import fit_model  # noqa: E402
 from reelflow.config import SequenceConfig  # noqa: E402
 
@@ -50,15 +56,14 @@ GOAL_SECONDS = 120.0
 
 
 def losses(sequence: SequenceConfig, n_items: int) -> dict[str, dict[str, Any]]:
-    """The pipeline's choice at `n_items` videos first, then the other loss."""
-    full = {"sampled_negatives": 0}
-    sampled = {
-        "sampled_negatives": sequence.sampled_negatives,
-        "negative_sampler": sequence.negative_sampler,
+    """The pipeline's choice at `n_items` videos (`softmax_choice`, what every sequence model's
+    run uses) first, then the other loss."""
+    pipeline = softmax_choice(SASRecConfig, n_items, sequence)
+    other = {
+        **pipeline,
+        "sampled_negatives": 0 if pipeline["sampled_negatives"] else sequence.sampled_negatives,
     }
-    if n_items > sequence.full_softmax_max_items:
-        return {"pipeline": sampled, "other": full}
-    return {"pipeline": full, "other": sampled}
+    return {"pipeline": pipeline, "other": other}
 
 
 def one_pass(
@@ -111,13 +116,14 @@ def main() -> None:
     print(f"{raw}: {len(split.sequences)} users, {split.n_items} videos, {views} views", flush=True)
     sequence = SequenceConfig()
     cases: dict[str, dict[str, Any]] = {}
+    teachers: dict[str, Any] = {}  # per loss: the SASRec the student distills
     for name in args.models:
         cases[name] = {}
         for which, overrides in losses(sequence, split.n_items).items():
-            teacher = cases.get("sasrec", {}).get(which, {}).pop("_model", None)
+            teacher = teachers.get(which) if name == "student" else None
             result, model = one_pass(name, split, overrides, args.seed, teacher)
             if name == "sasrec":
-                result["_model"] = model  # the student's teacher, dropped once it is used
+                teachers[which] = model
             cases[name][which] = result
             print(
                 f"{name:9s} {which:8s} ({result['loss']}): pass {result['pass_seconds']} s, "
@@ -125,9 +131,6 @@ def main() -> None:
                 f"{result['val_ndcg_at_10_after_one_epoch']}",
                 flush=True,
             )
-    for per_loss in cases.values():
-        for result in per_loss.values():
-            result.pop("_model", None)
     record = {
         "benchmark": BENCHMARK,
         **state,
