@@ -51,7 +51,31 @@ def rows() -> list[str]:
             out.append(_spark_start_row(r))
         elif r["benchmark"] == "demo_seq":
             out.append(_demo_seq_row(r))
+        elif r["benchmark"] == "microlens_pass":
+            out.append(_microlens_pass_row(r))
     return out
+
+
+def _microlens_pass_row(r: dict) -> str:
+    """One training pass per sequence model on generated MicroLens-100k, both losses."""
+    d = r["data"]
+
+    def case(c: dict) -> str:
+        return f"{c['loss'].split(':')[0]} {c['pass_seconds']:.0f} s"
+
+    passes = "; ".join(
+        f"{name} {case(c['pipeline'])} (other: {case(c['other'])})"
+        for name, c in r["cases"].items()
+    )
+    slowest = max(c["pipeline"]["pass_seconds"] for c in r["cases"].values())
+    return (
+        f"| one training pass per sequence model (`bench/microlens_pass.py`) | generated MicroLens-100k: "
+        f"{d['users']:,} users, {d['videos']:,} videos, {d['views']:,} views, "
+        f"{r['machine']['torch_threads']} torch threads | {passes}; validation timed apart "
+        f"| goal {r['goal_seconds']:.0f} s a pass | slowest pass of the pipeline's loss "
+        f"{slowest / r['goal_seconds']:.2f}x the goal (full softmax up to "
+        f"{r['full_softmax_max_items']:,} videos) | {r['git_commit'][:8]} |"
+    )
 
 
 def _demo_seq_row(r: dict) -> str:
