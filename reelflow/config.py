@@ -106,8 +106,10 @@ class SequenceConfig:
     # do not (about 3 s at 10k, 100k and 1M). The choice is saved in each model's config.
     # Popularity and 512 from MovieLens-100K, one seed, test NDCG@10 (masked) against the full
     # softmax: SASRec 0.105 (full 0.096; 128 popularity 0.084, 128 uniform 0.062), GRU4Rec
-    # 0.071 (full 0.078; 128 uniform 0.053, 128 popularity 0.045).
-    full_softmax_max_items: int = 50_000
+    # 0.071 (full 0.078; 128 uniform 0.053, 128 popularity 0.045). 10,000, not 50,000: on
+    # generated MicroLens-100k (19.6k videos, 2 threads) one full-softmax pass of GRU4Rec took
+    # 146 s against 75 s sampled, over the 2-minute budget (bench/results/microlens_pass.json).
+    full_softmax_max_items: int = 10_000
     sampled_negatives: int = 512
     negative_sampler: str = "popularity"
     # The model the student distills (models/registry.py): sasrec or gru, left-to-right models
