@@ -117,7 +117,7 @@ SEARCH: dict[str, tuple[Candidate, ...]] = {
     "sasrec": (
         Candidate("default"),
         Candidate("dropout-0.5", model={"dropout": 0.5}),  # RecBole's SASRec default
-        Candidate("lr-1e-3", trainer={"lr": 1e-3, "epochs": 60}),
+        Candidate("lr-1e-3", trainer={"lr": 1e-3, "epochs": 100}),
     ),
     # The student's search: how much it leans on the teacher, and one step wider. Candidates
     # above the size limit (--student-size-ratio) are not trained.

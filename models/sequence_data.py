@@ -12,6 +12,7 @@ transition baseline (models/baselines.py).
 Training rows are windows of `max_len + 1` items cut from the end of each training part with
 stride `max_len` (left-padded with 0): a window's first `max_len` items are the model's input
 and its last `max_len` items the next-item targets, so one row trains every position at once.
+A model config's `window_stride` (BERT4Rec's) overlaps them instead.
 
 Sources: any (user, item, time) frame (`from_frame`), the lake's normalized interactions
 (`lake.read.read_interactions`) for the pipeline, MovieLens `u.data` (`read_movielens`) for the
@@ -156,9 +157,15 @@ class SequenceSplit:
         seq = self.sequences[i]
         return seq[:-2] if len(seq) >= 3 else seq
 
-    def training_windows(self) -> torch.Tensor:
-        """(rows, max_len + 1) windows covering every training transition exactly once."""
+    def training_windows(self, stride: int | None = None) -> torch.Tensor:
+        """(rows, max_len + 1) windows cut from the end of each training part every `stride`
+        items. The default, `max_len`, covers every training transition exactly once; a
+        shorter stride overlaps the windows, so each item appears in about `max_len / stride`
+        of them (BERT4Rec, which learns only from the items it masks, reads more that way)."""
         width = self.max_len + 1
+        stride = self.max_len if stride is None else stride
+        if not 1 <= stride <= self.max_len:
+            raise ValueError(f"window stride {stride} is outside 1..max_len ({self.max_len})")
         rows = []
         for i in range(len(self.sequences)):
             seq = self.train_part(i)
@@ -166,7 +173,9 @@ class SequenceSplit:
             while end >= 2:
                 window = seq[max(0, end - width) : end]
                 rows.append(np.pad(window, (width - len(window), 0)))
-                end -= self.max_len
+                if end <= width:  # this window already starts at the sequence's first item
+                    break
+                end -= stride
         if not rows:
             return torch.zeros((0, width), dtype=torch.long)
         return torch.from_numpy(np.stack(rows).astype(np.int64))
@@ -459,7 +468,8 @@ class SequenceData:
             },
         )
         self.val, self.test = split.stage("val"), split.stage("test")
-        windows = split.training_windows()
+        stride = getattr(self.model_config, "window_stride", None)  # BERT4Rec's; None: max_len
+        windows = split.training_windows(None if stride is None else min(stride, split.max_len))
         self.train, self.targets = {"items": windows[:, :-1]}, {"next": windows[:, 1:]}
         self.through_ds: str | None = None
         self.notes: dict[str, Any] = {}  # the teacher's name and version, when it has one

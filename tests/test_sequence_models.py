@@ -19,7 +19,13 @@ import pytest
 import torch
 
 from models.evaluate import next_item_metrics
-from models.sequence_data import SequenceBundle, from_frame, score_items, train_sequence_model
+from models.sequence_data import (
+    SequenceBundle,
+    SequenceData,
+    from_frame,
+    score_items,
+    train_sequence_model,
+)
 from models.vocab import Vocabulary
 from synthetic.kuairec import generate_kuairec
 
@@ -96,6 +102,34 @@ def test_split_by_hand():
     assert test.popularity[idx[30]] == 2 and test.popularity[idx[40]] == 0
     roles = s.split_frame().query("user_id == 7")["split"].tolist()
     assert roles == ["train", "train", "val", "test"]
+
+
+def test_overlapping_windows_by_hand():
+    # One user, items 1..9 in order: train part 1..7 (8 val, 9 test). max_len 4: width 5.
+    frame = pd.DataFrame({"user_id": [1] * 9, "video_id": range(1, 10), "event_ts": range(9)})
+    s = from_frame(frame, max_len=4)
+
+    def raw(windows):  # raw ids, padding as 0
+        return [[int(s.vocab.raw(i)) if i else 0 for i in row] for row in windows.tolist()]
+
+    # Disjoint (stride max_len): every transition once, the oldest window left-padded.
+    assert raw(s.training_windows()) == [[3, 4, 5, 6, 7], [0, 0, 1, 2, 3]]
+    # Stride 1: a window ends at every item, back to the first one that starts the sequence.
+    assert raw(s.training_windows(stride=1)) == [
+        [3, 4, 5, 6, 7],
+        [2, 3, 4, 5, 6],
+        [1, 2, 3, 4, 5],
+    ]
+    with pytest.raises(ValueError, match="window stride 5"):
+        s.training_windows(stride=5)
+    # BERT4Rec trains on overlapping windows (its stride, 10, capped at max_len), the others
+    # on disjoint ones.
+    bert, gru = SequenceData("bert4rec", s), SequenceData("gru", s)
+    assert bert.train["items"].shape[0] == 2 and gru.train["items"].shape[0] == 2
+    views = pd.DataFrame({"user_id": [1] * 60, "video_id": range(60), "event_ts": range(60)})
+    long = from_frame(views, max_len=20)  # a training part of 58 items
+    assert SequenceData("bert4rec", long).train["items"].shape[0] == 5  # ends 58, 48, ..., 18
+    assert SequenceData("gru", long).train["items"].shape[0] == 3  # ends 58, 38, 18
 
 
 def test_vocabulary_only_grows(tmp_path):
