@@ -46,6 +46,7 @@ from lake.schema import (
     feature_time,
 )
 from models.bundle import Bundle, load_version
+from models.gate import champion_origin
 from models.ranker_data import RankerBundle
 from models.registry import spec
 from models.tracking import champion_version, experiment, registered_name, setup_tracking
@@ -78,7 +79,12 @@ def embedding_champion(model: str) -> tuple[dict[str, Any], Bundle] | None:
     champion = champion_version(name)
     if champion is None:
         return None
-    info = {"name": name, "version": int(champion.version), "run_id": champion.run_id}
+    info = {
+        "name": name,
+        "version": int(champion.version),
+        "run_id": champion.run_id,
+        "champion_set": champion_origin(name),  # by the gate, or by hand (then recorded)
+    }
     return info, load_version(model, champion.version)
 
 
@@ -165,6 +171,7 @@ def export_candidates(
     ranker_name = registered_name("ranker")
     champion = champion_version(ranker_name)
     ranker = None if champion is None else load_version("ranker", champion.version)
+    ranker_set = champion_origin(ranker_name)  # by the gate, or by hand (then recorded)
 
     videos = read_partitions(paths.normalized(VIDEOS), [ds]).sort_values("video_id")
     video_ids = videos["video_id"].to_numpy(np.int64)
@@ -254,7 +261,11 @@ def export_candidates(
     started = time.perf_counter()
     if ranker is not None:
         scorer = pair_scorer(ranker, user_frame, video_frame)
-        ranked_by = {"version": int(champion.version), "run_id": champion.run_id}
+        ranked_by = {
+            "version": int(champion.version),
+            "run_id": champion.run_id,
+            "champion_set": ranker_set,
+        }
     else:
         # No ranker has beaten popularity here yet (a log without watch time leaves it only
         # the rewatch head): the embedding model's own next-video score orders the pool.

@@ -4,6 +4,12 @@ split, both scored there now (never an old logged metric), by a configurable mar
 
 The decision, the split and both scores are written as tags on the version, so the registry
 keeps the history of every decision; `force` promotes anyway and is recorded as forced.
+
+Who set `@champion` is kept on the registered model (`champion_version`, `champion_set_by`,
+`champion_set_at`). An alias moved by hand (the MLflow UI, its API) leaves no such record, and
+MLflow keeps no user or time for alias changes; `champion_origin` finds the difference and
+records it (`gate=manual` in the version's `gate_history`, at the time it was detected). The
+export and `reelflow promote` call it.
 """
 
 from __future__ import annotations
@@ -113,17 +119,16 @@ def gate_version(
     }
     client = MlflowClient()
     # Each decision overwrites the tags above; `gate_history` keeps every decision, one line each.
-    previous = client.get_model_version(model_name, str(version)).tags.get("gate_history", "")
+    now = _now()
     line = (
-        f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {decision} {metric} "
+        f"{now} {decision} {metric} "
         f"{tags['gate_challenger_score']} vs champion {tags['gate_champion_score']} "
         f"(v{tags['gate_champion_version']}) on {split}"
     )
-    tags["gate_history"] = "\n".join([*previous.splitlines(), line][-HISTORY_LINES:])
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, str(version), key, value)
+    _append_history(client, model_name, str(version), {**tags, "line": line})
     if promoted:
         client.set_registered_model_alias(model_name, CHAMPION, str(version))
+        _record_champion(client, model_name, version, decision, now)
     return {
         "model": model_name,
         "version": version,
@@ -139,6 +144,87 @@ def gate_version(
         if promoted
         else (int(current.version) if current is not None else None),
     }
+
+
+def _now() -> str:
+    return f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _record_champion(client: Any, model_name: str, version: int, set_by: str, at: str) -> None:
+    """The registered model's record of who set `@champion` on `version`, and when."""
+    for key, value in (
+        ("champion_version", str(version)),
+        ("champion_set_by", set_by),
+        ("champion_set_at", at),
+    ):
+        client.set_registered_model_tag(model_name, key, value)
+
+
+def _append_history(client: Any, model_name: str, version: str, tags: dict[str, str]) -> None:
+    """Sets a version's `gate`/`gate_reason` tags and appends `tags["line"]` to its history."""
+    previous = client.get_model_version(model_name, version).tags.get("gate_history", "")
+    history = "\n".join([*previous.splitlines(), tags.pop("line")][-HISTORY_LINES:])
+    for key, value in {**tags, "gate_history": history}.items():
+        client.set_model_version_tag(model_name, version, key, value)
+
+
+def champion_origin(model_name: str) -> dict[str, Any] | None:
+    """Who put `@champion` of the registered model `model_name` where it is: `{"version",
+    "set_by": "promoted" | "forced" | "manual", "set_at", "detected": bool}`; None without a
+    champion. A champion the gate did not set is recorded here, once: the version's tags say
+    `gate=manual` with a `gate_history` line, the version it replaced gets a `demoted` line,
+    and `set_at` is the time of this detection (MLflow keeps no user or time for an alias
+    change: the move happened at or before it)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    current = champion_version(model_name)
+    if current is None:
+        return None
+    client = MlflowClient()
+    record = client.get_registered_model(model_name).tags
+    version = str(current.version)
+    if record.get("champion_version") == version:
+        return {
+            "version": int(version),
+            "set_by": record.get("champion_set_by", "promoted"),
+            "set_at": record.get("champion_set_at", "unknown"),
+            "detected": False,
+        }
+    tags = current.tags
+    if "champion_version" not in record and tags.get("gate") in ("promoted", "forced"):
+        # A registry from before this record: the gate's last decision on the champion stands.
+        history = tags.get("gate_history", "").splitlines()
+        at = history[-1].split(" ", 1)[0] if history else "unknown"
+        _record_champion(client, model_name, int(version), tags["gate"], at)
+        return {"version": int(version), "set_by": tags["gate"], "set_at": at, "detected": False}
+    now, replaced = _now(), record.get("champion_version")
+    reason = (
+        f"@champion set on v{version} outside the gate (the gate's champion was "
+        f"v{replaced or 'none'}); found at {now}, MLflow keeps no user or time for alias changes"
+    )
+    _append_history(
+        client,
+        model_name,
+        version,
+        {"gate": "manual", "gate_reason": reason, "line": f"{now} manual {reason}"},
+    )
+    if replaced is not None:
+        try:
+            _append_history(
+                client,
+                model_name,
+                replaced,
+                {
+                    "gate": "demoted",
+                    "gate_reason": f"@champion moved to v{version} outside the gate",
+                    "line": f"{now} demoted @champion moved to v{version} outside the gate",
+                },
+            )
+        except MlflowException:  # the replaced version was deleted: nothing left to mark
+            pass
+    _record_champion(client, model_name, int(version), "manual", now)
+    return {"version": int(version), "set_by": "manual", "set_at": now, "detected": True}
 
 
 def run_params(model_name: str, version: int) -> dict[str, str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.bundle import Bundle, load_version, log_bundle
-from models.gate import GateSplit, gate
+from models.gate import GateSplit, champion_origin, gate
 from models.registry import spec
 from models.report import log_report
 from models.tracking import experiment, registered_name, setup_tracking
@@ -90,7 +90,8 @@ def train_and_register(
     registered = registered_name(name)
     mlflow.set_experiment(experiment_id=experiment(registered, paths))
     with mlflow.start_run(run_name=data.run_name) as run:
-        mlflow.log_params({**data.params(), **feature_source(name, data, paths)})
+        params = {**data.params(), **feature_source(name, data, paths)}
+        mlflow.log_params(params)
 
         def log(epoch: int, metrics: dict[str, float]) -> None:
             # `epoch_` names: the curves stay apart from the final metrics.
@@ -112,6 +113,7 @@ def train_and_register(
         version = int(mlflow.register_model(f"runs:/{run.info.run_id}/model", registered).version)
         decision = gate(name, version, bundle, result.gate, config)
         mlflow.set_tags({"gate": decision["decision"], "gate_reason": decision["reason"]})
+        describe(registered, version, model_spec.description, params, decision)
     return {
         "model": registered,
         "version": version,
@@ -125,6 +127,45 @@ def train_and_register(
     }
 
 
+def describe(
+    registered: str, version: int, what: str, params: dict[str, Any], decision: dict[str, Any]
+) -> None:
+    """The descriptions the MLflow UI shows: the registered model's (what it is) and the
+    version's (its data days, what it read, its validation score beside popularity, the gate's
+    decision at registration; later decisions are in its `gate_history` tag)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.update_registered_model(
+        registered,
+        description=f"{what} `@champion` is the version the export serves; the promotion gate "
+        "(models/gate.py) moves it, and a move by hand is recorded when found.",
+    )
+    if "train_days" in params:  # the ranker: training days, then its validation and test day
+        days = params["train_days"].split(",")
+        data = (
+            f"Trained on {len(days)} days ({days[0]} .. {days[-1]}), validated on "
+            f"{params['val_ds']}, tested on {params['test_ds']}"
+        )
+    else:
+        data = f"Trained on every view through {params.get('data_through_ds', 'all')}"
+    source = (
+        f"Feast feature service {params['feature_service']} ({params['feature_service_hash']})"
+        if "feature_service" in params
+        else params.get("data_source", "the lake")
+    )
+    score = (
+        f"validation {decision['metric']} {decision['challenger_score']:.4f} against "
+        f"popularity {decision['popularity_score']:.4f} ({decision['split']})"
+    )
+    client.update_model_version(
+        registered,
+        str(version),
+        description=f"{data}; read {source}; {score}. Gate: {decision['decision']}, "
+        f"{decision['reason']}.",
+    )
+
+
 def promote(
     name: str,
     version: int,
@@ -136,10 +177,14 @@ def promote(
     config = config or load_config()
     paths = paths or Paths.from_env()
     setup_tracking(paths)
+    origin = champion_origin(registered_name(name))  # a champion set by hand is recorded first
     data_class = spec(name).data_class()
     bundle = load_version(name, version)
     split = data_class.version_split(name, int(version), bundle, config, paths)
-    return gate(name, int(version), bundle, split, config, force=force)
+    return {
+        **gate(name, int(version), bundle, split, config, force=force),
+        "champion_before": origin,
+    }
 
 
 def feature_source(name: str, data: Any, paths: Paths) -> dict[str, str]:

@@ -195,6 +195,12 @@ def cmd_promote(args) -> int:
         f"{name} version {args.version}: {decision['decision']} ({decision['reason']}); "
         f"@{CHAMPION} -> version {decision['champion_version']}"
     )
+    before = decision["champion_before"]
+    if before is not None and before["detected"]:
+        text = (
+            f"@{CHAMPION} was on version {before['version']}, set outside the gate (found "
+            f"{before['set_at']}, recorded in its gate_history)\n{text}"
+        )
     _emit({**decision, "model": name}, args.json, text)
     return 0 if decision["promoted"] else 2
 

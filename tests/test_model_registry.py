@@ -115,3 +115,48 @@ def test_a_registered_model_trains_registers_gates_and_exports(registered, expor
 
     # The command line offers it: its choices are MODELS.
     assert build_parser().parse_args(["train", "--model", NAME]).model == NAME
+
+
+def test_a_champion_moved_by_hand_is_found_recorded_and_exported(registered, export_day):
+    """The MLflow UI's alias edit is the registry API's `set_registered_model_alias`: after it,
+    the export serves the version set by hand, names it so in its manifest, and the registry
+    records it (`gate=manual`, once) and the version it replaced (`demoted`)."""
+    from mlflow import MlflowClient
+
+    from jobs.export import export_candidates
+    from models.gate import champion_origin
+    from models.training import train_and_register
+
+    client, name = MlflowClient(), "reelflow-recency_pool"
+    config = Config(sequence=SequenceConfig(epochs=5, batch_size=32, patience=5))
+    while len(client.search_model_versions(f"name='{name}'")) < 2:
+        train_and_register(NAME, export_day, config=config)
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+    # Every model and version says what it is, its data and the gate's decision.
+    assert "Recency-weighted pooling" in client.get_registered_model(name).description
+    for v in versions:
+        text = client.get_model_version(name, str(v)).description
+        assert f"Trained on every view through {export_day}" in text, text
+        assert "against popularity" in text and "Gate: " in text, text
+
+    gated = champion_origin(name)
+    assert gated["set_by"] in ("promoted", "forced") and not gated["detected"]
+    by_hand = next(v for v in versions if v != gated["version"])
+    client.set_registered_model_alias(name, "champion", str(by_hand))
+
+    exported = dataclasses.replace(CandidateConfig(), embedding_model=NAME)
+    manifest = export_candidates(export_day, config=Config(candidates=exported))
+    served = manifest["models"]["embeddings"]
+    assert served["version"] == by_hand
+    assert served["champion_set"]["set_by"] == "manual" and served["champion_set"]["detected"]
+    tags = client.get_model_version(name, str(by_hand)).tags
+    assert tags["gate"] == "manual" and "outside the gate" in tags["gate_reason"]
+    assert tags["gate_history"].splitlines()[-1].split(" ")[1] == "manual"
+    replaced = client.get_model_version(name, str(gated["version"])).tags
+    assert replaced["gate"] == "demoted"
+    assert f"moved to v{by_hand}" in replaced["gate_history"].splitlines()[-1]
+    # Recorded once: found again, it is the registry's record, not a new detection.
+    again = champion_origin(name)
+    assert again == {**served["champion_set"], "detected": False}
+    history = client.get_model_version(name, str(by_hand)).tags["gate_history"]
+    assert sum(" manual " in line for line in history.splitlines()) == 1
