@@ -148,20 +148,26 @@ TRAINING_ARGS: dict[str, Any] = {
 }
 
 # The daily DAG's source. Scheduled runs take the defaults: REELFLOW_DATASET / REELFLOW_RAW
-# where the deployment sets them (compose does), else empty, meaning what `reelflow run`
+# where the deployment sets them (compose does), else empty (null), meaning what `reelflow run`
 # recorded for the home. Manual runs may name another; a bad value is refused at trigger.
+# Nullable, not "": the Trigger and Backfill forms of the Airflow UI treat a non-null string
+# as required and would not submit until both were typed in.
 SOURCE_PARAMS = {
     "dataset": Param(
-        os.environ.get("REELFLOW_DATASET", ""),
-        type="string",
-        enum=["", *DATASETS],
-        description="dataset of the raw folder (empty: the home's)",
+        os.environ.get("REELFLOW_DATASET") or None,
+        type=["null", "string"],
+        enum=[None, *DATASETS],
+        title="Dataset",
+        description="The format of the raw release folder. Empty: the home's, as `reelflow run` "
+        "recorded it.",
     ),
     "raw": Param(
-        os.environ.get("REELFLOW_RAW", ""),
-        type="string",
+        os.environ.get("REELFLOW_RAW") or None,
+        type=["null", "string"],
         # Absolute: workers resolve it on their own filesystem, not the submitter's cwd.
-        pattern="^(/.*)?$",
-        description="absolute path of the raw release folder (empty: the home's)",
+        pattern="^/.*$",
+        title="Raw release folder",
+        description="Absolute path of the release as unpacked, on the workers' filesystem. "
+        "Empty: the home's, as `reelflow run` recorded it.",
     ),
 }

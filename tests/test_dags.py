@@ -174,11 +174,17 @@ def test_manual_params_are_validated(dagbag):
     from reelflow.names import DATASETS
 
     params = dagbag.dags["reelflow_daily"].params
-    assert params.validate() == {"dataset": "", "raw": ""}  # empty: the home's source
-    assert params.get_param("dataset").schema["enum"] == ["", *DATASETS]
+    # Null: the home's source. Nullable, so that the UI's forms submit with the defaults.
+    assert params.validate() == {"dataset": None, "raw": None}
+    assert params.get_param("dataset").schema["enum"] == [None, *DATASETS]
+    assert params.get_param("dataset").schema["type"] == ["null", "string"]
+    assert {params.get_param(k).schema["title"] for k in ("dataset", "raw")} == {
+        "Dataset",
+        "Raw release folder",
+    }
     trial = copy.deepcopy(params)
     trial["dataset"], trial["raw"] = "kuairand", "/data/KuaiRand-Pure"
-    for key, value in (("dataset", "movielens"), ("raw", "relative/path")):
+    for key, value in (("dataset", "movielens"), ("raw", "relative/path"), ("raw", "")):
         with pytest.raises(ParamValidationError, match=f"Invalid input for param {key}"):
             copy.deepcopy(params)[key] = value
 
