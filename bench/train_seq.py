@@ -30,7 +30,10 @@ times it is compared with. bench/README.md has the protocol at length; in short:
   added for the student, against RecBole's seconds to its best epoch (its cached JSON).
 - Units: each (model, config, seed) is one JSON under bench/results/train_seq/ (its weights
   under var/bench/train_seq/, git-ignored), skipped on a re-run; a unit made with other
-  settings stops the run instead of being reused.
+  settings stops the run instead of being reused. On a checkout without the weights, a unit
+  whose weights a later step needs (a teacher, the latency loop) is trained again and must
+  hash to its recorded weights (CPU training is deterministic), so a bench of hours resumes
+  across machines of the same kind.
 
 One torch thread by default: the development machine has 2 shared cores, and two intra-op
 threads competing with other jobs ran an epoch 3-4x slower than one. RecBole's runner uses one
@@ -440,6 +443,49 @@ class Bench:
         self.say(record, "trained")
         return record
 
+    def model_of(self, unit: dict[str, Any]) -> torch.nn.Module:
+        """A finished unit's model, its weights restored first when this checkout lacks them."""
+        self.restore_weights(unit)
+        return load_model(unit, self.args.weights_dir)
+
+    def restore_weights(self, unit: dict[str, Any]) -> None:
+        """The weights of a finished unit that this machine does not hold (they stay in the
+        git-ignored var/, its JSON is committed), trained again from the unit's own settings.
+        Training on the CPU is deterministic for a seed and thread count, so they must hash to
+        the recorded sha256: a bench resumes on a new checkout, or stops saying it cannot."""
+        path = self.args.weights_dir / unit["weights"]["path"]
+        if path.exists():
+            return
+        settings = unit["settings"]
+        if settings["torch_threads"] != self.args.threads:
+            raise SystemExit(
+                f"{path} is missing and its unit was trained with {settings['torch_threads']} "
+                f"threads, this run has {self.args.threads}: rerun with --threads "
+                f"{settings['torch_threads']}, or delete the unit"
+            )
+        teacher = None
+        if settings["teacher"] is not None:
+            ref = settings["teacher"]  # a base model's unit: its folder is its name
+            found = self.units_dir / ref["model"] / ref["config"] / f"seed{ref['seed']}.json"
+            teacher = self.model_of(json.loads(found.read_text()))
+        print(f"restoring the weights of {unit['unit']}: training it again", flush=True)
+        run = SequenceData(
+            settings["trains"],
+            self.split,
+            model_overrides=settings["model_overrides"],
+            trainer_overrides=settings["trainer_overrides"],
+            teacher=teacher,
+        )
+        bundle, _, _ = fit_model(run, lambda epoch, metrics: None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(bundle.model.eval().state_dict(), path)
+        if sha256(path) != unit["weights"]["sha256"]:
+            path.unlink()
+            raise SystemExit(
+                f"the weights of {unit['unit']} trained again differ from the recorded ones "
+                "(another CPU or library build?): delete the unit to train it anew"
+            )
+
     def train(
         self,
         entry: Entry,
@@ -448,7 +494,7 @@ class Bench:
         settings: dict[str, Any],
         teacher: dict | None,
     ) -> dict[str, Any]:
-        teacher_model = None if teacher is None else load_model(teacher, self.args.weights_dir)
+        teacher_model = None if teacher is None else self.model_of(teacher)
         load_before = os.getloadavg()
         prepared = time.perf_counter()
         run = SequenceData(
@@ -524,7 +570,7 @@ class Bench:
         path = self.unit_path(entry, candidate, unit["unit"]["seed"])
         if self.report_only:
             raise SystemExit(f"{path} has no test score: run without --report first")
-        model = load_model(unit, self.args.weights_dir)
+        model = self.model_of(unit)
         scores = score_items(model, self.test.inputs)
         metrics = self.test.metrics(scores)
         per_user = checked_per_user(scores, self.test, metrics)
@@ -675,7 +721,7 @@ class Bench:
                 return cached
         if self.report_only:
             raise SystemExit(f"{path} is missing or stale: run without --report first")
-        models = {k: load_model(units[k], self.args.weights_dir) for k in order}
+        models = {k: self.model_of(units[k]) for k in order}
         inputs = self.test.inputs
         users = inputs[torch.arange(self.args.latency_batch) % len(inputs)]
         for model in models.values():  # warm-up: first calls allocate
