@@ -59,7 +59,8 @@ def reelflow_daily():
         from reelflow import tasks
         from reelflow.dag_defaults import stamp
 
-        return stamp(context, tasks.land(context["ds"], context["params"]))
+        manual = context["dag_run"].run_type == "manual"
+        return stamp(context, tasks.land(context["ds"], context["params"], manual=manual))
 
     @task(outlets=[NORMALIZED])
     def normalize(**context):

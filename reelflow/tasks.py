@@ -20,12 +20,22 @@ def apply_feature_repo(ds: str) -> dict[str, Any]:
     return record(ds, "apply_feature_repo", apply_if_changed())
 
 
-def land(ds: str, params: dict[str, Any]) -> dict[str, Any]:
+def land(ds: str, params: dict[str, Any], manual: bool = False) -> dict[str, Any]:
+    """Lands the release; a `manual` run (the UI's Trigger, `airflow dags test`) for a day the
+    release holds no interactions on fails here, naming the days it does hold, instead of
+    running every task on nothing (the Trigger form's default day is today)."""
     check_day(ds)
     from jobs.landing import land as land_release
 
     dataset, raw = source(params)
     summary = land_release(dataset, raw)
+    days = summary["tables"]["interactions"]["days"]
+    if manual and ds not in days:
+        held = f"{days[0]} .. {days[-1]} ({len(days)} days)" if days else "no dated interactions"
+        raise ValueError(
+            f"the {dataset} release at {raw} has no interactions on {ds}: it holds {held}; "
+            "trigger the run for one of those days"
+        )
     return record(ds, "land", {k: v for k, v in summary.items() if k != "files"})
 
 

@@ -357,3 +357,17 @@ def test_a_failed_gate_stops_the_dag_run_before_features(tiny_raw, tmp_path):
     assert "expect_column_max_to_be_between(hour_of_day)" in result.stderr
     assert (home / "lake" / "normalized" / "interactions" / f"ds={day}").exists()
     assert not (home / "lake" / "features" / "user_features" / f"ds={day}").exists()
+
+
+def test_a_manual_run_for_a_day_without_data_fails_at_once_saying_so(pipeline_run, lake):
+    """The UI's Trigger form defaults to today, a day a release has no rows for: the run fails
+    in `land`, naming the days the release holds, instead of succeeding on nothing."""
+    from reelflow.airflow_runner import run_dags
+
+    days = pipeline_run["manifest"]["days"]
+    with pytest.raises(RuntimeError) as failed:
+        run_dags(lake, [("reelflow_daily", "2021-03-01", None)], "day_without_data")
+    message = str(failed.value)
+    assert "has no interactions on 2021-03-01" in message, message[-2000:]
+    assert f"it holds {days[0]} .. {days[-1]}" in message
+    assert not (lake.normalized("interactions") / "ds=2021-03-01").exists()
