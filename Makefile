@@ -7,7 +7,7 @@ export REELFLOW_HOME ?= $(CURDIR)/var
 DEMO_SCALE ?= demo
 DEMO_RAW := $(REELFLOW_HOME)/demo-data/KuaiRec 2.0
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo ui test test-fast lint format bench clean
 
 # The Spark class archive (lake/spark.py) is built once per pyspark and JDK: ~30 s, then
 # every Spark driver JVM starts ~2.5 s faster.
@@ -25,6 +25,10 @@ demo: install
 	$(VENV)/bin/reelflow generate --dataset kuairec --scale $(DEMO_SCALE) --out "$(DEMO_RAW)"
 	$(VENV)/bin/reelflow run --dataset kuairec --raw "$(DEMO_RAW)"
 	$(VENV)/bin/reelflow recommend --user $$($(PY) -c "import pandas as pd, sys; print(pd.read_csv(sys.argv[1], nrows=1)['user_id'][0])" "$(DEMO_RAW)/big_matrix.csv") --k 10
+
+# The Airflow, MLflow and Feast UIs of the home on 127.0.0.1 (`reelflow ui --stop` stops them).
+ui: install
+	$(VENV)/bin/reelflow ui
 
 # Two workers, a test module each at a time (--dist loadscope keeps a module's fixtures on one
 # worker), in the order tests/conftest.py gives: the slowest modules first. TEST_WORKERS=0: one

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -23,9 +24,30 @@ from reelflow.state import write_text
 GPU_POOL = "gpu"
 
 
+def api_port() -> int:
+    """The Airflow api-server's port on loopback (`reelflow ui`): REELFLOW_AIRFLOW_PORT."""
+    return int(os.environ.get("REELFLOW_AIRFLOW_PORT", "8080"))
+
+
+def jwt_secret(home: Path) -> str:
+    """The secret the api-server signs task tokens with: generated once under the home (the
+    api-server, scheduler and workers must share it; Airflow's own default is a new random
+    one per process)."""
+    path = home / "jwt_secret"
+    if not path.exists():
+        write_text(path, secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def airflow_env(paths: Paths) -> dict[str, str]:
+    """The Airflow settings of a home, the one place for `reelflow run` (`airflow dags test`),
+    `reelflow ui` (api-server, scheduler, dag-processor, triggerer) and the tests: the project's
+    DAGs, no examples, the api-server on loopback, the execution API's URL and a shared JWT
+    secret, the login's password file under the home."""
     home = paths.airflow
     home.mkdir(parents=True, exist_ok=True)
+    port = api_port()
     env = dict(os.environ)
     env.update(
         {
@@ -36,6 +58,18 @@ def airflow_env(paths: Paths) -> dict[str, str]:
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         }
     )
+    for key, value in {
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",  # two cores: more task processes only contend
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+            home / "simple_auth_manager_passwords.json.generated"
+        ),
+    }.items():
+        env.setdefault(key, value)
+    env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", jwt_secret(home))
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
     if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
         # SQLite lets one writer in at a time and gives up after 5 s by default: with a

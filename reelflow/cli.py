@@ -449,6 +449,27 @@ def cmd_reprocess(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    """Airflow, MLflow and Feast UIs of the home on 127.0.0.1 (reelflow/ui.py)."""
+    from reelflow import ui
+
+    paths = Paths.from_env()
+    if args.stop:
+        summary = ui.stop(paths)
+        text = "stopped: " + (", ".join(summary["stopped"]) or "nothing was running")
+    elif args.status:
+        summary = ui.status(paths)
+        text = ui.describe(summary)
+    else:
+        summary = ui.start(paths)
+        text = ui.describe(summary) + (
+            "\nThe DAGs start paused: unpause reelflow_daily in the Airflow UI to let the "
+            "scheduler run it. `reelflow ui --stop` stops everything."
+        )
+    _emit(summary, args.json, text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reelflow",
@@ -570,6 +591,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="scheduler: return once the runs are created (training still waits for the days)",
     )
+    p = add(
+        "ui",
+        "Start the Airflow (api-server, scheduler, dag-processor, triggerer), MLflow and Feast "
+        "UIs of the home on 127.0.0.1 and print their URLs and the Airflow login.",
+        cmd_ui,
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--stop", action="store_true", help="stop what `reelflow ui` started")
+    what.add_argument("--status", action="store_true", help="what runs, and who set each @champion")
     return parser
 
 

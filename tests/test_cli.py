@@ -15,6 +15,8 @@ COMMANDS = [
     "export",
     "recommend",
     "run",
+    "reprocess",
+    "ui",
 ]
 
 

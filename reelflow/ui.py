@@ -1,0 +1,268 @@
+"""`reelflow ui`: the Airflow, MLflow and Feast UIs of one home, on loopback only.
+
+    reelflow ui            # start what is not running; print each URL and the Airflow login
+    reelflow ui --status   # what runs, and who set each model's @champion
+    reelflow ui --stop     # stop everything it started (by the PIDs under $REELFLOW_HOME/ui)
+
+Airflow runs as a scheduler would in production, on the embedded default: the api-server (the
+UI and the execution API the tasks report to), the scheduler (LocalExecutor), the
+dag-processor and the triggerer, with the home's settings (`airflow_runner.airflow_env`: the
+project's DAGs, no examples, the JWT secret generated once under the home). The login is
+Airflow's simple auth manager: user `admin`, the password Airflow generates into a file under
+`$REELFLOW_HOME/airflow` (printed here). MLflow's UI serves the home's tracking store, Feast's
+the feature repo.
+
+Nothing listens beyond 127.0.0.1. Airflow's log server (`serve-logs`, started beside a
+scheduler or triggerer) binds every interface with no setting to change it
+(airflow/utils/serve_logs/core.py: `host=""`), so they run with `--skip-serve-logs`: with
+LocalExecutor on one machine the api-server reads the task logs from `AIRFLOW_HOME/logs`
+itself. Each process runs in its own session, so `--stop` ends it with its children; a PID file
+whose process is gone (or whose PID another process holds now: the file records the start
+time too) is removed instead of stopping anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reelflow.airflow_runner import airflow_env, api_port, migrate
+from reelflow.paths import FEATURE_REPO, Paths
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 180  # the api-server takes 20-60 s to answer on two busy cores
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    args: tuple[str, ...]  # after the program (airflow, mlflow or feast)
+    program: str
+    port: int | None = None
+    health: str | None = None  # a path that answers 200 once it serves
+
+    def url(self) -> str | None:
+        return None if self.port is None else f"http://{HOST}:{self.port}"
+
+
+def services(paths: Paths) -> list[Service]:
+    airflow_port = api_port()
+    mlflow_port = int(os.environ.get("REELFLOW_MLFLOW_PORT", "5000"))
+    feast_port = int(os.environ.get("REELFLOW_FEAST_PORT", "8888"))
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlflow_db}"
+    return [
+        Service(
+            "airflow-api-server",
+            ("api-server", "--host", HOST, "--port", str(airflow_port)),
+            "airflow",
+            airflow_port,
+            "/api/v2/monitor/health",
+        ),
+        Service("airflow-dag-processor", ("dag-processor",), "airflow"),
+        Service("airflow-scheduler", ("scheduler", "--skip-serve-logs"), "airflow"),
+        Service("airflow-triggerer", ("triggerer", "--skip-serve-logs"), "airflow"),
+        Service(
+            "mlflow",
+            (
+                "server",
+                "--backend-store-uri",
+                tracking,
+                "--default-artifact-root",
+                paths.mlflow_artifacts.as_uri(),
+                "--no-serve-artifacts",
+                "--host",
+                HOST,
+                "--port",
+                str(mlflow_port),
+            ),
+            "mlflow",
+            mlflow_port,
+            "/health",
+        ),
+        Service(
+            "feast", ("ui", "--host", HOST, "--port", str(feast_port)), "feast", feast_port, "/"
+        ),
+    ]
+
+
+def _ui_dir(paths: Paths) -> Path:
+    folder = paths.home / "ui"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _pid_file(paths: Paths, service: Service) -> Path:
+    return _ui_dir(paths) / f"{service.name}.pid"
+
+
+def _started_at(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, /proc/PID/stat field 22), None when
+    there is no such process: with the PID it names one process, even after PID reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _running(paths: Paths, service: Service) -> int | None:
+    """The recorded PID while that very process runs (same start time: Airflow renames its
+    processes, so the command line cannot tell); a stale or unreadable file is removed."""
+    path = _pid_file(paths, service)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        pid, started = int(record["pid"]), int(record["started"])
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        path.unlink(missing_ok=True)
+        return None
+    if _started_at(pid) != started:
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _program(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def airflow_login(paths: Paths) -> dict[str, str]:
+    """The simple auth manager's user and the password Airflow generated for it."""
+    env = airflow_env(paths)
+    file = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    passwords = json.loads(file.read_text()) if file.exists() else {}
+    return {"user": "admin", "password": passwords.get("admin", "?"), "file": str(file)}
+
+
+def start(paths: Paths) -> dict[str, Any]:
+    """Starts every service that is not running, waits until each answers, returns the URLs
+    and the Airflow login."""
+    migrate(paths)  # the metadata DB and the gpu pool, as `reelflow run` makes them
+    env = airflow_env(paths)
+    started = []
+    for service in services(paths):
+        if _running(paths, service) is not None:
+            continue
+        if service.port is not None and _answers(service.url() + (service.health or "/")):
+            raise RuntimeError(
+                f"port {service.port} already serves something else; set "
+                f"REELFLOW_{service.name.split('-')[-1].upper()}_PORT to another port"
+            )
+        log = open(_ui_dir(paths) / f"{service.name}.log", "ab")  # noqa: SIM115 (the child's)
+        proc = subprocess.Popen(
+            [_program(service.program), *service.args],
+            env=env,
+            cwd=FEATURE_REPO if service.program == "feast" else paths.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        record = {
+            "pid": proc.pid,
+            "started": _started_at(proc.pid),
+            "argv": [service.program, *service.args],
+        }
+        _pid_file(paths, service).write_text(json.dumps(record))
+        started.append(service.name)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for service in services(paths):
+        if service.port is None:
+            continue
+        while not _answers(service.url() + service.health):
+            if _running(paths, service) is None:
+                raise RuntimeError(
+                    f"{service.name} exited: see {_ui_dir(paths) / (service.name + '.log')}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service.name} did not answer on {service.url()} in time")
+            time.sleep(1)
+    return {**status(paths, champions=False), "started": started}
+
+
+def stop(paths: Paths) -> dict[str, Any]:
+    """Stops every service by its recorded PID (its whole session), waiting for each."""
+    stopped = []
+    for service in services(paths):
+        pid = _running(paths, service)
+        _pid_file(paths, service).unlink(missing_ok=True)
+        if pid is None:
+            continue
+        for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                try:  # reap it when it is our own child (a start in this process)
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                time.sleep(0.2)
+            if not Path(f"/proc/{pid}").exists():
+                break
+        stopped.append(service.name)
+    return {"stopped": stopped}
+
+
+def status(paths: Paths, champions: bool = True) -> dict[str, Any]:
+    """Each service (running, PID, URL), the Airflow login and, with `champions`, who set
+    each registered model's @champion (a move made by hand is found and recorded here)."""
+    found = {}
+    for service in services(paths):
+        pid = _running(paths, service)
+        found[service.name] = {"running": pid is not None, "pid": pid, "url": service.url()}
+    report: dict[str, Any] = {"services": found, "airflow_login": airflow_login(paths)}
+    if champions:
+        report["champions"] = champion_report(paths)
+    report["at"] = datetime.now(UTC).isoformat()
+    return report
+
+
+def champion_report(paths: Paths) -> dict[str, Any]:
+    from models.gate import champion_origin
+    from models.registry import MODELS
+    from models.tracking import registered_name, setup_tracking
+
+    setup_tracking(paths)
+    return {registered_name(m): champion_origin(registered_name(m)) for m in MODELS}
+
+
+def describe(report: dict[str, Any]) -> str:
+    """The lines `reelflow ui` prints."""
+    lines = []
+    for name, s in report["services"].items():
+        where = f" {s['url']}" if s["url"] else ""
+        lines.append(f"{name:22} {'running' if s['running'] else 'stopped':8}{where}")
+    login = report["airflow_login"]
+    lines.append(
+        f"Airflow login: user {login['user']}, password {login['password']} ({login['file']})"
+    )
+    for model, origin in report.get("champions", {}).items():
+        if origin is None:
+            lines.append(f"{model}: no @champion")
+        else:
+            note = " (set outside the gate: recorded now)" if origin["detected"] else ""
+            lines.append(
+                f"{model}@champion v{origin['version']}: {origin['set_by']} at "
+                f"{origin['set_at']}{note}"
+            )
+    return "\n".join(lines)
