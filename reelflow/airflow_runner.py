@@ -13,7 +13,7 @@ import secrets
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reelflow.paths import DAGS_FOLDER, Paths
@@ -269,6 +269,33 @@ def trigger(paths: Paths, dag_id: str, ds: str) -> str:
     return run_id
 
 
+def _record_as_run(dag_id: str, ds: str, started: datetime) -> None:
+    """`dags test` records its run as a test: started at the logical date (a 2020 day, so
+    the UI showed runs of 2,341 days), over the timetable's guess for a manual run, `[D-1, D)`,
+    by the user `dag_test`. Recorded here as a scheduler would have it: the day the tasks
+    worked on, `[D, D+1)` (what a backfill of D records), the real start time (the end time
+    is already real), and who ran it."""
+    import getpass
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    day = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    with create_session() as session:
+        run = session.scalars(
+            select(DagRun)
+            .where(DagRun.dag_id == dag_id, DagRun.logical_date == day)
+            .order_by(DagRun.id.desc())
+            .limit(1)
+        ).first()
+        if run is None:
+            return
+        run.data_interval_start, run.data_interval_end = day, day + timedelta(days=1)
+        run.start_date = started
+        run.triggering_user_name = f"reelflow run ({getpass.getuser()})"
+
+
 def _main(plan_file: str) -> int:
     """Child process: the same code path as `airflow dags test DAG DS --conf …`, once per entry."""
     from airflow.cli import cli_parser
@@ -278,11 +305,14 @@ def _main(plan_file: str) -> int:
         argv = ["dags", "test", dag_id, ds] + (["--conf", json.dumps(conf)] if conf else [])
         print(f"[reelflow] airflow {' '.join(argv)}", flush=True)
         args = parser.parse_args(argv)
+        started = datetime.now(UTC)
         try:
             args.func(args)
         except SystemExit as exc:  # `dags test` exits when the DAG run failed
+            _record_as_run(dag_id, ds, started)
             print(f"[reelflow] {dag_id} {ds} failed: {exc}", flush=True)
             return 1
+        _record_as_run(dag_id, ds, started)
         print(f"[reelflow] {dag_id} {ds} succeeded", flush=True)
     return 0
 

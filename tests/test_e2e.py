@@ -359,6 +359,30 @@ def test_a_failed_gate_stops_the_dag_run_before_features(tiny_raw, tmp_path):
     assert not (home / "lake" / "features" / "user_features" / f"ds={day}").exists()
 
 
+def test_run_history_is_what_a_scheduler_would_record(pipeline_run):
+    """`reelflow run` goes through `airflow dags test`, which records a test run (started at
+    the 2020 logical date, interval [D-1, D), user dag_test); the UI must show day D's run over
+    [D, D+1) with its real start and end."""
+    import sqlite3
+    from datetime import date, datetime, timedelta
+
+    db = sqlite3.connect(pipeline_run["home"] / "airflow" / "airflow.db")
+    rows = db.execute(
+        "SELECT logical_date, data_interval_start, data_interval_end, start_date, end_date, "
+        "triggering_user_name FROM dag_run WHERE dag_id = 'reelflow_daily'"
+    ).fetchall()
+    days = pipeline_run["manifest"]["days"]
+    by_day = {row[0][:10]: row for row in rows}
+    assert set(days) <= set(by_day)
+    for day in days:
+        _, start, end, started, ended, user = by_day[day]
+        after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        assert (start[:10], end[:10]) == (day, after)
+        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+        assert 0 < seconds < 3600, (day, started, ended)  # not the years since the logical date
+        assert user.startswith("reelflow run (")
+
+
 def test_a_manual_run_for_a_day_without_data_fails_at_once_saying_so(pipeline_run, lake):
     """The UI's Trigger form defaults to today, a day a release has no rows for: the run fails
     in `land`, naming the days the release holds, instead of succeeding on nothing."""
