@@ -395,3 +395,188 @@ def test_a_manual_run_for_a_day_without_data_fails_at_once_saying_so(pipeline_ru
     assert "has no interactions on 2021-03-01" in message, message[-2000:]
     assert f"it holds {days[0]} .. {days[-1]}" in message
     assert not (lake.normalized("interactions") / "ds=2021-03-01").exists()
+
+
+# -- the UIs, in a real browser (reelflow ui, Chromium driven by Playwright) ------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def ui_stack(pipeline_run, lake, monkeypatch_module):
+    """`reelflow ui` on this module's home (free ports), stopped at the end."""
+    import socket
+    from pathlib import Path
+
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("REELFLOW_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from reelflow import ui
+
+    for name in ("AIRFLOW", "MLFLOW", "FEAST"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            monkeypatch_module.setenv(f"REELFLOW_{name}_PORT", str(s.getsockname()[1]))
+    report = ui.start(lake)
+    yield report
+    ui.stop(lake)
+
+
+@pytest.fixture(scope="module")
+def browser(ui_stack):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _screenshots(tmp_path_factory):
+    """REELFLOW_SCREENSHOTS=docs/ui writes the README's pictures; else a temporary folder."""
+    from pathlib import Path
+
+    folder = os.environ.get("REELFLOW_SCREENSHOTS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("screens")
+
+
+def _airflow_page(browser, ui_stack):
+    """A browser page logged in to Airflow with the login `reelflow ui` printed."""
+    base = ui_stack["services"]["airflow-api-server"]["url"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(base + "/")
+    page.get_by_label("Username").fill(ui_stack["airflow_login"]["user"])
+    page.get_by_label("Password").fill(ui_stack["airflow_login"]["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(base + "/**")
+    return page, base
+
+
+def _api(base: str, path: str, login: dict) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(
+        base + "/auth/token",
+        data=json.dumps({"username": login["user"], "password": login["password"]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        token = json.loads(response.read())["access_token"]
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_ui_backfill_from_the_form_with_default_params(
+    pipeline_run, lake, ui_stack, browser, tmp_path_factory
+):
+    """Log in, open reelflow_daily, create a 2-day backfill from the form leaving the params
+    at their defaults: both runs succeed over [D, D+1), and the grid shows real durations."""
+    import time
+    from datetime import date, datetime, timedelta
+
+    shots = _screenshots(tmp_path_factory)
+    first, second = pipeline_run["manifest"]["days"][:2]
+    page, base = _airflow_page(browser, ui_stack)
+    login = ui_stack["airflow_login"]
+    page.goto(base + "/dags/reelflow_daily")
+    page.get_by_role("button", name="Trigger").wait_for()
+    page.screenshot(path=shots / "airflow_daily.png")
+    # The grid after `reelflow run`: no run longer than the wall time of the whole run.
+    runs = _api(base, "/api/v2/dags/reelflow_daily/dagRuns?limit=100", login)["dag_runs"]
+    for run in runs:
+        took = datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
+        assert timedelta(0) < took < timedelta(hours=1), run
+
+    page.get_by_role("button", name="Trigger").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Backfill", exact=True).click()
+    for label, day in (("From", first), ("To", second)):
+        dialog.get_by_role("group").filter(has_text=label).get_by_test_id("datetime-input").click()
+        picker = page.locator("[data-part='content'][data-state='open']").last
+        picker.get_by_placeholder("YYYY/MM/DD").fill(day.replace("-", "/"))
+        picker.get_by_placeholder("HH:mm").fill("00:00")
+        dialog.get_by_text("Date Range").click()
+    dialog.get_by_text("All Runs", exact=True).click()  # the days already ran: run them again
+    page.screenshot(path=shots / "airflow_backfill_form.png")
+    dialog.get_by_role("button", name="Run Backfill").click()
+    page.get_by_text("Backfill generated").first.wait_for()
+
+    deadline = time.monotonic() + 900
+    while True:
+        backfills = _api(base, "/api/v2/backfills?dag_id=reelflow_daily", login)["backfills"]
+        if backfills and backfills[-1]["completed_at"]:
+            break
+        assert time.monotonic() < deadline, backfills
+        time.sleep(10)
+    runs = {
+        r["logical_date"][:10]: r
+        for r in _api(base, "/api/v2/dags/reelflow_daily/dagRuns?limit=100", login)["dag_runs"]
+    }
+    for day in (first, second):
+        run = runs[day]
+        assert run["state"] == "success", run
+        after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == (day, after)
+    page.goto(base + "/dags/reelflow_daily/runs")
+    page.get_by_role("button", name="Trigger").wait_for()
+    page.wait_for_timeout(3000)  # the runs table fills in after the page's frame
+    page.screenshot(path=shots / "airflow_runs.png")
+
+
+def test_ui_champion_moved_in_mlflow_is_exported_and_recorded(
+    pipeline_run, lake, ui_stack, browser, tmp_path_factory
+):
+    """Set @champion of reelflow-ranker to another version in the MLflow UI: the next export
+    uses it and names it as set by hand, and the version's gate_history records it."""
+    from mlflow import MlflowClient
+
+    from models.tracking import setup_tracking
+
+    shots = _screenshots(tmp_path_factory)
+    setup_tracking(lake)
+    client, name = MlflowClient(), "reelflow-ranker"
+    env = pipeline_run["env"]
+    while len(client.search_model_versions(f"name='{name}'")) < 2:
+        assert reelflow_cli("train", "--model", "ranker", env=env).returncode in (0, 2)
+    champion = int(client.get_model_version_by_alias(name, "champion").version)
+    other = max(
+        int(v.version)
+        for v in client.search_model_versions(f"name='{name}'")
+        if int(v.version) != champion
+    )
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(ui_stack["services"]["mlflow"]["url"] + f"/#/models/{name}")
+    page.get_by_role("link", name=f"Version {other}", exact=True).wait_for()
+    # MLflow's first visit opens its assistant panel over the page: close it as a user would.
+    closers = page.get_by_role("button", name="Close")
+    if closers.count():
+        closers.first.click()
+    row = page.get_by_role("row").filter(
+        has=page.get_by_role("link", name=f"Version {other}", exact=True)
+    )
+    row.get_by_role("button", name="Add").click()
+    dialog = page.get_by_role("dialog")
+    aliases = dialog.get_by_role("combobox")
+    aliases.click()
+    aliases.fill("champion")
+    aliases.press("Enter")
+    page.screenshot(path=shots / "mlflow_alias.png")
+    dialog.get_by_role("button", name="Save aliases").click()
+    dialog.wait_for(state="hidden")
+    assert int(client.get_model_version_by_alias(name, "champion").version) == other
+
+    ds = pipeline_run["manifest"]["days"][-1]
+    result = reelflow_cli("export", "--ds", ds, "--json", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads(result.stdout)
+    ranker = manifest["models"][name]
+    assert ranker["version"] == other and ranker["champion_set"]["set_by"] == "manual"
+    history = client.get_model_version(name, str(other)).tags["gate_history"].splitlines()
+    assert " manual " in history[-1]
+    page.goto(ui_stack["services"]["mlflow"]["url"] + f"/#/models/{name}/versions/{other}")
+    page.get_by_text("gate_history").first.wait_for()
+    page.screenshot(path=shots / "mlflow_version.png")
