@@ -83,7 +83,8 @@ def embedding_champion(model: str) -> tuple[dict[str, Any], Bundle] | None:
         "name": name,
         "version": int(champion.version),
         "run_id": champion.run_id,
-        "champion_set": champion_origin(name),  # by the gate, or by hand (then recorded)
+        # By the gate, or by hand (then recorded); of the very version loaded below.
+        "champion_set": champion_origin(name, champion),
     }
     return info, load_version(model, champion.version)
 
@@ -171,7 +172,8 @@ def export_candidates(
     ranker_name = registered_name("ranker")
     champion = champion_version(ranker_name)
     ranker = None if champion is None else load_version("ranker", champion.version)
-    ranker_set = champion_origin(ranker_name)  # by the gate, or by hand (then recorded)
+    # By the gate, or by hand (then recorded); of the very version loaded above.
+    ranker_set = None if champion is None else champion_origin(ranker_name, champion)
 
     videos = read_partitions(paths.normalized(VIDEOS), [ds]).sort_values("video_id")
     video_ids = videos["video_id"].to_numpy(np.int64)

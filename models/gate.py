@@ -168,17 +168,19 @@ def _append_history(client: Any, model_name: str, version: str, tags: dict[str, 
         client.set_model_version_tag(model_name, version, key, value)
 
 
-def champion_origin(model_name: str) -> dict[str, Any] | None:
+def champion_origin(model_name: str, current: Any = None) -> dict[str, Any] | None:
     """Who put `@champion` of the registered model `model_name` where it is: `{"version",
     "set_by": "promoted" | "forced" | "manual", "set_at", "detected": bool}`; None without a
     champion. A champion the gate did not set is recorded here, once: the version's tags say
     `gate=manual` with a `gate_history` line, the version it replaced gets a `demoted` line,
     and `set_at` is the time of this detection (MLflow keeps no user or time for an alias
-    change: the move happened at or before it)."""
+    change: the move happened at or before it). `current` is the champion's ModelVersion when
+    the caller already read it: the record then describes exactly the version it uses, even if
+    the alias moves in between."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    current = champion_version(model_name)
+    current = current if current is not None else champion_version(model_name)
     if current is None:
         return None
     client = MlflowClient()

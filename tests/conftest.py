@@ -66,6 +66,13 @@ def service_available(host: str, port: int, name: str) -> None:
         pytest.skip(reason)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def reelflow_cli(*args: str, env: dict | None = None, timeout: float = 1500):
     """Runs `reelflow ARGS` in a child process, as a person would, capturing its output."""
     return subprocess.run(

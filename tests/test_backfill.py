@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import pandas as pd
 import pytest
 
 from reelflow.cli import affected_days
-from tests.conftest import reelflow_cli
+from tests.conftest import free_port, reelflow_cli
 
 # A hang guard, not a speed check: two days, backfilled and reprocessed, take about 5 minutes
 # on an idle machine, and `make test`'s second worker or other work on a shared machine can make it several times that.
@@ -173,12 +172,6 @@ def lake_checksums(lake: Path, days: list[str]) -> dict[str, tuple[str, int]]:
 # -- the scheduler ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class AirflowStack:
     """dag-processor + api-server + scheduler of one AIRFLOW_HOME, on loopback."""
 
@@ -282,7 +275,7 @@ def test_backfill_through_the_scheduler_reprocesses_to_the_same_partitions(tiny_
     days = manifest["days"][-2:]
     paths = Paths(tmp_path / "home")
     claim_home(paths, "kuairec", raw.parent)  # scheduled runs take the home's source
-    port = _free_port()
+    port = free_port()
     env = airflow_env(paths)
     env.update(
         {

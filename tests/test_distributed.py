@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import service_available
+from tests.conftest import free_port, service_available
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
@@ -30,12 +29,6 @@ DAY = "2020-07-05"
 RUN_ID = "reelflow_distributed_test"
 PG = "postgresql://postgres@127.0.0.1:5432"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch.multiprocessing as mp
 from models.gru import GRU4Rec, GRU4RecConfig
 from models.sequence_data import from_frame
 from models.trainer import TrainerConfig, fit, seed_everything
+from tests.conftest import free_port
 from tests.test_sequence_models import tiny_interactions
 
 
@@ -85,12 +85,6 @@ def test_early_stopping_restores_the_best_epoch(windows):
     assert all(torch.equal(v, states[2][k]) for k, v in model.state_dict().items())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, rows: torch.Tensor, n_items: int, out: str):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -121,7 +115,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(windows, tmp_pa
         TrainerConfig(epochs=3, batch_size=32, lr=5e-3, progress=False),
     )
     out = tmp_path / "ddp.json"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), rows, n_items, str(out)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), rows, n_items, str(out)), nprocs=2, join=True)
     ddp = json.loads(out.read_text())
     # Each rank averages its loss over its own share of positions, so the averaged gradient
     # differs from the one-process gradient by that weighting only: the curves agree closely.

@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import urllib.request
 
 import psutil
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _json(url: str, data: dict | None = None, token: str | None = None) -> dict:
@@ -52,7 +47,7 @@ def test_ui_starts_on_loopback_logs_in_lists_the_dags_and_stops(tmp_path, monkey
 
     monkeypatch.setenv("REELFLOW_HOME", str(tmp_path / "home"))
     for name in ("AIRFLOW", "MLFLOW", "FEAST"):
-        monkeypatch.setenv(f"REELFLOW_{name}_PORT", str(_free_port()))
+        monkeypatch.setenv(f"REELFLOW_{name}_PORT", str(free_port()))
     paths = Paths.from_env()
     try:
         report = ui.start(paths)
