@@ -332,6 +332,49 @@ def _summary_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _through_scheduler(
+    paths: Paths, days: list[str], *, skip_train: bool, wait: bool
+) -> dict[str, str]:
+    """The daily DAG over DAYS as an `airflow backfill create` (`--reprocess-behavior
+    completed`, one run at a time, oldest first) that the running scheduler executes, then
+    reelflow_train and reelflow_export triggered on the last day. Training waits for the
+    days; without `wait`, the export is left running. Returns the manual runs' ids."""
+    from reelflow import airflow_runner
+
+    needed = {"reelflow_daily"} | (set() if skip_train else {"reelflow_train", "reelflow_export"})
+    paused = sorted(needed & airflow_runner.paused_dags(paths))
+    if paused:  # the scheduler queues no task of a paused DAG: the wait would never end
+        raise SystemExit(
+            f"paused: {', '.join(paused)}; unpause with `airflow dags unpause DAG_ID`"
+            + ("" if skip_train else " (or pass --skip-train)")
+        )
+    start = os.environ.get("REELFLOW_START_DATE", DAG_START_DATE)[:10]
+    if not skip_train and days[-1] < start:
+        # Backfill runs ignore the DAGs' start date; a triggered run before it gets no task
+        # and "succeeds" having trained nothing. The scheduler's DAGs were parsed with it.
+        raise SystemExit(
+            f"the last day {days[-1]} is before the DAGs' start date {start}: training and "
+            f"export would run no task; restart the stack with an earlier one (`reelflow ui "
+            f"--stop`, then `REELFLOW_START_DATE={days[0]} reelflow ui`), or pass --skip-train"
+        )
+    print(
+        f"scheduler running: backfill of reelflow_daily {days[0]} .. {days[-1]} "
+        "with --reprocess-behavior completed (watch it in the Airflow UI)",
+        file=sys.stderr,
+        flush=True,
+    )
+    airflow_runner.backfill(paths, "reelflow_daily", days[0], days[-1])
+    if wait or not skip_train:
+        airflow_runner.wait_for_runs(paths, "reelflow_daily", days=days)
+    runs: dict[str, str] = {}
+    if not skip_train:
+        for dag_id in ("reelflow_train", "reelflow_export"):
+            runs[dag_id] = airflow_runner.trigger(paths, dag_id, days[-1])
+            if wait or dag_id == "reelflow_train":
+                airflow_runner.wait_for_runs(paths, dag_id, run_ids=[runs[dag_id]])
+    return runs
+
+
 def cmd_run(args) -> int:
     from reelflow import airflow_runner
     from reelflow.config import load_config
@@ -349,17 +392,22 @@ def cmd_run(args) -> int:
     if days[0] < os.environ.get("REELFLOW_START_DATE", DAG_START_DATE)[:10]:
         os.environ["REELFLOW_START_DATE"] = days[0]
     airflow_runner.migrate(paths)
-    conf = {"dataset": args.dataset, "raw": str(raw)}
-    plan = [("reelflow_daily", ds, conf) for ds in days]
-    if not args.skip_train:
-        plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
-    print(
-        f"running {len(plan)} DAG runs through Airflow ({days[0]} .. {days[-1]}); "
-        f"log: {paths.runs / 'logs' / 'run.log'}",
-        file=sys.stderr,
-        flush=True,
-    )
-    airflow_runner.run_dags(paths, plan)
+    if airflow_runner.scheduler_running(paths):
+        # `reelflow ui` (or a deployment) runs a scheduler on this home: the runs are made by
+        # it, as a backfill, so that the UI shows them as the scheduler's own.
+        _through_scheduler(paths, days, skip_train=args.skip_train, wait=True)
+    else:
+        conf = {"dataset": args.dataset, "raw": str(raw)}
+        plan = [("reelflow_daily", ds, conf) for ds in days]
+        if not args.skip_train:
+            plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
+        print(
+            f"running {len(plan)} DAG runs through Airflow ({days[0]} .. {days[-1]}); "
+            f"log: {paths.runs / 'logs' / 'run.log'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        airflow_runner.run_dags(paths, plan)
     summary = summarize(paths, days)
     _emit(summary, args.json, _summary_text(summary))
     return 0
@@ -401,30 +449,9 @@ def cmd_reprocess(args) -> int:
     }
     if airflow_runner.scheduler_running(paths):
         summary["mode"] = "scheduler"
-        needed = {"reelflow_daily"} | (
-            set() if args.skip_train else {"reelflow_train", "reelflow_export"}
+        summary |= _through_scheduler(
+            paths, days, skip_train=args.skip_train, wait=not args.no_wait
         )
-        paused = sorted(needed & airflow_runner.paused_dags(paths))
-        if paused:  # the scheduler queues no task of a paused DAG: the wait would never end
-            raise SystemExit(
-                f"paused: {', '.join(paused)}; unpause with `airflow dags unpause DAG_ID`"
-                + ("" if args.skip_train else " (or pass --skip-train)")
-            )
-        print(
-            f"scheduler running: backfill of reelflow_daily {days[0]} .. {days[-1]} "
-            "with --reprocess-behavior completed",
-            file=sys.stderr,
-            flush=True,
-        )
-        airflow_runner.backfill(paths, "reelflow_daily", days[0], days[-1])
-        if not args.no_wait or not args.skip_train:
-            airflow_runner.wait_for_runs(paths, "reelflow_daily", days=days)
-        if not args.skip_train:
-            for dag_id in ("reelflow_train", "reelflow_export"):
-                run_id = airflow_runner.trigger(paths, dag_id, days[-1])
-                summary[dag_id] = run_id
-                if not args.no_wait or dag_id == "reelflow_train":
-                    airflow_runner.wait_for_runs(paths, dag_id, run_ids=[run_id])
     else:
         summary["mode"] = "dags test"
         airflow_runner.migrate(paths)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import feast_online_over_http, feature_values, reelflow_cli
+from tests.conftest import feast_online_over_http, feature_values, free_port, reelflow_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -405,7 +405,6 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def ui_stack(pipeline_run, lake, monkeypatch_module):
     """`reelflow ui` on this module's home (free ports), stopped at the end."""
-    import socket
     from pathlib import Path
 
     if not Path(CHROMIUM).exists():
@@ -416,9 +415,7 @@ def ui_stack(pipeline_run, lake, monkeypatch_module):
     from reelflow import ui
 
     for name in ("AIRFLOW", "MLFLOW", "FEAST"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            monkeypatch_module.setenv(f"REELFLOW_{name}_PORT", str(s.getsockname()[1]))
+        monkeypatch_module.setenv(f"REELFLOW_{name}_PORT", str(free_port()))
     report = ui.start(lake)
     yield report
     ui.stop(lake)
@@ -450,7 +447,10 @@ def _airflow_page(browser, ui_stack):
     page.get_by_label("Username").fill(ui_stack["airflow_login"]["user"])
     page.get_by_label("Password").fill(ui_stack["airflow_login"]["password"])
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(base + "/**")
+    # The login page's own URL is under base too: wait until the sign-in redirect has left
+    # /auth/ and the home page has loaded, or a goto right after races it (net::ERR_ABORTED).
+    page.wait_for_url(lambda url: url.startswith(base) and "/auth/" not in url)
+    page.wait_for_load_state("load")
     return page, base
 
 
@@ -524,6 +524,28 @@ def test_ui_backfill_from_the_form_with_default_params(
     page.get_by_role("button", name="Trigger").wait_for()
     page.wait_for_timeout(3000)  # the runs table fills in after the page's frame
     page.screenshot(path=shots / "airflow_runs.png")
+
+
+def test_reelflow_run_goes_through_the_running_scheduler(pipeline_run, ui_stack):
+    """With `reelflow ui` up, `reelflow run` has the scheduler make its runs (a backfill):
+    the run history shows them as the scheduler's, over [D, D+1)."""
+    from datetime import date, timedelta
+
+    day = pipeline_run["manifest"]["days"][-1]
+    env = {**pipeline_run["env"], "REELFLOW_AIRFLOW_PORT": os.environ["REELFLOW_AIRFLOW_PORT"]}
+    result = reelflow_cli(
+        "run", "--dataset", "kuairec", "--raw", str(pipeline_run["raw"].parent),
+        "--start", day, "--end", day, "--skip-train", "--json", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "scheduler running: backfill of reelflow_daily" in result.stderr
+    assert json.loads(result.stdout)["days"][day]["validation"] == "passed"
+    base, login = ui_stack["services"]["airflow-api-server"]["url"], ui_stack["airflow_login"]
+    runs = _api(base, "/api/v2/dags/reelflow_daily/dagRuns?limit=100", login)["dag_runs"]
+    latest = max((r for r in runs if r["logical_date"][:10] == day), key=lambda r: r["start_date"])
+    after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    assert latest["run_type"] == "backfill" and latest["state"] == "success", latest
+    assert (latest["data_interval_start"][:10], latest["data_interval_end"][:10]) == (day, after)
 
 
 def test_ui_champion_moved_in_mlflow_is_exported_and_recorded(
