@@ -17,6 +17,7 @@ import os
 import sys
 
 from lake.partitions import check_day
+from reelflow.meter import StageMeter
 from reelflow.runs import record, source
 
 JOBS = ("normalize", "features")
@@ -45,10 +46,14 @@ def run(args: argparse.Namespace) -> dict:
         from jobs.normalize import normalize_day
 
         dataset, raw = source({"dataset": args.dataset, "raw": args.raw})
-        return record(args.ds, "normalize", normalize_day(dataset, raw, args.ds))
+        with StageMeter() as meter:  # the driver's side: its JVM is its parent here
+            summary = normalize_day(dataset, raw, args.ds)
+        return record(args.ds, "normalize", summary, meter)
     from features.compute import compute_features
 
-    return record(args.ds, "features", compute_features(args.ds))
+    with StageMeter() as meter:
+        summary = compute_features(args.ds)
+    return record(args.ds, "features", summary, meter)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -268,6 +268,37 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+STAGE_ORDER = ("land", "apply_feature_repo", "normalize", "validate", "features", "materialize")
+
+
+def stage_costs(paths: Paths, days: list[str]) -> dict[str, dict[str, Any]]:
+    """Per stage over DAYS, from each step's recorded `resources` (reelflow/meter.py): how many
+    days it ran, its wall and CPU seconds summed, its peak memory (Python, JVM, the whole
+    process tree) the largest of any day."""
+    costs: dict[str, dict[str, Any]] = {}
+    for ds in days:
+        for f in sorted(partition(paths.runs, ds).glob("*.json")):
+            spent = json.loads(f.read_text()).get("resources")
+            if not spent:
+                continue
+            stage = costs.setdefault(
+                f.stem,
+                {"days": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0}
+                | {
+                    k: None
+                    for k in ("peak_rss_gib_python", "peak_rss_gib_jvm", "peak_rss_gib_total")
+                },
+            )
+            stage["days"] += 1
+            for key in ("wall_seconds", "cpu_seconds"):
+                stage[key] = round(stage[key] + spent[key], 3)
+            for key in ("peak_rss_gib_python", "peak_rss_gib_jvm", "peak_rss_gib_total"):
+                if spent.get(key) is not None:
+                    stage[key] = max(stage[key] or 0.0, spent[key])
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    return dict(sorted(costs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
 def summarize(paths: Paths, days: list[str]) -> dict[str, Any]:
     def load(ds: str, step: str) -> dict[str, Any]:
         f = partition(paths.runs, ds) / f"{step}.json"
@@ -286,6 +317,7 @@ def summarize(paths: Paths, days: list[str]) -> dict[str, Any]:
         }
     return {
         "days": per_day,
+        "stages": stage_costs(paths, days),
         "train": load(days[-1], "train_ranker"),
         "sequence_models": {
             m: load(days[-1], f"train_{m}")
@@ -323,6 +355,16 @@ def _summary_text(summary: dict[str, Any]) -> str:
             f"leave-one-out full ranking: NDCG@10 {m['test_ndcg_at_10']:.4f} (popularity "
             f"{p['popularity_test_ndcg_at_10']:.4f}), Recall@10 {m['test_recall_at_10']:.4f}"
         )
+    if summary.get("stages"):
+        lines.append(
+            "stage                 days    wall s     CPU s  peak GiB: python    JVM  total"
+        )
+        for name, c in summary["stages"].items():
+            jvm = "-" if c["peak_rss_gib_jvm"] is None else f"{c['peak_rss_gib_jvm']:.2f}"
+            lines.append(
+                f"{name:<20} {c['days']:>5} {c['wall_seconds']:>9.1f} {c['cpu_seconds']:>9.1f}"
+                f"  {c['peak_rss_gib_python']:>15.2f} {jvm:>6} {c['peak_rss_gib_total']:>6.2f}"
+            )
     e = summary["export"]
     if e:
         lines.append(

@@ -10,11 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from lake.partitions import partition
+from reelflow.meter import StageMeter
 from reelflow.paths import Paths
 from reelflow.state import read_state, write_json
 
 
-def record(ds: str, step: str, summary: dict[str, Any]) -> dict[str, Any]:
+def record(
+    ds: str, step: str, summary: dict[str, Any], meter: StageMeter | None = None
+) -> dict[str, Any]:
+    """Writes a step's summary for day DS; with the `meter` the step ran under, what it cost
+    (`resources`: wall and CPU seconds, peak memory of Python and the JVM; reelflow/meter.py)."""
+    if meter is not None:
+        summary = {**summary, "resources": meter.result}
     out = partition(Paths.from_env().runs, ds) / f"{step}.json"
     write_json(out, summary)
     return summary

@@ -2,7 +2,8 @@
 
 Every function takes the day (`ds`) and the run's params, calls one function of `jobs/`,
 `features/` or `models/`, and records its summary under $REELFLOW_HOME/runs/<ds>/ so that
-`reelflow run` can report what the DAG runs produced.
+`reelflow run` can report what the DAG runs produced and what each stage cost (its wall and
+CPU time and peak memory, measured by reelflow/meter.py around that call).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lake.partitions import check_day
+from reelflow.meter import StageMeter
 from reelflow.runs import record, source
 
 
@@ -17,7 +19,9 @@ def apply_feature_repo(ds: str) -> dict[str, Any]:
     check_day(ds)
     from features.store import apply_if_changed
 
-    return record(ds, "apply_feature_repo", apply_if_changed())
+    with StageMeter() as meter:
+        summary = apply_if_changed()
+    return record(ds, "apply_feature_repo", summary, meter)
 
 
 def land(ds: str, params: dict[str, Any], manual: bool = False) -> dict[str, Any]:
@@ -28,7 +32,8 @@ def land(ds: str, params: dict[str, Any], manual: bool = False) -> dict[str, Any
     from jobs.landing import land as land_release
 
     dataset, raw = source(params)
-    summary = land_release(dataset, raw)
+    with StageMeter() as meter:
+        summary = land_release(dataset, raw)
     days = summary["tables"]["interactions"]["days"]
     if manual and ds not in days:
         held = f"{days[0]} .. {days[-1]} ({len(days)} days)" if days else "no dated interactions"
@@ -36,7 +41,7 @@ def land(ds: str, params: dict[str, Any], manual: bool = False) -> dict[str, Any
             f"the {dataset} release at {raw} has no interactions on {ds}: it holds {held}; "
             "trigger the run for one of those days"
         )
-    return record(ds, "land", {k: v for k, v in summary.items() if k != "files"})
+    return record(ds, "land", {k: v for k, v in summary.items() if k != "files"}, meter)
 
 
 def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -44,21 +49,27 @@ def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
     from jobs.normalize import normalize_day
 
     dataset, raw = source(params)
-    return record(ds, "normalize", normalize_day(dataset, raw, ds))
+    with StageMeter() as meter:
+        summary = normalize_day(dataset, raw, ds)
+    return record(ds, "normalize", summary, meter)
 
 
 def validate(ds: str) -> dict[str, Any]:
     check_day(ds)
     from jobs.validate import validate_day
 
-    return record(ds, "validate", validate_day(ds))
+    with StageMeter() as meter:
+        summary = validate_day(ds)
+    return record(ds, "validate", summary, meter)
 
 
 def features(ds: str) -> dict[str, Any]:
     check_day(ds)
     from features.compute import compute_features
 
-    return record(ds, "features", compute_features(ds))
+    with StageMeter() as meter:
+        summary = compute_features(ds)
+    return record(ds, "features", summary, meter)
 
 
 def materialize(ds: str) -> dict[str, Any]:
@@ -66,7 +77,9 @@ def materialize(ds: str) -> dict[str, Any]:
     from features.store import materialize_day
     from lake.schema import ONLINE_VIEWS
 
-    return record(ds, "materialize", materialize_day(ds, list(ONLINE_VIEWS)))
+    with StageMeter() as meter:
+        summary = materialize_day(ds, list(ONLINE_VIEWS))
+    return record(ds, "materialize", summary, meter)
 
 
 def train(ds: str, model: str, teacher_version: int | None = None) -> dict[str, Any]:
@@ -79,8 +92,9 @@ def train(ds: str, model: str, teacher_version: int | None = None) -> dict[str, 
     from reelflow.paths import Paths
 
     day = spec(model).data_class().scheduled_day(ds, Paths.from_env())
-    summary = train_and_register(model, day, teacher_version=teacher_version)
-    return record(day, f"train_{model}", summary)
+    with StageMeter() as meter:
+        summary = train_and_register(model, day, teacher_version=teacher_version)
+    return record(day, f"train_{model}", summary, meter)
 
 
 def export(ds: str) -> dict[str, Any]:
@@ -89,6 +103,7 @@ def export(ds: str) -> dict[str, Any]:
     from jobs.export import export_candidates
     from lake.schema import USER_CANDIDATES
 
-    manifest = export_candidates(ds)
-    materialize_day(ds, [USER_CANDIDATES])
-    return record(ds, "export", manifest)
+    with StageMeter() as meter:
+        manifest = export_candidates(ds)
+        materialize_day(ds, [USER_CANDIDATES])
+    return record(ds, "export", manifest, meter)

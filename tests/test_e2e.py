@@ -305,6 +305,16 @@ def test_run_summary_reports_each_stage(pipeline_run):
     assert summary["train"]["promoted"] is True
     assert set(summary["sequence_models"]) == {"gru", "bert4rec", "sasrec", "student"}
     assert 0 < summary["export"]["index"]["size"] <= 400  # videos the embedding model knows
+    # What each stage cost, summed over the days (reelflow/meter.py).
+    days, stages = len(summary["days"]), summary["stages"]
+    for stage in ("land", "normalize", "validate", "features", "materialize"):
+        assert stages[stage]["days"] == days, stage
+    for stage in ("normalize", "features", "train_ranker", "train_gru", "export"):
+        cost = stages[stage]
+        assert 0 < cost["wall_seconds"] and 0 < cost["cpu_seconds"], (stage, cost)
+        assert 0 < cost["peak_rss_gib_python"] <= cost["peak_rss_gib_total"], (stage, cost)
+    # The Spark stages run a JVM under the task's process: its memory is measured.
+    assert stages["normalize"]["peak_rss_gib_jvm"] > 0.05, stages["normalize"]
 
 
 def test_cold_start_plan_follows_normalized_performance_day_to_day(pipeline_run, lake):
