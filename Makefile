@@ -7,7 +7,7 @@ export REELFLOW_HOME ?= $(CURDIR)/var
 DEMO_SCALE ?= demo
 DEMO_RAW := $(REELFLOW_HOME)/demo-data/KuaiRec 2.0
 
-.PHONY: install demo ui test test-fast lint format bench clean
+.PHONY: install demo ui cluster-up cluster-down test test-fast lint format bench clean
 
 # The Spark class archive (lake/spark.py) is built once per pyspark and JDK: ~30 s, then
 # every Spark driver JVM starts ~2.5 s faster.
@@ -29,6 +29,14 @@ demo: install
 # The Airflow, MLflow and Feast UIs of the home on 127.0.0.1 (`reelflow ui --stop` stops them).
 ui: install
 	$(VENV)/bin/reelflow ui
+
+# A Spark standalone master and two workers on 127.0.0.1 for the daily DAG's Spark tasks
+# (`reelflow cluster status` prints the connection that sends them there).
+cluster-up: install
+	$(VENV)/bin/reelflow cluster up
+
+cluster-down: install
+	$(VENV)/bin/reelflow cluster down
 
 # Two workers, a test module each at a time (--dist loadscope keeps a module's fixtures on one
 # worker), in the order tests/conftest.py gives: the slowest modules first. TEST_WORKERS=0: one

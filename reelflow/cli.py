@@ -539,6 +539,21 @@ def cmd_ui(args) -> int:
     return 0
 
 
+def cmd_cluster(args) -> int:
+    """A Spark standalone master and two workers on loopback (reelflow/cluster.py)."""
+    from reelflow import cluster
+
+    paths = Paths.from_env()
+    if args.action == "down":
+        summary = cluster.down(paths)
+        text = "stopped: " + (", ".join(summary["stopped"]) or "nothing was running")
+    else:
+        summary = cluster.up(paths) if args.action == "up" else cluster.status(paths)
+        text = cluster.describe(summary)
+    _emit(summary, args.json, text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reelflow",
@@ -669,6 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--stop", action="store_true", help="stop what `reelflow ui` started")
     what.add_argument("--status", action="store_true", help="what runs, and who set each @champion")
+    p = add(
+        "cluster",
+        "A Spark standalone cluster on 127.0.0.1 (a master and two workers from the pyspark "
+        "install) for the daily DAG's Spark tasks; prints the connection that sends them there.",
+        cmd_cluster,
+    )
+    p.add_argument("action", choices=["up", "down", "status"])
     return parser
 
 

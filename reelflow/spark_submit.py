@@ -64,6 +64,9 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
             "spark.sql.session.timeZone": "UTC",
             "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
             "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+            # On a cluster, a day's job starts once all its executors registered (at most 30 s,
+            # Spark's default wait) rather than running its first stages on the first one.
+            "spark.scheduler.minRegisteredResourcesRatio": "1.0",
             **(self.conf or {}),
         }
         self.env_vars = {

@@ -25,33 +25,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reelflow import processes
 from reelflow.airflow_runner import airflow_env, api_port, migrate
 from reelflow.paths import FEATURE_REPO, Paths
+from reelflow.processes import HOST, Service
 
-HOST = "127.0.0.1"
 START_TIMEOUT_S = 180  # the api-server takes 20-60 s to answer on two busy cores
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    args: tuple[str, ...]  # after the program (airflow, mlflow or feast)
-    program: str
-    port: int | None = None
-    health: str | None = None  # a path that answers 200 once it serves
-
-    def url(self) -> str | None:
-        return None if self.port is None else f"http://{HOST}:{self.port}"
 
 
 def services(paths: Paths) -> list[Service]:
@@ -100,46 +84,6 @@ def _ui_dir(paths: Paths) -> Path:
     return folder
 
 
-def _pid_file(paths: Paths, service: Service) -> Path:
-    return _ui_dir(paths) / f"{service.name}.pid"
-
-
-def _started_at(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot, /proc/PID/stat field 22), None when
-    there is no such process: with the PID it names one process, even after PID reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _running(paths: Paths, service: Service) -> int | None:
-    """The recorded PID while that very process runs (same start time: Airflow renames its
-    processes, so the command line cannot tell); a stale or unreadable file is removed."""
-    path = _pid_file(paths, service)
-    if not path.exists():
-        return None
-    try:
-        record = json.loads(path.read_text())
-        pid, started = int(record["pid"]), int(record["started"])
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
-        path.unlink(missing_ok=True)
-        return None
-    if _started_at(pid) != started:
-        path.unlink(missing_ok=True)
-        return None
-    return pid
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def _program(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
@@ -156,71 +100,27 @@ def start(paths: Paths) -> dict[str, Any]:
     """Starts every service that is not running, waits until each answers, returns the URLs
     and the Airflow login."""
     migrate(paths)  # the metadata DB and the gpu pool, as `reelflow run` makes them
-    env = airflow_env(paths)
+    env, folder = airflow_env(paths), _ui_dir(paths)
     started = []
     for service in services(paths):
-        if _running(paths, service) is not None:
+        if processes.running(folder, service) is not None:
             continue
-        if service.port is not None and _answers(service.url() + (service.health or "/")):
+        if service.port is not None and processes.answers(service.url() + (service.health or "/")):
             raise RuntimeError(
                 f"port {service.port} already serves something else; set "
                 f"REELFLOW_{service.name.split('-')[-1].upper()}_PORT to another port"
             )
-        log = open(_ui_dir(paths) / f"{service.name}.log", "ab")  # noqa: SIM115 (the child's)
-        proc = subprocess.Popen(
-            [_program(service.program), *service.args],
-            env=env,
-            cwd=FEATURE_REPO if service.program == "feast" else paths.home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        record = {
-            "pid": proc.pid,
-            "started": _started_at(proc.pid),
-            "argv": [service.program, *service.args],
-        }
-        _pid_file(paths, service).write_text(json.dumps(record))
+        cwd = FEATURE_REPO if service.program == "feast" else paths.home
+        argv = [_program(service.program), *service.args]
+        processes.launch(folder, service, argv, env, cwd)
         started.append(service.name)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    for service in services(paths):
-        if service.port is None:
-            continue
-        while not _answers(service.url() + service.health):
-            if _running(paths, service) is None:
-                raise RuntimeError(
-                    f"{service.name} exited: see {_ui_dir(paths) / (service.name + '.log')}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{service.name} did not answer on {service.url()} in time")
-            time.sleep(1)
+    processes.wait_until_served(folder, services(paths), START_TIMEOUT_S)
     return {**status(paths, champions=False), "started": started}
 
 
 def stop(paths: Paths) -> dict[str, Any]:
     """Stops every service by its recorded PID (its whole session), waiting for each."""
-    stopped = []
-    for service in services(paths):
-        pid = _running(paths, service)
-        _pid_file(paths, service).unlink(missing_ok=True)
-        if pid is None:
-            continue
-        for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-                try:  # reap it when it is our own child (a start in this process)
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                time.sleep(0.2)
-            if not Path(f"/proc/{pid}").exists():
-                break
-        stopped.append(service.name)
-    return {"stopped": stopped}
+    return {"stopped": processes.stop(_ui_dir(paths), services(paths))}
 
 
 def status(paths: Paths, champions: bool = True) -> dict[str, Any]:
@@ -228,7 +128,7 @@ def status(paths: Paths, champions: bool = True) -> dict[str, Any]:
     each registered model's @champion (a move made by hand is found and recorded here)."""
     found = {}
     for service in services(paths):
-        pid = _running(paths, service)
+        pid = processes.running(_ui_dir(paths), service)
         found[service.name] = {"running": pid is not None, "pid": pid, "url": service.url()}
     report: dict[str, Any] = {"services": found, "airflow_login": airflow_login(paths)}
     if champions:

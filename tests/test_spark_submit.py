@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from reelflow.paths import DAGS_FOLDER
+from tests.conftest import free_port
 
 DAY = "2020-07-05"
 CONN = {"conn_type": "spark", "host": "local[2]"}
@@ -93,45 +95,113 @@ def test_the_submit_entry_takes_the_tasks_arguments():
         parse_args(["--job", "train", "--ds", DAY])
 
 
-@pytest.mark.e2e
-def test_the_daily_dag_through_spark_submit_writes_what_the_local_session_writes(
-    tiny_raw, tmp_path, monkeypatch, spark
-):
-    from reelflow import airflow_runner, tasks
+def submit_day(tiny_raw, tmp_path, monkeypatch, conn: dict) -> tuple:
+    """The daily DAG for DAY with a Spark connection defined by the environment, as a
+    deployment would: (its home's paths, the runner's log, its normalize summary, its tables)."""
+    from reelflow import airflow_runner
     from reelflow.paths import Paths
 
     raw, manifest = tiny_raw
     conf = {"dataset": "kuairec", "raw": str(raw.parent)}
-
-    # The DAG run: a Spark connection defined by the environment, as a deployment would.
     monkeypatch.setenv("REELFLOW_HOME", str(tmp_path / "submit"))
     monkeypatch.setenv("REELFLOW_SPARK_CONN_ID", "reelflow_spark")
-    monkeypatch.setenv("AIRFLOW_CONN_REELFLOW_SPARK", json.dumps(CONN))
+    monkeypatch.setenv("AIRFLOW_CONN_REELFLOW_SPARK", json.dumps(conn))
     submitted = Paths.from_env()
     airflow_runner.migrate(submitted)
     airflow_runner.run_dags(submitted, [("reelflow_daily", DAY, conf)], log_name="submit")
     log = (submitted.runs / "logs" / "submit.log").read_text(errors="replace")
-    # Both Spark tasks went through spark-submit with the connection's master.
-    assert log.count("Spark-Submit cmd: spark-submit --master local[2]") == 2, log[-3000:]
     assert "--job normalize" in log and "--job features" in log
     for step in ("normalize", "validate", "features", "materialize"):
         assert (submitted.runs / f"ds={DAY}" / f"{step}.json").exists(), step
     normalized = pd.read_parquet(submitted.normalized("interactions") / f"ds={DAY}")
     assert len(normalized) == manifest["valid_rows_per_day"][DAY]
+    summary = json.loads((submitted.runs / f"ds={DAY}" / "normalize.json").read_text())
+    return submitted, log, summary, lake_tables(submitted)
 
-    submitted_summary = json.loads((submitted.runs / f"ds={DAY}" / "normalize.json").read_text())
-    got = lake_tables(submitted)
 
-    # The same job code in this process's local session, on the same landed day (landing is
-    # not what is compared), from scratch.
+def same_as_the_local_session(tiny_raw, monkeypatch, submitted, summary, got) -> None:
+    """The same job code in this process's local session, on the same landed day (landing is
+    not what is compared), from scratch, writes the same tables."""
+    from reelflow import tasks
+
+    raw, _ = tiny_raw
     monkeypatch.delenv("REELFLOW_SPARK_CONN_ID")
     for table in ("normalized", "quarantine", "features"):
         shutil.rmtree(submitted.lake / table)
-    local_summary = tasks.normalize(DAY, conf)
+    local_summary = tasks.normalize(DAY, {"dataset": "kuairec", "raw": str(raw.parent)})
     tasks.features(DAY)
-
-    assert submitted_summary["tables"] == local_summary["tables"]
+    assert summary["tables"] == local_summary["tables"]
     want = lake_tables(submitted)
     assert set(got) == set(want) and len(want) > 2
     for name in want:
         assert got[name] == want[name], name
+
+
+@pytest.mark.e2e
+def test_the_daily_dag_through_spark_submit_writes_what_the_local_session_writes(
+    tiny_raw, tmp_path, monkeypatch, spark
+):
+    submitted, log, summary, got = submit_day(tiny_raw, tmp_path, monkeypatch, CONN)
+    # Both Spark tasks went through spark-submit with the connection's master.
+    assert log.count("Spark-Submit cmd: spark-submit --master local[2]") == 2, log[-3000:]
+    same_as_the_local_session(tiny_raw, monkeypatch, submitted, summary, got)
+
+
+def two_free_ports() -> int:
+    """A port P with P + 1 free too (the workers' UIs take consecutive ports)."""
+    while True:
+        port = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+@pytest.mark.e2e
+def test_the_daily_dag_on_a_standalone_cluster_uses_both_workers_and_writes_the_same(
+    tiny_raw, tmp_path, monkeypatch, spark
+):
+    """`reelflow cluster up`: a master and two workers on loopback; the daily DAG's Spark tasks
+    go to it through SparkSubmitOperator, executors on both workers run tasks, and the tables
+    are those of the local session."""
+    import urllib.request
+
+    from reelflow import cluster
+    from reelflow.paths import Paths
+
+    monkeypatch.setenv("REELFLOW_SPARK_MASTER_PORT", str(free_port()))
+    monkeypatch.setenv("REELFLOW_SPARK_MASTER_UI_PORT", str(free_port()))
+    monkeypatch.setenv("REELFLOW_SPARK_WORKER_UI_PORT", str(two_free_ports()))
+    monkeypatch.setenv("REELFLOW_HOME", str(tmp_path / "submit"))
+    home = Paths.from_env()
+    try:
+        report = cluster.up(home)
+        assert report["alive_workers"] == 2 and len(report["started"]) == 3
+        conn = json.loads(report["connection"]["AIRFLOW_CONN_REELFLOW_SPARK"])
+        submitted, log, summary, got = submit_day(tiny_raw, tmp_path, monkeypatch, conn)
+        assert log.count(f"Spark-Submit cmd: spark-submit --master {cluster.master_url()}") == 2
+
+        # The master ran both jobs; each worker ran executors of them, which ran tasks.
+        state = cluster.master_state()
+        # One application per Spark task (lake.spark names each session "reelflow").
+        assert [a["name"] for a in state["completedapps"]] == ["reelflow", "reelflow"]
+        assert len(state["workers"]) == 2
+        for worker in state["workers"]:
+            with urllib.request.urlopen(worker["webuiaddress"] + "/json/", timeout=10) as r:
+                executors = json.loads(r.read())["finishedexecutors"]
+            assert {e["appid"] for e in executors} == {a["id"] for a in state["completedapps"]}
+            first_ui = f"http://127.0.0.1:{os.environ['REELFLOW_SPARK_WORKER_UI_PORT']}"
+            name = "spark-worker-1" if worker["webuiaddress"] == first_ui else "spark-worker-2"
+            work = home.home / "cluster" / "work" / name
+            ran = [
+                f for e in executors
+                if "Running task" in (f := work / e["appid"] / str(e["id"]) / "stderr").read_text()
+            ]  # fmt: skip
+            assert ran, (name, executors)
+        same_as_the_local_session(tiny_raw, monkeypatch, submitted, summary, got)
+    finally:
+        stopped = cluster.down(home)["stopped"]
+    assert sorted(stopped) == ["spark-master", "spark-worker-1", "spark-worker-2"]
+    assert cluster.master_state() is None
