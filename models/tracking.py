@@ -16,12 +16,33 @@ def registered_name(model: str) -> str:
     return f"reelflow-{model}"
 
 
+# The home's SQLite URI this process last gave `mlflow.set_tracking_uri`, which also writes it
+# into os.environ["MLFLOW_TRACKING_URI"] (for subprocesses): read back later, it would look
+# like a server the user named, and pin every later home of the process (a test session, a
+# long-lived worker) to the first one's store.
+_HOME_URI: str | None = None
+
+
+def server_uri() -> str | None:
+    """`MLFLOW_TRACKING_URI` when the user set it (a tracking server), else None."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri and uri != _HOME_URI else None
+
+
+def tracking_uri(paths: Paths) -> str:
+    """Where runs and the registry live: the user's server, else SQLite under the home."""
+    return server_uri() or f"sqlite:///{paths.mlflow_db}"
+
+
 def setup_tracking(paths: Paths | None = None) -> str:
     """`MLFLOW_TRACKING_URI` when set (a server), else SQLite under the home."""
     import mlflow
 
+    global _HOME_URI
     paths = paths or Paths.from_env()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlflow_db}"
+    uri = tracking_uri(paths)
+    if server_uri() is None:
+        _HOME_URI = uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -33,7 +54,7 @@ def experiment(name: str, paths: Paths) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else paths.mlflow_artifacts.as_uri()
+    location = None if server_uri() else paths.mlflow_artifacts.as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 

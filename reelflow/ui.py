@@ -42,7 +42,9 @@ def services(paths: Paths) -> list[Service]:
     airflow_port = api_port()
     mlflow_port = int(os.environ.get("REELFLOW_MLFLOW_PORT", "5000"))
     feast_port = int(os.environ.get("REELFLOW_FEAST_PORT", "8888"))
-    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlflow_db}"
+    from models.tracking import tracking_uri
+
+    tracking = tracking_uri(paths)
     return [
         Service(
             "airflow-api-server",

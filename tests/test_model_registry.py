@@ -160,3 +160,21 @@ def test_a_champion_moved_by_hand_is_found_recorded_and_exported(registered, exp
     assert again == {**served["champion_set"], "detected": False}
     history = client.get_model_version(name, str(by_hand)).tags["gate_history"]
     assert sum(" manual " in line for line in history.splitlines()) == 1
+
+
+def test_tracking_follows_the_home_not_the_uri_mlflow_left_in_the_environment(
+    tmp_path, monkeypatch
+):
+    """mlflow.set_tracking_uri writes os.environ["MLFLOW_TRACKING_URI"]: read back, the first
+    home's SQLite store looked like a server the user named and pinned every later home of
+    the process to it. A URI the user did set still wins."""
+    from models.tracking import server_uri, setup_tracking
+    from reelflow.paths import Paths
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first, second = (Paths(home=tmp_path / name) for name in ("a", "b"))
+    assert setup_tracking(first) == f"sqlite:///{first.mlflow_db}"
+    assert server_uri() is None  # what MLflow wrote back is not the user's
+    assert setup_tracking(second) == f"sqlite:///{second.mlflow_db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert setup_tracking(second) == "http://127.0.0.1:5999"
