@@ -275,6 +275,7 @@ def stage_costs(paths: Paths, days: list[str]) -> dict[str, dict[str, Any]]:
     """Per stage over DAYS, from each step's recorded `resources` (reelflow/meter.py): how many
     days it ran, its wall and CPU seconds summed, its peak memory (Python, JVM, the whole
     process tree) the largest of any day."""
+    peaks = ("peak_rss_gib_python", "peak_rss_gib_jvm", "peak_rss_gib_total")
     costs: dict[str, dict[str, Any]] = {}
     for ds in days:
         for f in sorted(partition(paths.runs, ds).glob("*.json")):
@@ -283,16 +284,12 @@ def stage_costs(paths: Paths, days: list[str]) -> dict[str, dict[str, Any]]:
                 continue
             stage = costs.setdefault(
                 f.stem,
-                {"days": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0}
-                | {
-                    k: None
-                    for k in ("peak_rss_gib_python", "peak_rss_gib_jvm", "peak_rss_gib_total")
-                },
+                {"days": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0} | dict.fromkeys(peaks),
             )
             stage["days"] += 1
             for key in ("wall_seconds", "cpu_seconds"):
                 stage[key] = round(stage[key] + spent[key], 3)
-            for key in ("peak_rss_gib_python", "peak_rss_gib_jvm", "peak_rss_gib_total"):
+            for key in peaks:
                 if spent.get(key) is not None:
                     stage[key] = max(stage[key] or 0.0, spent[key])
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
@@ -428,17 +425,19 @@ def cmd_run(args) -> int:
     known = data_days(args.dataset, raw)
     record_home(paths, args.dataset, raw)  # only once the release landed
     days = plan_days(known, args.start, args.end, load_config().run.max_days)
-    # The DAGs start on $REELFLOW_START_DATE (default 2020-01-01), and Airflow creates no task
-    # for a run before a DAG's start: an older release (MovieLens is from 1997) would
-    # "succeed" day after day with nothing run. Start them no later than the plan's first day.
-    if days[0] < os.environ.get("REELFLOW_START_DATE", DAG_START_DATE)[:10]:
-        os.environ["REELFLOW_START_DATE"] = days[0]
     airflow_runner.migrate(paths)
     if airflow_runner.scheduler_running(paths):
         # `reelflow ui` (or a deployment) runs a scheduler on this home: the runs are made by
-        # it, as a backfill, so that the UI shows them as the scheduler's own.
+        # it, as a backfill, so that the UI shows them as the scheduler's own. Its DAGs were
+        # parsed with its own start date, which `_through_scheduler` checks.
         _through_scheduler(paths, days, skip_train=args.skip_train, wait=True)
     else:
+        # The DAGs start on $REELFLOW_START_DATE (default 2020-01-01), and Airflow creates no
+        # task for a run before a DAG's start: an older release (MovieLens is from 1997) would
+        # "succeed" day after day with nothing run. The `dags test` child parses them with
+        # this environment: start them no later than the plan's first day.
+        if days[0] < os.environ.get("REELFLOW_START_DATE", DAG_START_DATE)[:10]:
+            os.environ["REELFLOW_START_DATE"] = days[0]
         conf = {"dataset": args.dataset, "raw": str(raw)}
         plan = [("reelflow_daily", ds, conf) for ds in days]
         if not args.skip_train:
