@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,6 @@ def master_state() -> dict[str, Any] | None:
 
 def up(paths: Paths) -> dict[str, Any]:
     """Starts what is not running and waits until the master sees every worker alive."""
-    import time
-
     folder, env, started = _folder(paths), _env(paths), []
     for service in services(paths):
         if processes.running(folder, service) is not None:
