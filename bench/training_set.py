@@ -152,6 +152,49 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
+def peaks() -> dict[str, int]:
+    """VmHWM of this process and of each of its descendants."""
+    hwm = {"python": vm_hwm(os.getpid())}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            hwm[f"{child.name()}:{child.pid}"] = vm_hwm(child.pid)
+        except (OSError, psutil.Error):
+            pass
+    return hwm
+
+
+def build_ranker_set(paths) -> dict:
+    """The ranker's own training-set build (models/ranker_data.py `build_training_data`) with
+    the default config, exactly as a training run does it: the last labelled day held out,
+    the days before it bounded (`ranker.train_days`, `ranker.max_train_views`), negatives
+    added, both point-in-time joins by the engine `features.training_join` picks."""
+    from features.store import join_engine
+    from models.ranker_data import ServiceFeatures, build_training_data
+    from reelflow.config import load_config
+
+    config = load_config()
+    holdout = available_days(paths.features("labels"))[-1]
+    join_started = time.perf_counter()
+    data = build_training_data(holdout, config, ServiceFeatures.of(SERVICE, paths))
+    return {
+        "join_seconds": time.perf_counter() - join_started,
+        "holdout_ds": holdout,
+        "train_days": len(data.train_days),
+        "views_available": data.views_available,
+        "views_kept": data.views_kept,
+        "train_rows": len(data.targets["exposed"]),
+        "config": {
+            "ranker.train_days": config.ranker.train_days,
+            "ranker.max_train_views": config.ranker.max_train_views,
+            "ranker.negatives_per_positive": config.ranker.negatives_per_positive,
+            "features.training_join": config.features.training_join,
+            "features.training_join_spark_rows": config.features.training_join_spark_rows,
+        },
+        # Each join is of distinct (id, moment) pairs: the engine is picked per frame.
+        "engine_for_a_frame_of_train_rows": join_engine(len(data.targets["exposed"])),
+    }
+
+
 def run_side(engine: str, work: Path, entity_file: Path, tag: str) -> None:
     """Runs one join and writes <tag>.json (timings, rows, per-process peaks) and <tag>.parquet
     (the rows whose row id is in sample.parquet)."""
@@ -162,6 +205,12 @@ def run_side(engine: str, work: Path, entity_file: Path, tag: str) -> None:
     entity = pd.read_parquet(entity_file)
     sample = set(pd.read_parquet(work / "sample.parquet")[ROW_ID])
     report: dict = {"engine": engine, "entity_rows": len(entity)}
+    if engine == "ranker":
+        report.update(build_ranker_set(paths))
+        report["seconds_in_child"] = time.perf_counter() - started
+        report["vm_hwm_bytes"] = peaks()
+        (work / f"{tag}.json").write_text(json.dumps(report, indent=2, default=str))
+        return
     if engine == "feast":
         from features.feast_repo import feature_store
 
@@ -198,14 +247,7 @@ def run_side(engine: str, work: Path, entity_file: Path, tag: str) -> None:
     report["columns"] = len(out.columns)
     picked = out[out[ROW_ID].isin(sample)].sort_values(ROW_ID).reset_index(drop=True)
     pq.write_table(pa.Table.from_pandas(picked, preserve_index=False), work / f"{tag}.parquet")
-    # Peaks last, while every process (the Spark JVM included) is still alive.
-    hwm = {"python": vm_hwm(os.getpid())}
-    for child in psutil.Process().children(recursive=True):
-        try:
-            hwm[f"{child.name()}:{child.pid}"] = vm_hwm(child.pid)
-        except (OSError, psutil.Error):
-            pass
-    report["vm_hwm_bytes"] = hwm
+    report["vm_hwm_bytes"] = peaks()  # last, while the Spark JVM is still alive
     report["seconds_in_child"] = time.perf_counter() - started
     (work / f"{tag}.json").write_text(json.dumps(report, indent=2, default=str))
 
@@ -328,6 +370,55 @@ def compare(work: Path, feast_tag: str, spark_tag: str) -> dict:
 # ----------------------------------------------------------------------------------------
 
 
+def ranker_only(args, home: Path, work: Path, days: list[str], commit: str) -> None:
+    """The ranker's training-set build, no setting changed, under the same watchdog."""
+    entity_file = work / "entity.parquet"
+    pd.DataFrame({ROW_ID: []}).to_parquet(work / "sample.parquet", index=False)
+    entity_frame(home, 1, args.seed).to_parquet(entity_file, index=False)  # unused by the side
+    load_at_start = os.getloadavg()[0]
+    cap, limit = int(args.cap_gib * GIB), args.limit_s
+    ranker = measure("ranker", home, work, entity_file, "ranker", cap, limit)
+    print(f"ranker: {json.dumps({k: v for k, v in ranker.items() if k != 'error_tail'})}")
+    goal = {"rows": 1_000_000, "seconds": 300, "gib": 8}
+    report = {
+        "benchmark": "training_set_ranker_build",
+        "git_commit": commit,
+        "dirty": dirty(),
+        "seed": args.seed,
+        "scale": args.scale,
+        "dataset": "kuairec (generated)",
+        "days": len(days),
+        "machine": machine(load_at_start),
+        "ranker": ranker,
+        "goal": {
+            **goal,
+            "met": ranker["status"] == "ok"
+            and ranker.get("train_rows", 0) >= goal["rows"]
+            and ranker["wall_seconds"] <= goal["seconds"]
+            and ranker["peak_rss_gib"] <= goal["gib"],
+        },
+    }
+    out = REPO / "bench" / "results" / "training_set_ranker.json"
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"-> {out.relative_to(REPO)}")
+
+
+def dirty() -> bool:
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True)
+    return bool(status.stdout.strip())
+
+
+def machine(load_at_start: float) -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
+        # The machine is shared: other jobs' load shows in the times.
+        "load_average_1m_at_start": round(load_at_start, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", default=str(REPO / "var" / "bench-training-set"))
@@ -342,6 +433,10 @@ def main() -> None:
         "agreement check when Feast does not finish the full run",
     )  # fmt: skip
     parser.add_argument("--skip-feast", action="store_true")
+    parser.add_argument(
+        "--ranker-only", action="store_true", help="only the ranker's own training-set build "
+        "with the default config (bench/results/training_set_ranker.json)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     commit = git_commit()  # the code that runs, not what may be committed meanwhile
@@ -349,6 +444,9 @@ def main() -> None:
     work = home / "bench"
     work.mkdir(parents=True, exist_ok=True)
     days = prepare(home, args.scale, args.seed)
+    if args.ranker_only:
+        ranker_only(args, home, work, days, commit)
+        return
     entity = entity_frame(home, args.rows, args.seed)
     entity_file = work / "entity.parquet"
     entity.to_parquet(entity_file, index=False)
@@ -412,14 +510,8 @@ def main() -> None:
         "spark_driver_memory": spark_cfg.driver_memory,
         "memory_cap_gib": args.cap_gib,
         "time_limit_s": limit,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
-            # The machine is shared: other jobs' load shows in both sides' times.
-            "load_average_1m_at_start": round(load_at_start, 2),
-        },
+        "dirty": dirty(),
+        "machine": machine(load_at_start),
         "spark": spark,
         "feast": {k: v for k, v in feast.items() if k != "error_tail"},
         "agreement": agreement,

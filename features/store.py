@@ -105,6 +105,21 @@ def materialized_until(store, view: str) -> datetime | None:
     return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
 
 
+def join_engine(rows: int, engine: str | None = None) -> str:
+    """The point-in-time join engine for an entity frame of ROWS rows: `engine`, by default
+    config `features.training_join`; "auto" is Spark above `features.training_join_spark_rows`
+    and Feast up to it (its pandas join is quick on small frames, and starts no JVM)."""
+    from reelflow.config import load_config
+
+    config = load_config().features
+    engine = engine or config.training_join
+    if engine == "auto":
+        return "spark" if rows > config.training_join_spark_rows else "feast"
+    if engine not in ("spark", "feast"):
+        raise ValueError(f"training join engine must be 'auto', 'spark' or 'feast', not {engine!r}")
+    return engine
+
+
 def historical_features(
     entity_df: pd.DataFrame,
     features: str | list[str],
@@ -117,19 +132,15 @@ def historical_features(
     `features` is a feature service name or a list of `view:feature` references. `engine`
     (default: config `features.training_join`): "feast", Feast's file offline store (pandas:
     drops rows with nothing in a view's TTL window, de-duplicates on the first view's keys and
-    time, and runs out of time and memory on large frames), or "spark" (features/pit_join.py:
-    the same answer for every entity row, in order, with nulls where a view has nothing).
+    time, and runs out of time and memory on large frames), "spark" (features/pit_join.py:
+    the same answer for every entity row, in order, with nulls where a view has nothing), or
+    "auto": `join_engine` picks one by the frame's size.
     """
-    if engine is None:
-        from reelflow.config import load_config
-
-        engine = load_config().features.training_join
+    engine = join_engine(len(entity_df), engine)
     if engine == "spark":
         from features.pit_join import spark_historical_features
 
         return spark_historical_features(entity_df, features, paths, full_feature_names)
-    if engine != "feast":
-        raise ValueError(f"training join engine must be 'spark' or 'feast', not {engine!r}")
     store = feature_store(paths)
     refs = store.get_feature_service(features) if isinstance(features, str) else features
     return store.get_historical_features(

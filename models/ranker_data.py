@@ -1,7 +1,9 @@
 """Training and evaluation data for the ranker, from the lake's labels and Feast point-in-time joins.
 
-Training rows: every labelled view before the holdout day, plus `negatives_per_positive`
-unexposed catalog videos sampled for the same user and moment (labels 0). A head is active only
+Training rows: the labelled views before the holdout day (the last `ranker.train_days` days,
+at most `ranker.max_train_views` of their views, a seeded uniform sample), plus
+`negatives_per_positive` unexposed catalog videos sampled for the same user and moment
+(labels 0). A head is active only
 when its label is known for at least one logged view (MicroLens logs no watch time: watch_time,
 completion and skip are off, and reported); a view whose label is null for an active head is
 masked out of that head's loss (`<head>_known`), never filled in. Features are those of the
@@ -125,6 +127,8 @@ class TrainingSet:
     inactive_heads: dict[str, str]  # head -> why it is switched off
     train_days: list[str]
     holdout_ds: str
+    views_available: int  # the labelled views of `train_days`
+    views_kept: int  # of which the training set holds (config ranker.max_train_views)
 
 
 def _utc_ns(moments) -> pd.Series:
@@ -260,7 +264,15 @@ def build_training_data(holdout_ds: str, config: Config, features: ServiceFeatur
     train_days = [d for d in available_days(labels_dir) if d < holdout_ds]
     if not train_days:
         raise ValueError(f"no labelled days before the holdout day {holdout_ds} under {labels_dir}")
+    rc = config.ranker
+    train_days = train_days[-rc.train_days :] if rc.train_days > 0 else train_days
     views = read_partitions(labels_dir, train_days)
+    rng = np.random.default_rng(rc.seed)
+    views_available = len(views)
+    if 0 < rc.max_train_views < views_available:
+        # Rows stay in their stored order: only which views are kept is random.
+        keep = np.sort(rng.choice(views_available, size=rc.max_train_views, replace=False))
+        views = views.iloc[keep].reset_index(drop=True)
     active_heads, inactive_heads = label_heads(views)
     if not active_heads:
         raise ValueError(
@@ -268,8 +280,7 @@ def build_training_data(holdout_ds: str, config: Config, features: ServiceFeatur
         )
     catalog = read_partitions(paths.normalized(VIDEOS), [train_days[-1]])
     users = np.unique(views["user_id"].to_numpy())
-    rng = np.random.default_rng(config.ranker.seed)
-    n_neg = config.ranker.negatives_per_positive
+    n_neg = rc.negatives_per_positive
     negatives = pd.DataFrame(
         {
             "user_id": np.repeat(views["user_id"].to_numpy(), n_neg),
@@ -318,6 +329,8 @@ def build_training_data(holdout_ds: str, config: Config, features: ServiceFeatur
         inactive_heads=inactive_heads,
         train_days=train_days,
         holdout_ds=holdout_ds,
+        views_available=views_available,
+        views_kept=len(views),
     )
 
 
@@ -705,6 +718,8 @@ class RankerData:
             "holdout_ds": test.ds,
             "train_days": ",".join(data.train_days),
             "train_rows": len(data.targets["exposed"]),
+            "train_views_available": data.views_available,
+            "train_views": data.views_kept,
             "val_users": len(val.holdout.user_ids),
             "test_users": len(test.holdout.user_ids),
             "videos": len(test.holdout.video_ids),

@@ -58,9 +58,13 @@ class FeatureConfig:
     duration_buckets_s: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0, 300.0)
     age_buckets_days: tuple[float, ...] = (1.0, 3.0, 7.0, 14.0, 28.0)
     # Point-in-time join of training sets: "feast" (its file offline store, fine for small
-    # sets) or "spark" (features/pit_join.py: 1M label rows in ~1.5 min where Feast's takes
-    # over 20; see bench/training_set.py).
-    training_join: str = "feast"
+    # sets), "spark" (features/pit_join.py: 1M label rows in ~1.5 min where Feast's takes
+    # over 20), or "auto": Spark above `training_join_spark_rows` entity rows, Feast up to it.
+    # Both give the same values on every row Feast returns (bench/training_set.py compares
+    # 50,000 sampled rows; tests/test_pit_join.py every row of a small set); at 50,000 rows
+    # Feast already takes 252 s to Spark's 46 s, while a few thousand rows are not worth a JVM.
+    training_join: str = "auto"
+    training_join_spark_rows: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,13 @@ class RankerConfig:
     # Unexposed videos sampled per logged view: without them the ranker only learns
     # "how long will they watch, given it was shown" and cannot rank a whole catalog.
     negatives_per_positive: int = 3
+    # The training set's bound, so that a release does not mean 50M examples an epoch: the
+    # last `train_days` labelled days before the validation day (0: all of them), and of their
+    # views a uniform sample (seeded) of at most `max_train_views` (0: all), each with its
+    # negatives. 250,000 views make 1M training rows; KuaiRec's 28 days hold ~5.8M views.
+    # MLflow logs both, with the views there were and the views kept.
+    train_days: int = 28
+    max_train_views: int = 250_000
     watch_ratio_cap: float = 2.0  # watch time head predicts min(watch_ratio, cap) / cap
     # Final score = weighted heads minus the skip penalty and the fatigue penalty (heads are
     # all in [0, 1]; fatigue is the user's recent share of the video's category, in [0, 1]).

@@ -256,3 +256,37 @@ def test_only_files_that_can_match_are_read(joined):
     day = lambda f: f.parent.name  # noqa: E731
     assert sorted({day(f) for f in every}) == ["ds=2020-07-01", "ds=2020-07-02", "ds=2020-07-05"]
     assert sorted({day(f) for f in kept}) == ["ds=2020-07-01", "ds=2020-07-02"]
+
+
+def test_auto_engine_picks_by_size_and_both_give_the_rankers_frame(joined, monkeypatch):
+    """`features.training_join=auto` (the default) joins up to `training_join_spark_rows` entity
+    rows with Feast and more with Spark; the ranker's as-of frame (distinct ids and moments,
+    nulls where a view has nothing) is the same whichever one it gets."""
+    import numpy as np
+
+    from features.store import join_engine
+    from models.ranker_data import _features_as_of
+
+    monkeypatch.delenv("REELFLOW_FEATURES__TRAINING_JOIN", raising=False)
+    monkeypatch.setenv("REELFLOW_FEATURES__TRAINING_JOIN_SPARK_ROWS", "3")
+    assert [join_engine(n) for n in (0, 3, 4)] == ["feast", "feast", "spark"]
+    assert join_engine(10**9, "feast") == "feast"
+    with pytest.raises(ValueError, match="'auto', 'spark' or 'feast'"):
+        join_engine(1, "duckdb")
+
+    entity = joined["entity"]
+    refs = [f"video_features:{f.name}" for f in joined["views"]["video_features"].features]
+    frames = {}
+    for limit in ("1000", "0"):  # every frame through Feast, then every one through Spark
+        monkeypatch.setenv("REELFLOW_FEATURES__TRAINING_JOIN_SPARK_ROWS", limit)
+        ids = entity["video_id"].to_numpy(np.int64)
+        frames[limit] = _features_as_of(
+            "video_id", ids, entity["event_timestamp"], refs, joined["paths"]
+        )
+    feast_frame, spark_frame = frames["1000"], frames["0"]
+    assert feast_frame.shape == spark_frame.shape
+    assert feast_frame.isna().to_numpy().any()  # rows without features come back as nulls
+    for column in feast_frame.columns:
+        assert all(
+            same_value(a, b) for a, b in zip(feast_frame[column], spark_frame[column], strict=True)
+        ), column
