@@ -118,12 +118,65 @@ def migrate(paths: Paths) -> None:
     _airflow_out(paths, "pools", "set", GPU_POOL, slots, "reelflow training tasks")
 
 
-def child_command(paths: Paths, plan: list, log_name: str) -> list[str]:
+class Ledger:
+    """What a run's earlier attempts finished, so that `reelflow run` resumes: a JSON file of
+    units ("DAG_ID DS"), each with the tasks that succeeded in its newest DAG run and whether
+    that run succeeded. A complete unit is skipped; a failed one runs again with its succeeded
+    tasks marked success rather than run (`dags test --mark-success-pattern`), so their
+    recorded summaries and costs stay those of the attempt that did the work.
+
+    The ledger belongs to one `key` (the release's landed fingerprint and the config): a
+    changed release or setting starts it afresh, and so does `reelflow run --rerun`.
+    """
+
+    def __init__(self, path: Path, key: str, units: dict[str, dict] | None = None):
+        self.path, self.key, self.units = Path(path), key, units or {}
+
+    @classmethod
+    def start(cls, path: Path, key: str, rerun: bool = False) -> Ledger:
+        """The ledger at PATH if it belongs to KEY (and not `rerun`), else an empty one."""
+        found = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+        if rerun or found.get("key") != key:
+            found = {}
+        ledger = cls(path, key, found.get("units"))
+        ledger.save()
+        return ledger
+
+    @classmethod
+    def load(cls, path: Path) -> Ledger:
+        found = json.loads(Path(path).read_text())
+        return cls(path, found["key"], found["units"])
+
+    def save(self) -> None:
+        write_text(self.path, json.dumps({"key": self.key, "units": self.units}, indent=1))
+
+    def unit(self, dag_id: str, ds: str) -> dict:
+        return self.units.get(f"{dag_id} {ds}", {"tasks": [], "complete": False})
+
+    def record(self, dag_id: str, ds: str, tasks: list[str], complete: bool) -> None:
+        self.units[f"{dag_id} {ds}"] = {"tasks": sorted(tasks), "complete": complete}
+        self.save()
+
+    def plan_status(self, plan: list) -> dict[str, int]:
+        """How many of PLAN's units are done, half done (tasks to skip) and to run."""
+        units = [self.unit(dag_id, ds) for dag_id, ds, _ in plan]
+        return {
+            "complete": sum(u["complete"] for u in units),
+            "resumed": sum(not u["complete"] and bool(u["tasks"]) for u in units),
+            "to_run": sum(not u["complete"] for u in units),
+        }
+
+
+def child_command(
+    paths: Paths, plan: list, log_name: str, ledger: Ledger | None = None
+) -> list[str]:
     """The runner child's command line: the plan goes in a JSON file under the home's
     runs/logs (written atomically), never on the command line, whose length the OS limits."""
     plan_file = paths.runs / "logs" / f"{log_name}.plan.json"
     write_text(plan_file, json.dumps(plan))
-    return [sys.executable, "-m", "reelflow.airflow_runner", str(plan_file)]
+    return [sys.executable, "-m", "reelflow.airflow_runner", str(plan_file)] + (
+        [str(ledger.path)] if ledger else []
+    )
 
 
 def load_plan(plan_file: str) -> list:
@@ -131,17 +184,23 @@ def load_plan(plan_file: str) -> list:
     return json.loads(Path(plan_file).read_text())
 
 
-def run_dags(paths: Paths, plan: list[tuple[str, str, dict | None]], log_name: str = "run") -> None:
+def run_dags(
+    paths: Paths,
+    plan: list[tuple[str, str, dict | None]],
+    log_name: str = "run",
+    ledger: Ledger | None = None,
+) -> None:
     """Runs `airflow dags test` for each (dag_id, ds, conf) of the plan, in order, in ONE process.
 
     One process shares Airflow's imports and the Spark JVM across all the DAG runs, which
     saves about 40 s per day against one `airflow dags test` process per day. Raises with the
-    log's tail at the first failed DAG run.
+    log's tail at the first failed DAG run. With a `ledger`, finished units are skipped and
+    each unit's outcome is recorded in it as soon as its DAG run ends.
     """
     log_dir = paths.runs / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{log_name}.log"
-    cmd = child_command(paths, plan, log_name)
+    cmd = child_command(paths, plan, log_name, ledger)
     with open(log, "w") as fh:
         result = subprocess.run(cmd, env=airflow_env(paths), stdout=fh, stderr=subprocess.STDOUT)
     if result.returncode != 0:
@@ -296,26 +355,67 @@ def _record_as_run(dag_id: str, ds: str, started: datetime) -> None:
         run.triggering_user_name = f"reelflow run ({getpass.getuser()})"
 
 
-def _main(plan_file: str) -> int:
-    """Child process: the same code path as `airflow dags test DAG DS --conf …`, once per entry."""
+def _succeeded_tasks(dag_id: str, ds: str) -> tuple[list[str], bool]:
+    """The task ids that succeeded in the newest run of DAG_ID on day DS, and whether the run
+    itself succeeded."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    day = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    with create_session() as session:
+        run = session.scalars(
+            select(DagRun)
+            .where(DagRun.dag_id == dag_id, DagRun.logical_date == day)
+            .order_by(DagRun.id.desc())
+            .limit(1)
+        ).first()
+        if run is None:
+            return [], False
+        tasks = session.scalars(
+            select(TaskInstance.task_id).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run.run_id,
+                TaskInstance.state == "success",
+            )
+        ).all()
+        return sorted(tasks), run.state == "success"
+
+
+def _main(plan_file: str, ledger_file: str | None = None) -> int:
+    """Child process: the same code path as `airflow dags test DAG DS --conf …`, once per entry
+    (with a ledger: skipping complete units, and marking the tasks an earlier attempt of a
+    unit finished as succeeded instead of running them)."""
     from airflow.cli import cli_parser
 
     parser = cli_parser.get_parser()
+    ledger = Ledger.load(Path(ledger_file)) if ledger_file else None
     for dag_id, ds, conf in load_plan(plan_file):
+        unit = ledger.unit(dag_id, ds) if ledger else {"tasks": [], "complete": False}
+        if unit["complete"]:
+            print(f"[reelflow] {dag_id} {ds} done in an earlier attempt: skipped", flush=True)
+            continue
         argv = ["dags", "test", dag_id, ds] + (["--conf", json.dumps(conf)] if conf else [])
+        if unit["tasks"]:
+            argv += ["--mark-success-pattern", "|".join(re.escape(t) for t in unit["tasks"])]
         print(f"[reelflow] airflow {' '.join(argv)}", flush=True)
         args = parser.parse_args(argv)
         started = datetime.now(UTC)
         try:
             args.func(args)
+            failure = None
         except SystemExit as exc:  # `dags test` exits when the DAG run failed
-            _record_as_run(dag_id, ds, started)
-            print(f"[reelflow] {dag_id} {ds} failed: {exc}", flush=True)
-            return 1
+            failure = exc
         _record_as_run(dag_id, ds, started)
+        if ledger:
+            ledger.record(dag_id, ds, *_succeeded_tasks(dag_id, ds))
+        if failure is not None:
+            print(f"[reelflow] {dag_id} {ds} failed: {failure}", flush=True)
+            return 1
         print(f"[reelflow] {dag_id} {ds} succeeded", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
+    sys.exit(_main(*sys.argv[1:]))

@@ -66,12 +66,16 @@ def _days(start: str, end: str) -> list[str]:
 
 
 def data_days(dataset: str, raw: Path) -> list[str]:
-    """The UTC days a release covers, from landing it (parsed once, skipped when unchanged)."""
+    """The UTC days a release covers, from landing it (parsed once, skipped when unchanged:
+    the same step as the daily DAG's `land` task, which then finds it done)."""
     from jobs.landing import land
-    from lake.spark import spark_session
 
-    days = land(dataset, raw)["tables"]["interactions"]["days"]
-    spark_session().stop()  # the Airflow run starts its own; don't hold two JVMs
+    summary = land(dataset, raw)
+    if not summary.get("skipped"):
+        from lake.spark import spark_session
+
+        spark_session().stop()  # the DAG runs start their own JVM; don't hold two
+    days = summary["tables"]["interactions"]["days"]
     if not days:
         raise SystemExit(f"{raw}: no interaction has a readable time; nothing to run")
     return days
@@ -442,32 +446,44 @@ def cmd_run(args) -> int:
         plan = [("reelflow_daily", ds, conf) for ds in days]
         if not args.skip_train:
             plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
+        ledger = run_ledger(paths, rerun=args.rerun)
+        status = ledger.plan_status(plan)
+        resumed = (
+            f"; resuming: {status['complete']} done in an earlier attempt, "
+            f"{status['resumed']} to finish (--rerun runs all again)"
+            if status["complete"] or status["resumed"]
+            else ""
+        )
         print(
-            f"running {len(plan)} DAG runs through Airflow ({days[0]} .. {days[-1]}); "
-            f"log: {paths.runs / 'logs' / 'run.log'}",
+            f"running {status['to_run']} of {len(plan)} DAG runs through Airflow "
+            f"({days[0]} .. {days[-1]}){resumed}; log: {paths.runs / 'logs' / 'run.log'}",
             file=sys.stderr,
             flush=True,
         )
-        airflow_runner.run_dags(paths, plan)
+        airflow_runner.run_dags(paths, plan, ledger=ledger)
     summary = summarize(paths, days)
     _emit(summary, args.json, _summary_text(summary))
     return 0
 
 
-def _landed_days(dataset: str, raw: Path) -> list[str]:
-    """The release's days, landing it first if it changed (a corrected file): the same step as
-    the daily DAG's `land` task, which then finds it done."""
-    from jobs.landing import land
+def run_ledger(paths: Paths, rerun: bool = False):
+    """The ledger of `reelflow run`'s finished DAG runs (airflow_runner.Ledger), valid for the
+    release as landed now (its fingerprint: files, reader, quality rules) and the config; it
+    starts afresh when either changed, or on `rerun`."""
+    import hashlib
 
-    summary = land(dataset, raw)
-    if not summary.get("skipped"):
-        from lake.spark import spark_session
+    from jobs.landing import landed
+    from reelflow import airflow_runner
+    from reelflow.config import load_config
 
-        spark_session().stop()  # the DAG runs start their own JVMs
-    days = summary["tables"]["interactions"]["days"]
-    if not days:
-        raise SystemExit(f"{raw}: no interaction has a readable time; nothing to run")
-    return days
+    key = hashlib.sha256(
+        json.dumps(
+            {"landed": landed(paths).get("fingerprint"), "config": load_config().to_dict()},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    return airflow_runner.Ledger.start(paths.runs / "logs" / "run.ledger.json", key, rerun)
 
 
 def cmd_reprocess(args) -> int:
@@ -481,7 +497,7 @@ def cmd_reprocess(args) -> int:
         raise SystemExit(f"{paths.home} holds no dataset yet: run `reelflow run` first")
     raw = Path(state["raw"])
     window = load_config().features.long_window_days
-    known = _landed_days(state["dataset"], raw)
+    known = data_days(state["dataset"], raw)
     days = affected_days(args.from_, args.to, known[-1], window)
     summary: dict[str, Any] = {
         "days": days,
@@ -507,7 +523,13 @@ def cmd_reprocess(args) -> int:
         plan = [("reelflow_daily", ds, conf) for ds in days]
         if not args.skip_train:
             plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
-        airflow_runner.run_dags(paths, plan, log_name="reprocess")
+        # These units run again: a reprocess that stops half way leaves them to be finished
+        # by the next `reelflow run`, never skipped as done.
+        ledger = run_ledger(paths)
+        for dag_id, ds, _ in plan:
+            ledger.units.pop(f"{dag_id} {ds}", None)
+        ledger.save()
+        airflow_runner.run_dags(paths, plan, log_name="reprocess", ledger=ledger)
     text = (
         f"reprocessed {len(days)} days ({days[0]} .. {days[-1]}, the {window}-day feature "
         f"horizon) through {summary['mode']}"
@@ -657,6 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=day, help="first UTC day YYYY-MM-DD (default: the data's first)")
     p.add_argument("--end", type=day, help="last UTC day YYYY-MM-DD (default: the data's last)")
     p.add_argument("--skip-train", action="store_true", help="only the daily DAG")
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run every DAG run again; by default those an earlier attempt on the same landed "
+        "release and config finished are skipped, and a failed one resumes at its failed task",
+    )
     p = add(
         "reprocess",
         "After fixing day FROM (a corrected raw file): re-run it and every later day whose "

@@ -68,12 +68,14 @@ def _fake_home(home, monkeypatch, scheduler: bool, paused: set[str] = frozenset(
 
     claim_home(home, "kuairec", home.home / "raw")
     calls = []
-    monkeypatch.setattr(cli, "_landed_days", lambda dataset, raw: ["2020-07-01", "2020-08-31"])
+    monkeypatch.setattr(cli, "data_days", lambda dataset, raw: ["2020-07-01", "2020-08-31"])
     monkeypatch.setattr(airflow_runner, "scheduler_running", lambda paths: scheduler)
     monkeypatch.setattr(airflow_runner, "paused_dags", lambda paths: set(paused))
     monkeypatch.setattr(airflow_runner, "migrate", lambda paths: calls.append(("migrate",)))
     monkeypatch.setattr(
-        airflow_runner, "run_dags", lambda paths, plan, log_name: calls.append(("run", plan))
+        airflow_runner,
+        "run_dags",
+        lambda paths, plan, log_name, ledger=None: calls.append(("run", plan)),
     )
     monkeypatch.setattr(
         airflow_runner, "backfill", lambda paths, dag, a, b: calls.append(("backfill", dag, a, b))

@@ -85,6 +85,46 @@ def test_champion_is_registered_and_beats_popularity(pipeline_run, lake):
     assert metrics["small_matrix_users"] > 0
 
 
+def test_the_rankers_training_set_is_bounded_by_days_and_a_logged_sample_of_views(
+    pipeline_run, lake
+):
+    """`ranker.train_days` keeps the last days before the validation day, `max_train_views` a
+    seeded sample of their views (each with its negatives); the run logs what it kept."""
+    from mlflow import MlflowClient
+
+    from models.ranker_data import ServiceFeatures, build_training_data
+    from models.tracking import CHAMPION, registered_name, setup_tracking
+    from reelflow.config import load_config
+
+    setup_tracking(lake)
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(registered_name("ranker"), CHAMPION)
+    params = client.get_run(champion.run_id).data.params
+    # The default bound holds the tiny release whole.
+    assert int(params["train_views"]) == int(params["train_views_available"]) > 0
+    days = params["train_days"].split(",")
+    assert int(params["train_rows"]) == int(params["train_views"]) * 4
+    config = load_config(
+        {"REELFLOW_RANKER__TRAIN_DAYS": "1", "REELFLOW_RANKER__MAX_TRAIN_VIEWS": "25"}
+    )
+    features = ServiceFeatures.of("ranker_v1", lake)
+    bounded = build_training_data(params["val_ds"], config, features)
+    assert bounded.train_days == days[-1:]
+    on_last_day = partition_rows(lake.features("labels"), days[-1])
+    assert bounded.views_available == on_last_day > 25
+    assert bounded.views_kept == 25
+    assert len(bounded.targets["exposed"]) == 25 * 4
+    assert int(bounded.targets["exposed"].sum()) == 25
+    again = build_training_data(params["val_ds"], config, features)
+    assert all(torch_equal(bounded.train[k], again.train[k]) for k in bounded.train)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def test_gate_keeps_a_worse_challenger_out_and_promote_reruns_it(pipeline_run, lake):
     """A barely trained challenger is rejected on its own validation day; forcing it is
     recorded; `promote` of the better version re-scores both and moves the alias back."""
@@ -367,6 +407,52 @@ def test_a_failed_gate_stops_the_dag_run_before_features(tiny_raw, tmp_path):
     assert "expect_column_max_to_be_between(hour_of_day)" in result.stderr
     assert (home / "lake" / "normalized" / "interactions" / f"ds={day}").exists()
     assert not (home / "lake" / "features" / "user_features" / f"ds={day}").exists()
+
+
+def test_an_interrupted_run_resumes_skipping_what_it_finished(tiny_raw, tmp_path):
+    """`reelflow run` keeps a ledger of finished DAG runs: a second attempt skips a finished
+    day and resumes a failed one at its failed task (the tasks before it are marked success,
+    not run again: their summaries and costs stay the first attempt's), and the report sums
+    each stage over the days whichever attempt ran them. `--rerun` runs everything again."""
+    raw, manifest = tiny_raw
+    first, second = manifest["days"][:2]
+    home = tmp_path / "home"
+    env = {**os.environ, "REELFLOW_HOME": str(home)}
+    run = ("run", "--dataset", "kuairec", "--raw", str(raw), "--skip-train", "--json")
+    done = reelflow_cli(*run, "--start", first, "--end", first, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # The Spark tasks sent to a connection that does not exist: normalize fails at once.
+    broken = {**env, "REELFLOW_SPARK_CONN_ID": "no_such_cluster"}
+    failed = reelflow_cli(*run, "--start", first, "--end", second, env=broken, timeout=900)
+    assert failed.returncode != 0
+    assert "resuming: 1 done in an earlier attempt" in failed.stderr
+    ledger = json.loads((home / "runs" / "logs" / "run.ledger.json").read_text())["units"]
+    assert ledger[f"reelflow_daily {first}"]["complete"]
+    half = ledger[f"reelflow_daily {second}"]
+    assert half == {"tasks": ["apply_feature_repo", "land"], "complete": False}
+    runs = home / "runs"
+    first_normalize = (runs / f"ds={first}" / "normalize.json").stat().st_mtime_ns
+    land = (runs / f"ds={second}" / "land.json").stat().st_mtime_ns
+
+    resumed = reelflow_cli(*run, "--start", first, "--end", second, env=env, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "1 done in an earlier attempt, 1 to finish" in resumed.stderr
+    log = (runs / "logs" / "run.log").read_text()
+    assert f"reelflow_daily {first} done in an earlier attempt: skipped" in log
+    assert "--mark-success-pattern apply_feature_repo|land" in log
+    assert (runs / f"ds={first}" / "normalize.json").stat().st_mtime_ns == first_normalize
+    assert (runs / f"ds={second}" / "land.json").stat().st_mtime_ns == land
+    summary = json.loads(resumed.stdout)
+    assert summary["days"][second]["validation"] == "passed"
+    for stage in ("land", "normalize", "validate", "features", "materialize"):
+        assert summary["stages"][stage]["days"] == 2, (stage, summary["stages"][stage])
+    ledger = json.loads((runs / "logs" / "run.ledger.json").read_text())["units"]
+    assert ledger[f"reelflow_daily {second}"]["complete"]
+
+    again = reelflow_cli(*run, "--start", first, "--end", first, "--rerun", env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" not in again.stderr
+    assert (runs / f"ds={first}" / "normalize.json").stat().st_mtime_ns > first_normalize
 
 
 def test_run_history_is_what_a_scheduler_would_record(pipeline_run):
