@@ -1,5 +1,9 @@
 """Daily user, video and sequence features in Spark, stamped by the feature-time rule.
 
+By default the window is summed from daily partial aggregates (features/partials.py); the
+functions here compute it from every view of the window (`features.incremental=false`), and
+assemble the rows either way.
+
 Features computed from data through day D are stamped D+1 00:00 UTC
 (`lake.schema.feature_time`), the first moment they could exist; a point-in-time join then
 never shows a label on day D a feature that used day D. Every table is one `ds=D` partition
@@ -156,7 +160,6 @@ def with_recency(views: DataFrame) -> DataFrame:
 
 def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
     """`views`: the long window of interactions with `ds`, `primary_category`, `_recency`."""
-    stamp = feature_time(ds)
     in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
     in_short = F.col("_recency") <= cfg.short_term_views
     horizons = {"last50": in_short, "7d": in_mid, "28d": F.lit(True)}
@@ -172,13 +175,33 @@ def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
         .groupBy("user_id", F.col("primary_category").alias("bucket"))
         .agg(F.count(F.lit(1)).alias("n"))
     )
+    by_hour = views.groupBy("user_id", F.hour("event_ts").alias("bucket")).agg(
+        F.count(F.lit(1)).alias("n")
+    )
+    return assemble_user_features(base, by_category, by_hour, views, ds, cfg)
+
+
+def assemble_user_features(
+    base: DataFrame,
+    by_category: DataFrame,
+    by_hour: DataFrame,
+    recent: DataFrame,
+    ds: str,
+    cfg: FeatureConfig,
+) -> DataFrame:
+    """The user_features rows from their parts, whichever way they were counted (the whole
+    window here, daily partial aggregates in features/partials.py): `base` per user (view
+    counts, every rate of every horizon, `_last_view_ts`), (user_id, bucket, n) counts per
+    category and per UTC hour, and `recent`, views with `_recency` and `primary_category`
+    (at least the user's last `fatigue_views`)."""
+    stamp = feature_time(ds)
     affinity = _distribution("user_id", cfg.num_categories, by_category, "category_affinity")
     # Fatigue: shares of the last views themselves, so an uncategorized view (bucket -1, outside
     # the vector) still counts in the total: one tagged video in 20 views is no binge.
     recent = _distribution(
         "user_id",
         cfg.num_categories,
-        views.where(F.col("_recency") <= cfg.fatigue_views)
+        recent.where(F.col("_recency") <= cfg.fatigue_views)
         .groupBy("user_id", F.coalesce("primary_category", F.lit(-1)).alias("bucket"))
         .agg(F.count(F.lit(1)).alias("n")),
         "recent_category_share",
@@ -203,9 +226,6 @@ def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
             F.expr("transform(_top, t -> cast(t.bucket as long))").alias("top_categories"),
             F.expr("transform(_top, t -> cast(t._share as float))").alias("top_category_weights"),
         )
-    )
-    by_hour = views.groupBy("user_id", F.hour("event_ts").alias("bucket")).agg(
-        F.count(F.lit(1)).alias("n")
     )
     active = _distribution("user_id", 24, by_hour, "active_hours")
     rates = [f"{r}_{h}" for h in USER_HORIZONS for r in RATE_NAMES]
@@ -248,7 +268,6 @@ def _bucket(value: Column, bounds: tuple[float, ...]) -> Column:
 
 def video_features(views: DataFrame, catalog: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
     """`views`: the long window of interactions with `ds`; `catalog`: day D's videos."""
-    stamp = feature_time(ds)
     in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
     on_day = F.col("ds") == ds
     has = set(views.columns)
@@ -262,6 +281,16 @@ def video_features(views: DataFrame, catalog: DataFrame, ds: str, cfg: FeatureCo
         ),
         F.min("event_ts").alias("_first_view_ts"),
     )
+    return assemble_video_features(stats, catalog, ds, cfg, has)
+
+
+def assemble_video_features(
+    stats: DataFrame, catalog: DataFrame, ds: str, cfg: FeatureConfig, has: set[str]
+) -> DataFrame:
+    """The video_features rows of day D's `catalog` from per-video `stats` of the window
+    (exposures_1d/7d, the 1d and 7d rates, `_viewed_duration_ms`, `_first_view_ts`), however
+    they were counted; `has`: the interaction columns the dataset logs."""
+    stamp = feature_time(ds)
     listed = set(catalog.columns)
     video = catalog.select(
         "video_id",
@@ -373,22 +402,71 @@ def compute_features(
         raise FileNotFoundError(
             f"no normalized interactions through {partition_name(ds)} under {paths.normalized(INTERACTIONS)}"
         )
-    categories = (
-        catalog.select("video_id", "primary_category")
-        if "primary_category" in catalog.columns
-        else catalog.select("video_id", F.lit(None).cast("int").alias("primary_category"))
-    )
-    views = with_recency(views.join(categories, "video_id", "left")).persist()
+    today = partition(paths.normalized(INTERACTIONS), ds)
+    if cfg.incremental and today.exists():
+        outputs, persisted = _from_partials(spark, paths, catalog, ds, config)
+        how = "daily partial aggregates"
+    else:
+        # The whole window, every view re-read and sorted: the reference the partials are
+        # checked against, and the way for a day without views of its own.
+        views = with_recency(views.join(categories(catalog), "video_id", "left")).persist()
+        outputs = {
+            USER_FEATURES: user_features(views, ds, cfg),
+            VIDEO_FEATURES: video_features(views, catalog, ds, cfg),
+            USER_SEQUENCES: user_sequences(views, ds, cfg),
+            LABELS: ranker_labels(views, ds, cfg, config.ranker),
+        }
+        persisted, how = [views], "the whole window"
     counts = {}
-    for name, frame in (
-        (USER_FEATURES, user_features(views, ds, cfg)),
-        (VIDEO_FEATURES, video_features(views, catalog, ds, cfg)),
-        (USER_SEQUENCES, user_sequences(views, ds, cfg)),
-        (LABELS, ranker_labels(views, ds, cfg, config.ranker)),
-    ):
+    for name, frame in outputs.items():
         table = paths.features(name)
         with staged_partition(table, partition_name(ds)) as staging:
             frame.coalesce(1).write.parquet(str(staging))
         counts[name] = spark.read.parquet(str(partition(table, ds))).count()
-    views.unpersist()
-    return {"ds": ds, "feature_time": feature_time(ds).isoformat(), "rows": counts}
+    for frame in persisted:
+        frame.unpersist()
+    return {"ds": ds, "feature_time": feature_time(ds).isoformat(), "rows": counts, "from": how}
+
+
+def categories(catalog: DataFrame) -> DataFrame:
+    """(video_id, primary_category) of a day's catalog (null where the dataset has none)."""
+    if "primary_category" in catalog.columns:
+        return catalog.select("video_id", "primary_category")
+    return catalog.select("video_id", F.lit(None).cast("int").alias("primary_category"))
+
+
+def _from_partials(
+    spark: SparkSession, paths: Paths, catalog: DataFrame, ds: str, config: Config
+) -> tuple[dict[str, DataFrame], list[DataFrame]]:
+    """Day D's feature frames from daily partial aggregates (features/partials.py), writing
+    day D's own partials first."""
+    from features import partials
+
+    cfg = config.features
+    by_video = categories(catalog)
+
+    def categories_of(day: str) -> DataFrame:
+        listed = partition(paths.normalized(VIDEOS), day)
+        return categories(spark.read.parquet(str(listed))) if listed.exists() else by_video
+
+    window = partials.ensure_window(spark, paths, ds, cfg, categories_of)
+    today = (
+        spark.read.parquet(str(partition(paths.normalized(INTERACTIONS), ds)))
+        .withColumn("ds", F.lit(ds))
+        .join(by_video, "video_id", "left")
+        .persist()
+    )
+    for name, frame in partials.daily_partials(today, cfg).items():
+        partials.write(frame, paths, name, ds)
+    recent = partials.recent_views(spark, paths, today, ds, window, cfg)
+    recent = recent.join(by_video, "video_id", "left").persist()
+    seen = partials.seen_before(spark, paths, window, ds)
+    outputs = {
+        USER_FEATURES: partials.user_features(spark, paths, recent, window, ds, cfg),
+        VIDEO_FEATURES: partials.video_features(
+            spark, paths, catalog, window, ds, cfg, set(today.columns)
+        ),
+        USER_SEQUENCES: user_sequences(recent, ds, cfg),
+        LABELS: ranker_labels(today, ds, cfg, config.ranker, seen),
+    }
+    return outputs, [today, recent]

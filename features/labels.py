@@ -30,9 +30,15 @@ HEADS = ("watch_time", "completion", "rewatch", "continuation", "skip")
 
 
 def ranker_labels(
-    views: DataFrame, ds: str, features: FeatureConfig, ranker: RankerConfig
+    views: DataFrame,
+    ds: str,
+    features: FeatureConfig,
+    ranker: RankerConfig,
+    seen_before: DataFrame | None = None,
 ) -> DataFrame:
-    """Labels of day `ds`'s views; `views` holds the long window through `ds` (with `ds`)."""
+    """Labels of day `ds`'s views; `views` holds the long window through `ds` (with `ds`), or
+    only day `ds` when `seen_before` gives the distinct (user_id, video_id) pairs viewed on the
+    window's earlier days (the repeats that the window would show)."""
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
@@ -41,6 +47,12 @@ def ranker_labels(
     has = set(views.columns)
     ratio = F.col("watch_ratio") if "watch_ratio" in has else F.lit(None).cast("double")
     repeat = F.row_number().over(by_pair) > 1
+    if seen_before is not None:
+        flagged = (
+            seen_before.select("user_id", "video_id").distinct().withColumn("_seen", F.lit(True))
+        )
+        views = views.join(flagged, ["user_id", "video_id"], "left")
+        repeat = repeat | F.coalesce(F.col("_seen"), F.lit(False))
     if "watch_ms" in has:
         view_end = F.col("event_ts").cast("double") + F.col("watch_ms") / 1000.0
         next_start = F.lead(F.col("event_ts").cast("double")).over(by_user)

@@ -39,6 +39,9 @@ class QualityConfig:
 @dataclass(frozen=True)
 class FeatureConfig:
     long_window_days: int = 28  # horizon of the long-term user features
+    # Day D's features from daily partial aggregates of the window (features/partials.py: a
+    # day's cost does not grow with the window), or, false, from every view of the window.
+    incremental: bool = True
     mid_window_days: int = 7  # horizon of the video features and mid-term user features
     completion_threshold: float = 1.0  # watch_ratio at or above this counts as a completed view
     skip_max_watch_ratio: float = 0.2  # watch_ratio below this counts as a skip
