@@ -53,7 +53,42 @@ def rows() -> list[str]:
             out.append(_demo_seq_row(r))
         elif r["benchmark"] == "microlens_pass":
             out.append(_microlens_pass_row(r))
+        elif r["benchmark"] == "training_set_ranker_build":
+            out.append(_ranker_build_row(r))
+        elif r["benchmark"] == "pipeline_scale":
+            out.extend(_pipeline_scale_rows(r))
     return out
+
+
+def _ranker_build_row(r: dict) -> str:
+    k, goal = r["ranker"], r["goal"]
+    return (
+        f"| ranker training set, default config (`bench/training_set.py --ranker-only`) | "
+        f"{r['scale']}, {k['train_days']} training days, {k['views_available']:,} views, "
+        f"{k['views_kept']:,} kept | {k['train_rows']:,} rows in {k['wall_seconds']} s, peak "
+        f"{k['peak_rss_gib']} GiB | goal {goal['rows']:,} rows in {goal['seconds']} s within "
+        f"{goal['gib']} GiB | {'met' if goal['met'] else 'not met'} | {r['git_commit'][:8]} |"
+    )
+
+
+def _pipeline_scale_rows(r: dict) -> list[str]:
+    rows = []
+    for run in r["runs"]:
+        if run.get("status") != "ok":
+            rows.append(
+                f"| `reelflow run` at {run['fraction']} of KuaiRec (`bench/pipeline_scale.py`) | "
+                f"{run['views']:,} views | {run['status']} | | | {run['git_commit'][:8]} |"
+            )
+            continue
+        top = sorted(run["stages"].items(), key=lambda kv: -kv[1]["wall_seconds"])[:3]
+        rows.append(
+            f"| `reelflow run` at {run['fraction']} of KuaiRec (`bench/pipeline_scale.py`) | "
+            f"{run['views']:,} views, {run['days']} days | {run['wall_seconds_this_attempt']} s "
+            f"(stages {run['stage_wall_seconds_total']} s), peak {run['peak_rss_gib_tree']} GiB | "
+            + ", ".join(f"{name} {c['wall_seconds']:.0f} s" for name, c in top)
+            + f" | day 14 / day 7: {run.get('day14_over_day7', '-')} | {run['git_commit'][:8]} |"
+        )
+    return rows
 
 
 def _microlens_pass_row(r: dict) -> str:

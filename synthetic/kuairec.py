@@ -10,6 +10,7 @@ ingest and data-quality jobs can be checked against known answers.
 The interactions are simulated from the latent world of `synthetic.world`.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,9 +152,30 @@ MISSING_CATEGORY_ID = "-124"  # KuaiRec's sentinel for "no category at this leve
 MISSING_NAME = "UNKNOWN"
 
 
+def scale_of(name: str) -> Scale:
+    """A named scale, or "<scale>/<n>": its users (and small_matrix users) divided by n, the
+    days, catalog and views per user-day kept, so the log holds about 1/n of the views
+    (bench/pipeline_scale.py runs "full/8" .. "full")."""
+    base, _, parts = name.partition("/")
+    if base not in SCALES or (parts and (not parts.isdigit() or int(parts) < 1)):
+        raise ValueError(
+            f"unknown scale {name!r}; expected one of {sorted(SCALES)}, or one of them "
+            "followed by /N for 1/N of its users"
+        )
+    scale = SCALES[base]
+    if not parts:
+        return scale
+    n = int(parts)
+    return dataclasses.replace(
+        scale,
+        users=max(1, scale.users // n),
+        small_matrix_users=max(1, scale.small_matrix_users // n),
+    )
+
+
 def build_kuairec_world(scale: str = "tiny", seed: int = 0) -> World:
     """The latent videos and users behind `generate_kuairec(scale, seed)` (same seed, same world)."""
-    return build_world(SCALES[scale], seed, KUAIREC)
+    return build_world(scale_of(scale), seed, KUAIREC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,8 +520,7 @@ def generate_kuairec(
 ) -> dict:
     """Writes the five KuaiRec files into out_dir and a manifest; returns the manifest dict.
     `order`: the sessions' sequence structure (default: synthetic.world's constants)."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")
+    scale_of(scale)  # an unknown scale fails before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = build_kuairec_world(scale, seed)
