@@ -430,6 +430,7 @@ def cmd_run(args) -> int:
     record_home(paths, args.dataset, raw)  # only once the release landed
     days = plan_days(known, args.start, args.end, load_config().run.max_days)
     airflow_runner.migrate(paths)
+    attempt = None
     if airflow_runner.scheduler_running(paths):
         # `reelflow ui` (or a deployment) runs a scheduler on this home: the runs are made by
         # it, as a backfill, so that the UI shows them as the scheduler's own. Its DAGs were
@@ -461,7 +462,10 @@ def cmd_run(args) -> int:
             flush=True,
         )
         airflow_runner.run_dags(paths, plan, ledger=ledger)
+        attempt = {k: status[k] for k in ("complete", "resumed")}
     summary = summarize(paths, days)
+    if attempt is not None:  # what this attempt skipped or finished; `stages` is every attempt's
+        summary["resumed"] = attempt
     _emit(summary, args.json, _summary_text(summary))
     return 0
 
