@@ -82,7 +82,7 @@ CASES = {
         lambda: replace_first(clean_rows(), video_id=99),
         None,
         None,
-        "interactions: expect_column_values_to_be_in_set(video_id)",
+        "interactions: expect_column_values_to_be_in_set(video_in_catalog) observed 1",
     ),
     "day stops at noon (freshness)": (
         lambda: clean_rows(24),
