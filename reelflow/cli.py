@@ -69,12 +69,19 @@ def data_days(dataset: str, raw: Path) -> list[str]:
     """The UTC days a release covers, from landing it (parsed once, skipped when unchanged:
     the same step as the daily DAG's `land` task, which then finds it done)."""
     from jobs.landing import land
+    from reelflow.meter import StageMeter
 
-    summary = land(dataset, raw)
+    with StageMeter() as meter:
+        summary = land(dataset, raw)
     if not summary.get("skipped"):
         from lake.spark import spark_session
+        from reelflow.state import write_json
 
         spark_session().stop()  # the DAG runs start their own JVM; don't hold two
+        # The release is parsed here, once, before any DAG run (whose `land` task then finds
+        # it done): its cost is the run's `land_release` stage, kept until the next landing.
+        kept = {k: v for k, v in summary.items() if k != "files"}
+        write_json(release_land_record(Paths.from_env()), kept | {"resources": meter.result})
     days = summary["tables"]["interactions"]["days"]
     if not days:
         raise SystemExit(f"{raw}: no interaction has a readable time; nothing to run")
@@ -272,30 +279,45 @@ def cmd_recommend(args) -> int:
     return 0
 
 
-STAGE_ORDER = ("land", "apply_feature_repo", "normalize", "validate", "features", "materialize")
+def release_land_record(paths: Paths) -> Path:
+    return paths.runs / "release" / "land.json"
+
+
+STAGE_ORDER = (
+    "land_release",
+    "land",
+    "apply_feature_repo",
+    "normalize",
+    "validate",
+    "features",
+    "materialize",
+)
 
 
 def stage_costs(paths: Paths, days: list[str]) -> dict[str, dict[str, Any]]:
     """Per stage over DAYS, from each step's recorded `resources` (reelflow/meter.py): how many
     days it ran, its wall and CPU seconds summed, its peak memory (Python, JVM, the whole
-    process tree) the largest of any day."""
+    process tree) the largest of any day. `land_release` is the release's parse by
+    `reelflow run` before the DAG runs (once, not per day)."""
     peaks = ("peak_rss_gib_python", "peak_rss_gib_jvm", "peak_rss_gib_total")
     costs: dict[str, dict[str, Any]] = {}
-    for ds in days:
-        for f in sorted(partition(paths.runs, ds).glob("*.json")):
-            spent = json.loads(f.read_text()).get("resources")
-            if not spent:
-                continue
-            stage = costs.setdefault(
-                f.stem,
-                {"days": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0} | dict.fromkeys(peaks),
-            )
-            stage["days"] += 1
-            for key in ("wall_seconds", "cpu_seconds"):
-                stage[key] = round(stage[key] + spent[key], 3)
-            for key in peaks:
-                if spent.get(key) is not None:
-                    stage[key] = max(stage[key] or 0.0, spent[key])
+    records = [("land_release", release_land_record(paths))]
+    records += [
+        (f.stem, f) for ds in days for f in sorted(partition(paths.runs, ds).glob("*.json"))
+    ]
+    for name, f in records:
+        spent = json.loads(f.read_text()).get("resources") if f.exists() else None
+        if not spent:
+            continue
+        stage = costs.setdefault(
+            name, {"days": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0} | dict.fromkeys(peaks)
+        )
+        stage["days"] += 1
+        for key in ("wall_seconds", "cpu_seconds"):
+            stage[key] = round(stage[key] + spent[key], 3)
+        for key in peaks:
+            if spent.get(key) is not None:
+                stage[key] = max(stage[key] or 0.0, spent[key])
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
     return dict(sorted(costs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 

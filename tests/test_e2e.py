@@ -349,7 +349,10 @@ def test_run_summary_reports_each_stage(pipeline_run):
     days, stages = len(summary["days"]), summary["stages"]
     for stage in ("land", "normalize", "validate", "features", "materialize"):
         assert stages[stage]["days"] == days, stage
-    for stage in ("normalize", "features", "train_ranker", "train_gru", "export"):
+    # The release is parsed once, by `reelflow run` before the DAG runs (its JVM included).
+    assert stages["land_release"]["days"] == 1
+    assert stages["land_release"]["peak_rss_gib_jvm"] > 0.05, stages["land_release"]
+    for stage in ("land_release", "normalize", "features", "train_ranker", "train_gru", "export"):
         cost = stages[stage]
         assert 0 < cost["wall_seconds"] and 0 < cost["cpu_seconds"], (stage, cost)
         assert 0 < cost["peak_rss_gib_python"] <= cost["peak_rss_gib_total"], (stage, cost)
