@@ -198,6 +198,7 @@ def validate_day(
             "hour_of_day",
             (F.unix_micros("event_ts") - F.lit(int(day_start.timestamp() * 1e6))) / F.lit(3.6e9),
         )
+        .persist()  # each expectation is its own Spark action: read and join the day once
     )
     report = {
         INTERACTIONS: _run(gx, context, INTERACTIONS, suite, with_hour),
@@ -206,6 +207,7 @@ def validate_day(
     if users_dir.exists():  # MicroLens and plain event logs have no user table
         users = spark.read.parquet(str(users_dir))
         report[USERS] = _run(gx, context, USERS, _suite_catalog(gx, USERS, "user_id"), users)
+    with_hour.unpersist()
     quarantine, quarantine_failures = _quarantine_gate(spark, ds, config, paths)
     for table, table_report in report.items():
         if table in quarantine:

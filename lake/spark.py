@@ -240,17 +240,30 @@ def build_class_archive(force: bool = False) -> Path | None:
     return target
 
 
-def _dump_classes(dump: Path, folder: Path) -> None:
+def stop_jvm(timeout_s: float = 300) -> None:
+    """Stops this process's Spark session and ends its driver JVM. `SparkSession.stop()`
+    alone leaves the JVM running (py4j keeps the gateway for the next session), holding its
+    ~1.5 GiB while, say, `reelflow run` waits for the DAG runs' own. The next
+    `spark_session()` starts a new JVM."""
     from pyspark import SparkContext
 
-    spark = spark_session(java_options=_java_option("-XX:ArchiveClassesAtExit=", dump))
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    SparkContext._gateway = SparkContext._jvm = None
+    if process is not None:
+        process.stdin.close()  # PySpark's signal for the JVM to exit
+        process.wait(timeout=timeout_s)
+
+
+def _dump_classes(dump: Path, folder: Path) -> None:
+    spark_session(java_options=_java_option("-XX:ArchiveClassesAtExit=", dump))
     _class_workload(folder)
-    spark.stop()
-    # The JVM writes the archive as it exits: close its stdin (PySpark's signal to exit) and wait.
-    process = SparkContext._gateway.proc
-    SparkContext._gateway.shutdown()
-    process.stdin.close()
-    process.wait(timeout=300)
+    stop_jvm()  # the JVM writes the archive as it exits
 
 
 if __name__ == "__main__":

@@ -74,10 +74,10 @@ def data_days(dataset: str, raw: Path) -> list[str]:
     with StageMeter() as meter:
         summary = land(dataset, raw)
     if not summary.get("skipped"):
-        from lake.spark import spark_session
+        from lake.spark import stop_jvm
         from reelflow.state import write_json
 
-        spark_session().stop()  # the DAG runs start their own JVM; don't hold two
+        stop_jvm()  # the DAG runs start their own JVM: don't hold a second one meanwhile
         # The release is parsed here, once, before any DAG run (whose `land` task then finds
         # it done): its cost is the run's `land_release` stage, kept until the next landing.
         kept = {k: v for k, v in summary.items() if k != "files"}
