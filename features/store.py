@@ -90,9 +90,40 @@ def materialize_day(ds: str, views: list[str], paths: Paths | None = None) -> di
         store = feature_store(paths)
         for name in views:
             stop = max(end, materialized_until(store, name) or end)
-            store.materialize(start_date=start, end_date=stop, feature_views=[name])
-            written[name] = {"start": start.isoformat(), "end": stop.isoformat()}
+            if stop == end:
+                # Nothing newer is online: the latest row of each entity in [start, end) is
+                # its row of day ds's partition. Written from that partition alone, because
+                # Feast's file offline store reads every partition of the table to select
+                # one day's rows (measured: 6 s on day 2, 13 s on day 14 at 1/8 of KuaiRec,
+                # growing with the history, not the day).
+                rows = _day_rows(store, name, ds, start, end)
+                if len(rows):
+                    store.write_to_online_store(name, rows)
+                fv = store.get_feature_view(name)
+                store.registry.apply_materialization(fv, store.project, start, end)
+                how = f"day partition ({len(rows)} rows)"
+            else:
+                store.materialize(start_date=start, end_date=stop, feature_views=[name])
+                how = "feast materialize"
+            written[name] = {"start": start.isoformat(), "end": stop.isoformat(), "from": how}
     return {"ds": ds, "views": written}
+
+
+def _day_rows(store, name: str, ds: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The rows of view NAME's source partition of day DS stamped in [start, end), the latest
+    per entity (what `materialize(start, end)` selects), in the source's own columns."""
+    from lake.partitions import partition
+
+    fv = store.get_feature_view(name)
+    source = fv.batch_source
+    folder = partition(Path(source.path), ds)
+    frame = pd.read_parquet(folder) if folder.exists() else pd.DataFrame()
+    if frame.empty:
+        return frame
+    stamps = pd.to_datetime(frame[source.timestamp_field], utc=True)
+    frame = frame[(stamps >= start) & (stamps < end)]
+    keys = [column.name for column in fv.entity_columns]
+    return frame.sort_values(source.timestamp_field).drop_duplicates(keys, keep="last")
 
 
 def materialized_until(store, view: str) -> datetime | None:

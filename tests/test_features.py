@@ -284,14 +284,24 @@ def test_training_set_never_sees_features_of_the_label_day(hand_home, engine):
 @pytest.fixture(scope="module")
 def online_home(hand_home):
     """D1 materialized, then D0 backfilled after it (an older day written last)."""
-    from features.store import apply_if_changed, materialize_day
+    from features.feast_repo import feature_store
+    from features.store import apply_if_changed, materialize_day, online_features
     from lake.schema import ONLINE_VIEWS
 
     paths, _ = hand_home
     apply_if_changed(paths)
-    materialize_day(D1, list(ONLINE_VIEWS), paths)
+    first = materialize_day(D1, list(ONLINE_VIEWS), paths)
+    assert all(v["from"].startswith("day partition") for v in first["views"].values()), first
+    # What D1's own partition put online, before the backfill re-loads it through Feast.
+    refs = [f"{view}:{f.name}" for view in ("user_features", "user_sequences")
+            for f in feature_store(paths).get_feature_view(view).features]  # fmt: skip
+    D1_ONLINE.update(refs=refs, values=online_features(ONLINE_USERS, refs, paths))
     backfill = materialize_day(D0, list(ONLINE_VIEWS), paths)
     return paths, backfill
+
+
+ONLINE_USERS = [{"user_id": u} for u in (1, 2, 3)]
+D1_ONLINE: dict = {}
 
 
 LOOKUP = [
@@ -313,6 +323,18 @@ def test_backfilling_an_older_day_keeps_newer_online_values(online_home):
     assert got["seq_video_ids"][0] == [10, 11, 10, 12]
     assert got["seq_length"] == [4, 2]
     assert got["mean_watch_ratio_7d"][0] == pytest.approx(1.0)
+
+
+def test_a_new_day_goes_online_from_its_partition_as_feast_would_load_it(online_home):
+    """The newest day is written online from its own partition (Feast's file store would read
+    every partition to select it); the backfill of an older day goes through Feast's
+    materialize, which re-loads D1 too: the online values are the same either way."""
+    from features.store import online_features
+
+    paths, backfill = online_home
+    assert backfill["views"]["user_features"]["from"] == "feast materialize"
+    assert D1_ONLINE["values"]["views_28d"][:2] == [4, 2]
+    assert online_features(ONLINE_USERS, D1_ONLINE["refs"], paths) == D1_ONLINE["values"]
 
 
 def test_online_videos_hold_the_latest_day(online_home):
