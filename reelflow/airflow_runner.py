@@ -328,6 +328,20 @@ def trigger(paths: Paths, dag_id: str, ds: str) -> str:
     return run_id
 
 
+def _newest_run(session, dag_id: str, ds: str):
+    """The newest DagRun of DAG_ID whose logical date is day DS at midnight (`dags test`'s)."""
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    day = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    return session.scalars(
+        select(DagRun)
+        .where(DagRun.dag_id == dag_id, DagRun.logical_date == day)
+        .order_by(DagRun.id.desc())
+        .limit(1)
+    ).first()
+
+
 def _record_as_run(dag_id: str, ds: str, started: datetime) -> None:
     """`dags test` records its run as a test: started at the logical date (a 2020 day, so
     the UI showed runs of 2,341 days), over the timetable's guess for a manual run, `[D-1, D)`,
@@ -336,18 +350,11 @@ def _record_as_run(dag_id: str, ds: str, started: datetime) -> None:
     is already real), and who ran it."""
     import getpass
 
-    from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     day = datetime.fromisoformat(ds).replace(tzinfo=UTC)
     with create_session() as session:
-        run = session.scalars(
-            select(DagRun)
-            .where(DagRun.dag_id == dag_id, DagRun.logical_date == day)
-            .order_by(DagRun.id.desc())
-            .limit(1)
-        ).first()
+        run = _newest_run(session, dag_id, ds)
         if run is None:
             return
         run.data_interval_start, run.data_interval_end = day, day + timedelta(days=1)
@@ -358,19 +365,12 @@ def _record_as_run(dag_id: str, ds: str, started: datetime) -> None:
 def _succeeded_tasks(dag_id: str, ds: str) -> tuple[list[str], bool]:
     """The task ids that succeeded in the newest run of DAG_ID on day DS, and whether the run
     itself succeeded."""
-    from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    day = datetime.fromisoformat(ds).replace(tzinfo=UTC)
     with create_session() as session:
-        run = session.scalars(
-            select(DagRun)
-            .where(DagRun.dag_id == dag_id, DagRun.logical_date == day)
-            .order_by(DagRun.id.desc())
-            .limit(1)
-        ).first()
+        run = _newest_run(session, dag_id, ds)
         if run is None:
             return [], False
         tasks = session.scalars(

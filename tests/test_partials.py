@@ -5,12 +5,10 @@ through a window that slides (3 days long, 2 mid), and after partials of earlier
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 import pytest
 
+from features.pit_join import same_value
 from lake.partitions import partition
 
 TABLES = {
@@ -24,15 +22,7 @@ WINDOW = {"REELFLOW_FEATURES__LONG_WINDOW_DAYS": "3", "REELFLOW_FEATURES__MID_WI
 
 def close(a, b) -> bool:
     """Equal values; floats to 1e-5 relative (sums of daily sums round differently)."""
-    a_null = a is None or (np.isscalar(a) and pd.isna(a))
-    b_null = b is None or (np.isscalar(b) and pd.isna(b))
-    if a_null or b_null:
-        return a_null and b_null
-    if isinstance(a, np.ndarray | list) or isinstance(b, np.ndarray | list):
-        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float | np.floating) or isinstance(b, float | np.floating):
-        return math.isclose(float(a), float(b), rel_tol=1e-5, abs_tol=1e-6)
-    return a == b
+    return same_value(a, b, rel_tol=1e-5)
 
 
 def snapshot(paths, ds: str) -> dict[str, pd.DataFrame]:
