@@ -502,7 +502,11 @@ class SequenceData:
             notes = {"teacher_model": registered_name(teacher_name), "teacher_version": version}
         sc = config.sequence
         values = {"epochs": sc.epochs, "patience": sc.patience, "batch_size": sc.batch_size}
-        overrides = {"seed": sc.seed, **{k: v for k, v in values.items() if v > 0}}
+        overrides = {
+            "seed": sc.seed,
+            "max_rows_per_epoch": sc.max_windows_per_epoch,
+            **{k: v for k, v in values.items() if v > 0},
+        }
         data = cls(
             name,
             split,

@@ -54,6 +54,9 @@ class TrainerConfig:
     checkpoint_path: str | None = None  # written every epoch; resumed from when it exists
     amp: bool = True  # mixed precision, only ever on CUDA
     progress: bool = True  # a progress line on stderr within each epoch
+    # At most this many rows per epoch (0: all), a fresh random draw each epoch, so that a
+    # release-size training set bounds an epoch's time while later epochs see other rows.
+    max_rows_per_epoch: int = 0
 
 
 # Checkpoint keys of each optimizer and its schedule: AdamW's, then SparseAdam's when present.
@@ -180,7 +183,8 @@ def fit(
         else model
     )
     n_rows = len(next(iter(targets.values())))
-    steps_per_epoch = math.ceil(n_rows / config.batch_size)
+    epoch_rows = min(n_rows, config.max_rows_per_epoch) if config.max_rows_per_epoch > 0 else n_rows
+    steps_per_epoch = math.ceil(epoch_rows / config.batch_size)
     total = steps_per_epoch * config.epochs
     steppers = optimizers(model, config)
     schedules = [
@@ -218,7 +222,7 @@ def fit(
             break
         trained.train()
         started = time.perf_counter()
-        order = torch.randperm(n_rows, generator=generator)
+        order = torch.randperm(n_rows, generator=generator)[:epoch_rows]
         loss_sum = torch.zeros((), dtype=torch.float64)
         for step in range(steps_per_epoch):
             # Every rank draws the same order and keeps its own share of each global batch.
@@ -245,7 +249,7 @@ def fit(
         if world > 1:
             dist.all_reduce(loss_sum)
         metrics = {
-            "train_loss": float(loss_sum) / n_rows,
+            "train_loss": float(loss_sum) / epoch_rows,
             "epoch_seconds": time.perf_counter() - started,
         }
         if on_epoch is not None:

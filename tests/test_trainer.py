@@ -85,6 +85,32 @@ def test_early_stopping_restores_the_best_epoch(windows):
     assert all(torch.equal(v, states[2][k]) for k, v in model.state_dict().items())
 
 
+def test_an_epoch_trains_on_a_fresh_bounded_draw_of_rows(windows):
+    """`max_rows_per_epoch` bounds every epoch's rows; each epoch draws other rows."""
+    n_items, rows = windows
+    assert len(rows) > 40
+    seen: list[set] = []
+    model = _gru(n_items)
+    forward = model.forward
+
+    def counting(batch, targets):
+        seen[-1].update(map(tuple, batch["items"].tolist()))
+        return forward(batch, targets)
+
+    model.forward = counting
+    config = TrainerConfig(epochs=3, batch_size=16, max_rows_per_epoch=40, progress=False)
+
+    def on_epoch(epoch, metrics):
+        seen.append(set())
+        return {}
+
+    seen.append(set())
+    history = _fit(model, rows, config, on_epoch)
+    draws = seen[:3]
+    assert len(history) == 3 and all(0 < len(d) <= 40 for d in draws)
+    assert draws[0] != draws[1] or draws[1] != draws[2]
+
+
 def _ddp_worker(rank: int, world: int, port: int, rows: torch.Tensor, n_items: int, out: str):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
