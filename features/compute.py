@@ -93,11 +93,12 @@ RATE_SOURCE = {
 
 def read_window(spark: SparkSession, table_dir: Path, ds: str, n_days: int) -> DataFrame | None:
     """The partitions of the n days through ds that exist, with their `ds` column."""
-    parts = [
-        str(partition(table_dir, d))
-        for d in days_back(ds, n_days)
-        if partition(table_dir, d).exists()
-    ]
+    return read_days(spark, table_dir, days_back(ds, n_days))
+
+
+def read_days(spark: SparkSession, table_dir: Path, days: list[str]) -> DataFrame | None:
+    """The partitions of DAYS that exist, with their `ds` column (None: none exists)."""
+    parts = [str(partition(table_dir, d)) for d in days if partition(table_dir, d).exists()]
     if not parts:
         return None
     return spark.read.option("basePath", str(table_dir)).parquet(*parts)
@@ -397,11 +398,6 @@ def compute_features(
     spark = spark_session(config.spark)
     cfg = config.features
     catalog = spark.read.parquet(str(partition(paths.normalized(VIDEOS), ds)))
-    views = read_window(spark, paths.normalized(INTERACTIONS), ds, cfg.long_window_days)
-    if views is None:
-        raise FileNotFoundError(
-            f"no normalized interactions through {partition_name(ds)} under {paths.normalized(INTERACTIONS)}"
-        )
     today = partition(paths.normalized(INTERACTIONS), ds)
     if cfg.incremental and today.exists():
         outputs, persisted = _from_partials(spark, paths, catalog, ds, config)
@@ -409,6 +405,11 @@ def compute_features(
     else:
         # The whole window, every view re-read and sorted: the reference the partials are
         # checked against, and the way for a day without views of its own.
+        views = read_window(spark, paths.normalized(INTERACTIONS), ds, cfg.long_window_days)
+        if views is None:
+            raise FileNotFoundError(
+                f"no normalized interactions through {partition_name(ds)} under {paths.normalized(INTERACTIONS)}"
+            )
         views = with_recency(views.join(categories(catalog), "video_id", "left")).persist()
         outputs = {
             USER_FEATURES: user_features(views, ds, cfg),

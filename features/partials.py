@@ -44,6 +44,7 @@ from features.compute import (
     _rates,
     assemble_user_features,
     assemble_video_features,
+    read_days,
     with_recency,
 )
 from lake.commit import staged_partition
@@ -140,12 +141,6 @@ def write(frame: DataFrame, paths: Paths, name: str, ds: str) -> None:
         frame.coalesce(1).write.parquet(str(staging))
 
 
-def _read(spark: SparkSession, paths: Paths, name: str, days: list[str]) -> DataFrame | None:
-    directory = table(paths, name)
-    parts = [str(partition(directory, d)) for d in days if partition(directory, d).exists()]
-    return spark.read.option("basePath", str(directory)).parquet(*parts) if parts else None
-
-
 def ensure_window(
     spark: SparkSession, paths: Paths, ds: str, cfg: FeatureConfig, categories_of
 ) -> list[str]:
@@ -187,10 +182,8 @@ def recent_views(
             .unionByName(today.withColumn("view_ds", F.lit(ds)).select(*columns))
         )
     else:
-        interactions = paths.normalized(INTERACTIONS)
         pool = (
-            spark.read.option("basePath", str(interactions))
-            .parquet(*[str(partition(interactions, d)) for d in window_days])
+            read_days(spark, paths.normalized(INTERACTIONS), window_days)
             .withColumn("view_ds", F.col("ds").cast("string"))
             .select(*columns)
         )
@@ -209,7 +202,7 @@ def user_features(
 ) -> DataFrame:
     """user_features(D) from the window's user_daily rows and user_recent(D) (`recent`, with
     `_recency` and `primary_category`)."""
-    daily = _read(spark, paths, USER_DAILY, window_days)
+    daily = read_days(spark, table(paths, USER_DAILY), window_days)
     in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
     horizons = {"7d": in_mid, "28d": F.lit(True)}
     base = daily.groupBy("user_id").agg(
@@ -246,7 +239,7 @@ def video_features(
     has: set[str],
 ) -> DataFrame:
     """video_features(D) of day D's catalog from the window's video_daily rows."""
-    daily = _read(spark, paths, VIDEO_DAILY, window_days)
+    daily = read_days(spark, table(paths, VIDEO_DAILY), window_days)
     in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
     on_day = F.col("ds") == ds
     stats = daily.groupBy("video_id").agg(
@@ -265,13 +258,5 @@ def seen_before(
 ) -> DataFrame | None:
     """The distinct (user_id, video_id) pairs viewed on the window's days before D (two columns
     of their normalized partitions): the repeats of the rewatch label."""
-    interactions = paths.normalized(INTERACTIONS)
-    earlier = [str(partition(interactions, d)) for d in window_days if d < ds]
-    if not earlier:
-        return None
-    return (
-        spark.read.option("basePath", str(interactions))
-        .parquet(*earlier)
-        .select("user_id", "video_id")
-        .distinct()
-    )
+    earlier = read_days(spark, paths.normalized(INTERACTIONS), [d for d in window_days if d < ds])
+    return None if earlier is None else earlier.select("user_id", "video_id").distinct()
