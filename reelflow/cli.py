@@ -453,7 +453,7 @@ def cmd_run(args) -> int:
     days = plan_days(known, args.start, args.end, load_config().run.max_days)
     airflow_runner.migrate(paths)
     attempt = None
-    if airflow_runner.scheduler_running(paths):
+    if scheduler_on(paths):
         # `reelflow ui` (or a deployment) runs a scheduler on this home: the runs are made by
         # it, as a backfill, so that the UI shows them as the scheduler's own. Its DAGs were
         # parsed with its own start date, which `_through_scheduler` checks.
@@ -490,6 +490,15 @@ def cmd_run(args) -> int:
         summary["resumed"] = attempt
     _emit(summary, args.json, _summary_text(summary))
     return 0
+
+
+def scheduler_on(paths: Paths) -> bool:
+    """Whether a scheduler runs on this home: one heartbeats into its metadata DB, or the one
+    `reelflow ui` started is alive (on a busy machine its heartbeat can lag past Airflow's
+    health threshold; running the DAGs beside it with `dags test` would then be wrong)."""
+    from reelflow import airflow_runner, ui
+
+    return airflow_runner.scheduler_running(paths) or ui.scheduler_started(paths)
 
 
 def run_ledger(paths: Paths, rerun: bool = False):
@@ -530,7 +539,7 @@ def cmd_reprocess(args) -> int:
         "window_days": window,
         "train_export": None if args.skip_train else days[-1],
     }
-    if airflow_runner.scheduler_running(paths):
+    if scheduler_on(paths):
         summary["mode"] = "scheduler"
         summary |= _through_scheduler(
             paths, days, skip_train=args.skip_train, wait=not args.no_wait

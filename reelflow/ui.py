@@ -120,6 +120,12 @@ def start(paths: Paths) -> dict[str, Any]:
     return {**status(paths, champions=False), "started": started}
 
 
+def scheduler_started(paths: Paths) -> bool:
+    """Whether the scheduler `reelflow ui` started on this home still runs (its PID file)."""
+    (scheduler,) = [s for s in services(paths) if s.name == "airflow-scheduler"]
+    return processes.running(_ui_dir(paths), scheduler) is not None
+
+
 def stop(paths: Paths) -> dict[str, Any]:
     """Stops every service by its recorded PID (its whole session), waiting for each."""
     return {"stopped": processes.stop(_ui_dir(paths), services(paths))}
