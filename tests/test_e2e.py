@@ -553,6 +553,19 @@ def _airflow_page(browser, ui_stack):
     return page, base
 
 
+def _stack_logs(home, lines: int = 40) -> str:
+    """The last lines of each `reelflow ui` service's log under HOME (a Paths or a folder),
+    for a failure's message: CI keeps nothing else of them."""
+    from pathlib import Path
+
+    folder = Path(getattr(home, "home", home)) / "ui"
+    tails = []
+    for log in sorted(folder.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"--- {log.name}\n" + "\n".join(line[:300] for line in tail))
+    return "\n".join(tails) or f"no service logs in {folder}"
+
+
 def _api(base: str, path: str, login: dict) -> dict:
     import urllib.request
 
@@ -601,7 +614,11 @@ def test_ui_backfill_from_the_form_with_default_params(
     dialog.get_by_text("All Runs", exact=True).click()  # the days already ran: run them again
     page.screenshot(path=shots / "airflow_backfill_form.png")
     dialog.get_by_role("button", name="Run Backfill").click()
-    page.get_by_text("Backfill generated").first.wait_for()
+    try:  # the API writes the backfill and its runs to SQLite: slow when the cores are busy
+        page.get_by_text("Backfill generated").first.wait_for(timeout=180_000)
+    except Exception as error:
+        page.screenshot(path=shots / "airflow_backfill_failed.png")
+        raise AssertionError(f"no backfill made:\n{_stack_logs(lake)}") from error
 
     deadline = time.monotonic() + 900
     while True:
@@ -637,7 +654,9 @@ def test_reelflow_run_goes_through_the_running_scheduler(pipeline_run, ui_stack)
         "--start", day, "--end", day, "--skip-train", "--json", env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "scheduler running: backfill of reelflow_daily" in result.stderr
+    assert "scheduler running: backfill of reelflow_daily" in result.stderr, (
+        result.stderr[-2000:] + "\n" + _stack_logs(pipeline_run["home"])
+    )
     assert json.loads(result.stdout)["days"][day]["validation"] == "passed"
     base, login = ui_stack["services"]["airflow-api-server"]["url"], ui_stack["airflow_login"]
     runs = _api(base, "/api/v2/dags/reelflow_daily/dagRuns?limit=100", login)["dag_runs"]
