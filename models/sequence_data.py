@@ -65,7 +65,7 @@ from models.interface import NextItemModel
 from models.registry import MODELS, SEQUENCE_DATA, spec
 from models.student import Distillation
 from models.tracking import champion_version, registered_name
-from models.trainer import TrainerConfig
+from models.trainer import TrainerConfig, out_of_time
 from models.training import Evaluation, fit_model
 from models.unbiased import SLICE_METRICS, slice_metric_names, small_matrix_slice
 from models.vocab import Vocabulary, persisted_vocabulary
@@ -505,6 +505,7 @@ class SequenceData:
         overrides = {
             "seed": sc.seed,
             "max_rows_per_epoch": sc.max_windows_per_epoch,
+            "max_seconds": sc.max_train_minutes * 60,
             **{k: v for k, v in values.items() if v > 0},
         }
         data = cls(
@@ -603,6 +604,8 @@ class SequenceData:
         metrics |= {
             "parameters": float(count_parameters(model)),
             "epochs_run": float(len(history)),
+            # 1 when the time budget (sequence.max_train_minutes) ended the training
+            "stopped_by_time_budget": float(out_of_time(history, self.trainer)),
             "best_epoch": float(best_epoch),
             "train_seconds": seconds,
             "training_sequences": float(len(self.train["items"])),

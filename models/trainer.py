@@ -14,6 +14,7 @@ the catalog; every other parameter by AdamW. Without such a table the trainer is
 Also, all opt-in through `TrainerConfig`:
 - early stopping on a metric the callback returns (`monitor`, higher is better, `patience`),
   restoring the best epoch's weights at the end;
+- a wall-time budget (`max_seconds`): no new epoch once the epochs run have taken it;
 - a checkpoint after every epoch (state dicts only, read back with `weights_only=True`) and
   resume from it, giving the same weights as an uninterrupted run;
 - data-parallel training when `torch.distributed` is initialized (e.g. under `torchrun`):
@@ -57,6 +58,11 @@ class TrainerConfig:
     # At most this many rows per epoch (0: all), a fresh random draw each epoch, so that a
     # release-size training set bounds an epoch's time while later epochs see other rows.
     max_rows_per_epoch: int = 0
+    # A wall-time budget in seconds (0: none): no epoch starts once the epochs so far (their
+    # callback, e.g. validation, included; summed across resumes) have taken this long. The
+    # best epoch is kept as with early stopping; like it, the cut leaves the cosine schedule
+    # where it was. Lightning's `max_time`, at epoch granularity.
+    max_seconds: float = 0.0
 
 
 # Checkpoint keys of each optimizer and its schedule: AdamW's, then SparseAdam's when present.
@@ -162,6 +168,12 @@ def _progress(epoch: int, step: int, steps: int, started: float) -> None:
     )
 
 
+def out_of_time(history: list[dict[str, float]], config: TrainerConfig) -> bool:
+    """Whether the epochs in `history` have spent `config.max_seconds` (0: never)."""
+    spent = sum(h.get("wall_seconds", h["epoch_seconds"]) for h in history)
+    return config.max_seconds > 0 and spent >= config.max_seconds
+
+
 def fit(
     model: torch.nn.Module,
     inputs: dict[str, torch.Tensor],
@@ -218,7 +230,7 @@ def fit(
     stop = bad_epochs >= config.patience and config.monitor is not None
 
     for epoch in range(first_epoch, config.epochs + 1):
-        if stop:
+        if stop or out_of_time(history, config):
             break
         trained.train()
         started = time.perf_counter()
@@ -258,6 +270,7 @@ def fit(
             if world > 1:
                 dist.broadcast_object_list(shared, src=0)
             metrics.update(shared[0])
+        metrics["wall_seconds"] = time.perf_counter() - started  # training and callback
         history.append(metrics)
         if rank == 0:
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())

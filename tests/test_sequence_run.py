@@ -87,6 +87,7 @@ def test_gru_run_logs_registers_and_becomes_champion(gru_run):
     run = client.get_run(gru_run["run_id"])
     for name in ("test_ndcg_at_10", "val_recall_at_20", "popularity_test_mrr_at_10"):
         assert name in run.data.metrics, name
+    assert run.data.metrics["stopped_by_time_budget"] == 0.0  # 15 minutes: far from it here
     # Both protocols on both stages, for the model and both baselines, under one naming rule.
     for who in ("", "popularity_", "transition_"):
         for stage in ("val", "test"):

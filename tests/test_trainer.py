@@ -111,6 +111,31 @@ def test_an_epoch_trains_on_a_fresh_bounded_draw_of_rows(windows):
     assert draws[0] != draws[1] or draws[1] != draws[2]
 
 
+def test_no_epoch_starts_once_the_time_budget_is_spent(windows):
+    """`max_seconds`: training stops after the epoch that spent the budget (its callback's
+    time included), and the best epoch's weights are the model's."""
+    import time
+
+    n_items, rows = windows
+    model = _gru(n_items)
+    states = {}
+
+    def on_epoch(epoch, metrics):
+        time.sleep(0.3)  # a validation pass
+        states[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+        return {"val": [0.1, 0.3, 0.2, 0.25, 0.2, 0.2, 0.2, 0.2][epoch - 1]}
+
+    config = TrainerConfig(
+        epochs=8, batch_size=32, monitor="val", patience=8, max_seconds=0.7, progress=False
+    )
+    history = _fit(model, rows, config, on_epoch)
+    spent = [h["wall_seconds"] for h in history]
+    assert all(s >= 0.3 for s in spent)
+    assert 1 <= len(history) <= 3 and sum(spent) >= 0.7 > sum(spent[:-1])
+    best = max(states, key=lambda e: [0.1, 0.3, 0.2][e - 1])
+    assert all(torch.equal(v, states[best][k]) for k, v in model.state_dict().items())
+
+
 def _ddp_worker(rank: int, world: int, port: int, rows: torch.Tensor, n_items: int, out: str):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
