@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lake.partitions import partition  # noqa: E402
+from reelflow.meter import tree_rss  # noqa: E402
 
 GIB = 1024**3
 DAILY = ("apply_feature_repo", "land", "normalize", "validate", "features", "materialize")
@@ -72,18 +73,7 @@ def run(home: Path, raw: Path) -> dict:
         peak = [0]
 
         def watch() -> None:
-            root = psutil.Process(child.pid)
-            while child.poll() is None:
-                try:
-                    tree = [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    break
-                rss = 0
-                for proc in tree:
-                    try:
-                        rss += proc.memory_info().rss
-                    except psutil.Error:
-                        pass
+            while child.poll() is None and (rss := tree_rss(child.pid)) is not None:
                 peak[0] = max(peak[0], rss)
                 time.sleep(0.5)
 

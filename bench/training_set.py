@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from features.pit_join import same_value  # noqa: E402
 from lake.partitions import available_days, partition  # noqa: E402
+from reelflow.meter import tree_rss  # noqa: E402
 
 SERVICE = "ranker_v1"
 ROW_ID = "row_id"  # the extra entity column: kept by both sides, and matches rows across them
@@ -268,17 +269,8 @@ def measure(
     peak = {"bytes": 0, "killed": None}
 
     def watch() -> None:
-        root = psutil.Process(child.pid)
         while child.poll() is None:
-            try:
-                tree = [root, *root.children(recursive=True)]
-                rss = 0
-                for p in tree:
-                    try:
-                        rss += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
+            if (rss := tree_rss(child.pid)) is None:
                 break
             peak["bytes"] = max(peak["bytes"], rss)
             over = rss > cap

@@ -25,6 +25,23 @@ import psutil
 GIB = 1024**3
 
 
+def tree_rss(pid: int) -> int | None:
+    """The resident bytes of process PID and all its descendants at one instant (a child
+    gone between the listing and the read counts 0); None once PID itself is gone."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    rss = 0
+    for proc in tree:
+        try:
+            rss += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return rss
+
+
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
