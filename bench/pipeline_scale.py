@@ -186,11 +186,16 @@ def main() -> None:
             json.dumps({k: v for k, v in entry.items() if k not in ("stages", "tail")}), flush=True
         )
         results[entry["fraction"]] = entry
+        # Written after each fraction: a finished one is kept when a later one is stopped.
+        write_report(out_json, results, args.seed, load_at_start)
+
+
+def write_report(out_json: Path, results: dict, seed: int, load_at_start: float) -> None:
     runs = sorted(results.values(), key=lambda r: r["views"])
     report = {
         "benchmark": "pipeline_scale",
         "dataset": "kuairec (generated), fractions of the release's users",
-        "seed": args.seed,
+        "seed": seed,
         "protocol": "reelflow run --dataset kuairec, defaults, local Spark, embedded SQLite "
         "stores; stage costs from each stage's records, summed over days and attempts",
         "goals": GOALS,
