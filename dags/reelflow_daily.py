@@ -24,6 +24,7 @@ from reelflow.dag_defaults import (
     ONLINE_FEATURES,
     SOURCE_PARAMS,
     VALIDATED,
+    daily_end_date,
 )
 
 # A Spark connection id (e.g. `AIRFLOW_CONN_REELFLOW_SPARK` defines `reelflow_spark`) sends the
@@ -35,6 +36,7 @@ SPARK_CONN_ID = os.environ.get("REELFLOW_SPARK_CONN_ID", "")
     dag_id="reelflow_daily",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.parse(os.environ.get("REELFLOW_START_DATE", "2020-01-01"), tz="UTC"),
+    end_date=daily_end_date(),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -20,6 +20,7 @@ from lake.partitions import check_day, partition
 from models.registry import MODELS, SEQUENCE_DATA
 from reelflow.names import DATASETS
 from reelflow.paths import Paths
+from reelflow.runs import release_land_record
 from synthetic import GENERATORS, generate
 
 DAG_START_DATE = "2020-01-01"  # the DAGs' start_date when $REELFLOW_START_DATE is unset
@@ -279,10 +280,6 @@ def cmd_recommend(args) -> int:
     return 0
 
 
-def release_land_record(paths: Paths) -> Path:
-    return paths.runs / "release" / "land.json"
-
-
 STAGE_ORDER = (
     "land_release",
     "land",
@@ -421,6 +418,16 @@ def _through_scheduler(
             f"the last day {days[-1]} is before the DAGs' start date {start}: training and "
             f"export would run no task; restart the stack with an earlier one (`reelflow ui "
             f"--stop`, then `REELFLOW_START_DATE={days[0]} reelflow ui`), or pass --skip-train"
+        )
+    from reelflow.ui import daily_end_date
+
+    end = daily_end_date(paths)
+    if end and days[-1] > end:
+        # The stack parsed reelflow_daily ending at the release it found landed then: a run
+        # past it would "succeed" with no task. A newer release came in since.
+        raise SystemExit(
+            f"the running stack's reelflow_daily ends on {end}, before {days[-1]}: restart it "
+            "(`reelflow ui --stop`, then `reelflow ui`) to schedule the newly landed days"
         )
     print(
         f"scheduler running: backfill of reelflow_daily {days[0]} .. {days[-1]} "

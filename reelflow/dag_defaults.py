@@ -61,6 +61,18 @@ class FailDataErrors(RetryPolicy):
         return RetryDecision.default()
 
 
+def daily_end_date():
+    """reelflow_daily's end_date: $REELFLOW_END_DATE (a day) when set, else None (no end).
+    `reelflow ui` sets it to the last day of the public release the home landed: a fixed
+    release holds no data for today, and the run the scheduler makes for the latest interval
+    when the DAG is unpaused (the backfill form unpauses it) could only fail, after spending
+    minutes of Spark on an empty day."""
+    import pendulum
+
+    end = os.environ.get("REELFLOW_END_DATE", "")
+    return pendulum.parse(end[:10], tz="UTC").end_of("day") if end else None
+
+
 def _event_extras(context: dict[str, Any]) -> list[dict[str, Any]]:
     events = context.get("triggering_asset_events") or {}
     return [dict(event.extra or {}) for asset in events for event in events[asset]]

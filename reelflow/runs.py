@@ -7,6 +7,8 @@ spark-submit operator and `reelflow run`'s report read them back.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from lake.partitions import partition
@@ -25,6 +27,22 @@ def record(
     out = partition(Paths.from_env().runs, ds) / f"{step}.json"
     write_json(out, summary)
     return summary
+
+
+def release_land_record(paths: Paths) -> Path:
+    """Where `reelflow run` keeps what its landing of the release found and cost."""
+    return paths.runs / "release" / "land.json"
+
+
+def public_release_last_day(paths: Paths) -> str | None:
+    """The last day with interactions of the public release (kuairec, kuairand, microlens)
+    this home landed; None for a team's own `events` (they grow) or before any landing."""
+    record = release_land_record(paths)
+    if not record.exists():
+        return None
+    landed = json.loads(record.read_text())
+    days = landed.get("tables", {}).get("interactions", {}).get("days") or []
+    return max(days) if days and landed.get("dataset") != "events" else None
 
 
 def source(params: dict[str, Any]) -> tuple[str, str]:

@@ -34,6 +34,8 @@ from reelflow import processes
 from reelflow.airflow_runner import airflow_env, api_port, migrate
 from reelflow.paths import FEATURE_REPO, Paths
 from reelflow.processes import HOST, Service
+from reelflow.runs import public_release_last_day
+from reelflow.state import write_json
 
 START_TIMEOUT_S = 180  # the api-server takes 20-60 s to answer on two busy cores
 
@@ -103,6 +105,10 @@ def start(paths: Paths) -> dict[str, Any]:
     and the Airflow login."""
     migrate(paths)  # the metadata DB and the gpu pool, as `reelflow run` makes them
     env, folder = airflow_env(paths), _ui_dir(paths)
+    last_day = public_release_last_day(paths)
+    if last_day and "REELFLOW_END_DATE" not in env:
+        env["REELFLOW_END_DATE"] = last_day  # reelflow_daily schedules nothing past the data
+    write_json(folder / "schedule.json", {"daily_end_date": env.get("REELFLOW_END_DATE")})
     started = []
     for service in services(paths):
         if processes.running(folder, service) is not None:
@@ -118,6 +124,12 @@ def start(paths: Paths) -> dict[str, Any]:
         started.append(service.name)
     processes.wait_until_served(folder, services(paths), START_TIMEOUT_S)
     return {**status(paths, champions=False), "started": started}
+
+
+def daily_end_date(paths: Paths) -> str | None:
+    """The end date the running stack's reelflow_daily was parsed with (None: no end)."""
+    file = _ui_dir(paths) / "schedule.json"
+    return json.loads(file.read_text()).get("daily_end_date") if file.exists() else None
 
 
 def scheduler_started(paths: Paths) -> bool:

@@ -614,11 +614,15 @@ def test_ui_backfill_from_the_form_with_default_params(
     dialog.get_by_text("All Runs", exact=True).click()  # the days already ran: run them again
     page.screenshot(path=shots / "airflow_backfill_form.png")
     dialog.get_by_role("button", name="Run Backfill").click()
-    try:  # the API writes the backfill and its runs to SQLite: slow when the cores are busy
-        page.get_by_text("Backfill generated").first.wait_for(timeout=180_000)
+    try:
+        page.get_by_text("Backfill generated").first.wait_for(timeout=60_000)
     except Exception as error:
-        page.screenshot(path=shots / "airflow_backfill_failed.png")
-        raise AssertionError(f"no backfill made:\n{_stack_logs(lake)}") from error
+        # On the embedded SQLite metadata DB a request that meets another process's write
+        # can fail (503) and the UI tries again: what counts is the backfill Airflow made.
+        page.screenshot(path=shots / "airflow_backfill_toast.png")
+        made = _api(base, "/api/v2/backfills?dag_id=reelflow_daily", login)["backfills"]
+        assert made, f"no backfill made:\n{_stack_logs(lake)}"
+        print(f"no 'Backfill generated' toast ({error}), but the backfill exists: {made}")
 
     deadline = time.monotonic() + 900
     while True:
@@ -631,6 +635,9 @@ def test_ui_backfill_from_the_form_with_default_params(
         r["logical_date"][:10]: r
         for r in _api(base, "/api/v2/dags/reelflow_daily/dagRuns?limit=100", login)["dag_runs"]
     }
+    # The form unpaused reelflow_daily: `reelflow ui` ended its schedule at the release's last
+    # day, so the scheduler made no run for today's interval (it could only fail).
+    assert not [r for r in runs.values() if r["run_type"] == "scheduled"], runs
     for day in (first, second):
         run = runs[day]
         assert run["state"] == "success", run
