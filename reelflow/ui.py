@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reelflow import processes
-from reelflow.airflow_runner import airflow_env, api_port, migrate
+from reelflow import airflow_runner, processes
+from reelflow.airflow_runner import airflow_env, api_port
 from reelflow.paths import FEATURE_REPO, Paths
 from reelflow.processes import HOST, Service
 from reelflow.runs import public_release_last_day
@@ -103,7 +103,10 @@ def airflow_login(paths: Paths) -> dict[str, str]:
 def start(paths: Paths) -> dict[str, Any]:
     """Starts every service that is not running, waits until each answers, returns the URLs
     and the Airflow login."""
-    migrate(paths)  # the metadata DB and the gpu pool, as `reelflow run` makes them
+    # Looked up on the module at call time, not bound at import: a test that swaps
+    # airflow_runner.migrate for a recorder while this module is first imported (the CLI's
+    # scheduler check imports it) must not leave a stack start that never migrates.
+    airflow_runner.migrate(paths)  # the metadata DB and the gpu pool, as `reelflow run` does
     env, folder = airflow_env(paths), _ui_dir(paths)
     last_day = public_release_last_day(paths)
     if last_day and "REELFLOW_END_DATE" not in env:
