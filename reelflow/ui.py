@@ -111,7 +111,6 @@ def start(paths: Paths) -> dict[str, Any]:
     last_day = public_release_last_day(paths)
     if last_day and "REELFLOW_END_DATE" not in env:
         env["REELFLOW_END_DATE"] = last_day  # reelflow_daily schedules nothing past the data
-    write_json(folder / "schedule.json", {"daily_end_date": env.get("REELFLOW_END_DATE")})
     started = []
     for service in services(paths):
         if processes.running(folder, service) is not None:
@@ -124,13 +123,18 @@ def start(paths: Paths) -> dict[str, Any]:
         cwd = FEATURE_REPO if service.program == "feast" else paths.home
         argv = [_program(service.program), *service.args]
         processes.launch(folder, service, argv, env, cwd)
+        if service.name == "airflow-dag-processor":
+            # The DAGs are parsed with this end date until this process is restarted: a start
+            # that finds it running keeps the record of the date it was started with.
+            end = env.get("REELFLOW_END_DATE")
+            write_json(folder / "schedule.json", {"daily_end_date": end})
         started.append(service.name)
     processes.wait_until_served(folder, services(paths), START_TIMEOUT_S)
     return {**status(paths, champions=False), "started": started}
 
 
 def daily_end_date(paths: Paths) -> str | None:
-    """The end date the running stack's reelflow_daily was parsed with (None: no end)."""
+    """The end date the running dag-processor parses reelflow_daily with (None: no end)."""
     file = _ui_dir(paths) / "schedule.json"
     return json.loads(file.read_text()).get("daily_end_date") if file.exists() else None
 
