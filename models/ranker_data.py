@@ -43,7 +43,7 @@ from models.evaluate import full_ranking_metrics, head_metrics, metric_names, po
 from models.gate import GateSplit, run_params
 from models.ranker import USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, score_matrix
 from models.registry import spec
-from models.trainer import TrainerConfig
+from models.trainer import TrainerConfig, out_of_time
 from models.training import Evaluation, service_fields
 from models.unbiased import (
     SLICE_METRICS,
@@ -660,6 +660,7 @@ class RankerData:
             lr=rc.lr,
             weight_decay=rc.weight_decay,
             seed=rc.seed,
+            max_seconds=rc.max_train_minutes * 60,
         )
         self.baseline = {"val": self.val.popularity(), "test": self.test.popularity()}
 
@@ -744,6 +745,9 @@ class RankerData:
             logged.update(metric_names(metrics[split], split))
             logged.update(metric_names(baseline[split], f"popularity_{split}"))
             logged.update(metric_names(heads[split], f"{split}_head"))
+        logged["epochs_run"] = float(len(history))
+        # 1 when the time budget (ranker.max_train_minutes) ended the training
+        logged["stopped_by_time_budget"] = float(out_of_time(history, self.trainer))
         unbiased = test.unbiased_metrics(bundle, config, self.features)
         report = {
             "val_ds": val.ds,

@@ -88,6 +88,11 @@ class RankerConfig:
     # MLflow logs both, with the views there were and the views kept.
     train_days: int = 28
     max_train_views: int = 250_000
+    # Training wall time (0: no bound), as `sequence.max_train_minutes`: no epoch starts after
+    # this many minutes, validation included (logged `stopped_by_time_budget`). At 1/8 of
+    # KuaiRec the 1M-row epochs took 250-460 s on two shared cores, so 6 epochs alone would
+    # take 25-45 minutes of a run; the demo's ranker trains in well under a minute.
+    max_train_minutes: float = 15.0
     watch_ratio_cap: float = 2.0  # watch time head predicts min(watch_ratio, cap) / cap
     # Final score = weighted heads minus the skip penalty and the fatigue penalty (heads are
     # all in [0, 1]; fatigue is the user's recent share of the video's category, in [0, 1]).

@@ -99,8 +99,12 @@ def test_the_rankers_training_set_is_bounded_by_days_and_a_logged_sample_of_view
     setup_tracking(lake)
     client = MlflowClient()
     champion = client.get_model_version_by_alias(registered_name("ranker"), CHAMPION)
-    params = client.get_run(champion.run_id).data.params
-    # The default bound holds the tiny release whole.
+    run = client.get_run(champion.run_id).data
+    params = run.params
+    # The default bound holds the tiny release whole, and the time budget does not bind.
+    assert float(params["ranker.max_train_minutes"]) > 0
+    assert run.metrics["stopped_by_time_budget"] == 0
+    assert run.metrics["epochs_run"] == float(params["ranker.epochs"])
     assert int(params["train_views"]) == int(params["train_views_available"]) > 0
     days = params["train_days"].split(",")
     assert int(params["train_rows"]) == int(params["train_views"]) * 4
