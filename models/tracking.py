@@ -16,17 +16,19 @@ def registered_name(model: str) -> str:
     return f"reelflow-{model}"
 
 
-# The home's SQLite URI this process last gave `mlflow.set_tracking_uri`, which also writes it
-# into os.environ["MLFLOW_TRACKING_URI"] (for subprocesses): read back later, it would look
+# The homes' SQLite URIs this process gave `mlflow.set_tracking_uri`, which also writes each
+# into os.environ["MLFLOW_TRACKING_URI"] (for subprocesses): read back later, one would look
 # like a server the user named, and pin every later home of the process (a test session, a
-# long-lived worker) to the first one's store.
-_HOME_URI: str | None = None
+# long-lived worker) to that store. All of them, not only the last: whoever restores the
+# environment as it was (a test's monkeypatch at teardown) puts back an earlier one (seen in
+# CI: a home's status read another test's registry).
+_HOME_URIS: set[str] = set()
 
 
 def server_uri() -> str | None:
     """`MLFLOW_TRACKING_URI` when the user set it (a tracking server), else None."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
-    return uri if uri and uri != _HOME_URI else None
+    return uri if uri and uri not in _HOME_URIS else None
 
 
 def tracking_uri(paths: Paths) -> str:
@@ -38,11 +40,10 @@ def setup_tracking(paths: Paths | None = None) -> str:
     """`MLFLOW_TRACKING_URI` when set (a server), else SQLite under the home."""
     import mlflow
 
-    global _HOME_URI
     paths = paths or Paths.from_env()
     uri = tracking_uri(paths)
     if server_uri() is None:
-        _HOME_URI = uri
+        _HOME_URIS.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri

@@ -176,5 +176,11 @@ def test_tracking_follows_the_home_not_the_uri_mlflow_left_in_the_environment(
     assert setup_tracking(first) == f"sqlite:///{first.mlflow_db}"
     assert server_uri() is None  # what MLflow wrote back is not the user's
     assert setup_tracking(second) == f"sqlite:///{second.mlflow_db}"
+    # The environment put back as it was before `second` (a monkeypatch's teardown): the first
+    # home's URI is still not a server, and a third home gets its own store.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{first.mlflow_db}")
+    assert server_uri() is None
+    third = Paths(home=tmp_path / "c")
+    assert setup_tracking(third) == f"sqlite:///{third.mlflow_db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     assert setup_tracking(second) == "http://127.0.0.1:5999"
