@@ -128,15 +128,15 @@ from jobs.readers import Release
 from jobs.readers.arrow_csv import BAD_LINE, CORRUPT, read_arrow_csv
 from jobs.readers.native import (
     InputFileError,
-    finite_number,
     integer_id,
-    is_number_text,
     landing_now_ms,
+    long_column,
     malformed_rules,
+    number_column,
     number_rules,
-    rounded_long,
-    scaled_long,
+    number_text_column,
     time_rules,
+    with_numbers,
     with_quarantine_reason,
 )
 from lake.schema import INTERACTION_OPTIONAL, QUARANTINE_REASON
@@ -633,13 +633,6 @@ def _text(raw: str) -> Column:
     return F.trim(F.col(raw))
 
 
-def _epoch_ms(raw: str, unit: str) -> Column:
-    """Epoch seconds or milliseconds (the number grammar, finite) as epoch ms: the double's
-    exact value times 1000 (seconds) rounded HALF_UP; null when the text is not a number or
-    the ms do not fit a long."""
-    return scaled_long(finite_number(raw), 1000 if unit == "s" else 1)
-
-
 def _iso_ts(raw: str) -> Column:
     """ISO 8601: a date alone is UTC midnight, a time without an offset is UTC."""
     text = _text(raw)
@@ -717,14 +710,27 @@ def read_interactions(
 
     time_raw = raw[mapping["event_ts"]]
     time_unit = "iso8601" if mapping["event_ts"] in typed else unit
+    # Every number field parsed once (with_numbers): epoch times to ms, counts as they are.
+    time_scale = 1000 if time_unit == "s" else 1
+    numbers = [
+        (raw[optional[c]], 1) for c in ("watch_ms", "duration_ms", "watch_ratio") if c in optional
+    ]
+    if time_unit != "iso8601":
+        numbers.append((time_raw, time_scale))
+    frame = with_numbers(frame, numbers)
     if time_unit == "iso8601":
         ts = _iso_ts(time_raw)
         time_ms = F.floor(F.unix_micros(ts) / 1000).cast("long")
         time_parse = [(ts.isNull(), f"{named('event_ts')} missing or not {UNITS[time_unit]}")]
     else:
-        time_ms = _epoch_ms(time_raw, time_unit)
+        # Epoch seconds or ms (the number grammar, finite) as epoch ms: the double's exact
+        # value times 1000 (seconds) rounded HALF_UP; null when the ms do not fit a long.
+        time_ms = F.col(long_column(time_raw, time_scale))
         time_parse = [
-            (~is_number_text(time_raw), f"{named('event_ts')} missing or not {UNITS[time_unit]}"),
+            (
+                ~F.col(number_text_column(time_raw)),
+                f"{named('event_ts')} missing or not {UNITS[time_unit]}",
+            ),
             (time_ms.isNull(), f"{named('event_ts')} out of range"),
         ]
     parsed = {
@@ -734,7 +740,7 @@ def read_interactions(
     }
     for column in ("watch_ms", "duration_ms", "watch_ratio"):
         if column in optional:
-            parsed[column] = finite_number(raw[optional[column]])
+            parsed[column] = F.col(number_column(raw[optional[column]]))
     for column in FLAG_COLUMNS:
         if column in optional:
             parsed[column] = _flag(raw[optional[column]])
@@ -762,7 +768,10 @@ def read_interactions(
     if "watch_ratio" in optional:
         ratio_raw = raw[optional["watch_ratio"]]
         rules.append(
-            (~is_number_text(ratio_raw), f"{named('watch_ratio')} missing or not a number")
+            (
+                ~F.col(number_text_column(ratio_raw)),
+                f"{named('watch_ratio')} missing or not a number",
+            )
         )
         rules.append((F.col("_watch_ratio").isNull(), f"{named('watch_ratio')} out of range"))
     for column in FLAG_COLUMNS:
@@ -798,7 +807,7 @@ def read_interactions(
     ]
     for column in ("watch_ms", "duration_ms"):
         if column in optional:
-            unified.append(rounded_long(F.col(f"_{column}")).alias(column))
+            unified.append(F.col(long_column(raw[optional[column]])).alias(column))
     if "watch_ratio" in optional or _derives_ratio(optional):
         unified.append(F.col("_watch_ratio").alias("watch_ratio"))
     for column in FLAG_COLUMNS:

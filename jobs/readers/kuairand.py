@@ -47,17 +47,19 @@ from jobs.readers.native import (
     has_rows,
     integer_id,
     landing_now_ms,
+    long_column,
     malformed_rules,
     missing_integer,
     null_sentinel,
+    number_column,
     number_rules,
     parse_kuaishou_users,
     read_csv_as_strings,
     read_log_as_strings,
-    rounded_long,
     time_bounds,
     time_rules,
     utc_day,
+    with_numbers,
     with_quarantine_reason,
 )
 from lake.schema import QUARANTINE_REASON
@@ -257,21 +259,25 @@ def read_interactions(
     now_ms = landing_now_ms() if now_ms is None else now_ms
     earliest, latest = time_bounds(quality, now_ms)
     raw = _read_logs(spark, paths)
-    parsed = raw.select(
-        *[F.col(c).alias(f"raw_{c}") for c in (*LOG_COLUMNS, CORRUPT)],
-        BAD_LINE,
-        integer_id("user_id").alias("user_id"),
-        integer_id("video_id").alias("video_id"),
-        rounded_long(finite_number("time_ms")).alias("time_ms"),
-        finite_number("play_time_ms").alias("play_time_ms"),
-        finite_number("duration_ms").alias("video_ms"),
-        *[integer_id(c, "int").alias(c) for c in FLAGS],
-        *[finite_number(c).alias(c) for c in STAYS],
-        integer_id("tab", "int").alias("tab"),
-    ).withColumn(
+    numbers = ["raw_time_ms", "raw_play_time_ms", "raw_duration_ms", *[f"raw_{c}" for c in STAYS]]
+    parsed = with_numbers(
+        raw.select(
+            *[F.col(c).alias(f"raw_{c}") for c in (*LOG_COLUMNS, CORRUPT)],
+            BAD_LINE,
+            integer_id("user_id").alias("user_id"),
+            integer_id("video_id").alias("video_id"),
+            *[integer_id(c, "int").alias(c) for c in FLAGS],
+            integer_id("tab", "int").alias("tab"),
+        ),
+        dict.fromkeys(numbers, 1),
+    )
+    time_ms = F.col(long_column("raw_time_ms"))
+    play_ms = F.col(number_column("raw_play_time_ms"))
+    video_ms = F.col(number_column("raw_duration_ms"))
+    parsed = parsed.withColumn(
         "watch_ratio",
         # duration 0 (KuaiRand has some): the ratio is undefined, not infinite.
-        F.when(F.col("video_ms") > 0, F.col("play_time_ms") / F.col("video_ms")),
+        F.when(video_ms > 0, play_ms / video_ms),
     )
     ratio_min, ratio_max = quality.watch_ratio_min, quality.watch_ratio_max
     rules = [
@@ -279,7 +285,7 @@ def read_interactions(
         (F.col("user_id").isNull(), missing_integer("user_id")),
         (F.col("video_id").isNull(), missing_integer("video_id")),
         *number_rules("time_ms", "raw_time_ms"),
-        *time_rules(F.col("time_ms"), "time_ms", quality, now_ms),
+        *time_rules(time_ms, "time_ms", quality, now_ms),
         *number_rules("play_time_ms", "raw_play_time_ms", non_negative=True),
         *number_rules("duration_ms", "raw_duration_ms", non_negative=True),
         *[(~F.coalesce(F.col(c).isin(0, 1), F.lit(False)), f"{c} not 0 or 1") for c in FLAGS],
@@ -291,21 +297,21 @@ def read_interactions(
         ),
     ]
     checked = with_quarantine_reason(parsed, rules)
-    plausible = F.col("time_ms").between(earliest, latest)
+    plausible = time_ms.between(earliest, latest)
     return checked.select(
         *[f"raw_{c}" for c in (*LOG_COLUMNS, CORRUPT)],
         "user_id",
         "video_id",
         # time_ms is the truth; date/hourmin (UTC+8, hourmin sometimes off by one) stay raw.
-        F.when(plausible, F.timestamp_millis("time_ms")).alias("event_ts"),
-        rounded_long(F.col("play_time_ms")).alias("watch_ms"),
-        rounded_long(F.col("video_ms")).alias("duration_ms"),
+        F.when(plausible, F.timestamp_millis(time_ms)).alias("event_ts"),
+        F.col(long_column("raw_play_time_ms")).alias("watch_ms"),
+        F.col(long_column("raw_duration_ms")).alias("duration_ms"),
         "watch_ratio",
         *[F.col(native).alias(unified) for native, unified in FLAGS.items()],
-        *[rounded_long(F.col(native)).alias(unified) for native, unified in STAYS.items()],
+        *[F.col(long_column(f"raw_{native}")).alias(unified) for native, unified in STAYS.items()],
         "tab",
         F.lit(DATASET).alias("source"),
-        F.when(plausible, utc_day(F.col("time_ms"))).alias("ds"),
+        F.when(plausible, utc_day(time_ms)).alias("ds"),
         QUARANTINE_REASON,
     )
 
@@ -346,12 +352,12 @@ def read_videos(
         *[F.col(c).alias(f"raw_{c}") for c in BASIC_COLUMNS],
         integer_id("video_id").alias("video_id"),
         tags.alias("categories"),
-        finite_number("video_duration").alias("video_duration"),
         # UTC midnight of the upload date, whatever the session time zone.
         F.timestamp_seconds(F.unix_date(upload_day).cast("long") * 86_400).alias("upload_ts"),
         integer_id("author_id").alias("author_id"),
         null_sentinel("video_type").alias("video_type"),
     )
+    parsed = with_numbers(parsed, {"raw_video_duration": 1})
     rules = [
         (F.col("video_id").isNull(), missing_integer("video_id")),
         *number_rules("video_duration", "raw_video_duration", optional=True, non_negative=True),
@@ -365,7 +371,7 @@ def read_videos(
         "video_id",
         "categories",
         F.try_element_at("categories", F.lit(1)).alias("primary_category"),
-        rounded_long(F.col("video_duration")).alias("duration_ms"),
+        F.col(long_column("raw_video_duration")).alias("duration_ms"),
         "upload_ts",
         "author_id",
         "video_type",

@@ -26,20 +26,21 @@ from jobs.readers.native import (
     first_failure,
     integer_id,
     landing_now_ms,
+    long_column,
     malformed_rules,
     missing_integer,
     missing_number,
     null_sentinel,
+    number_column,
     number_rules,
     parse_kuaishou_users,
     read_csv_as_strings,
     read_log_as_strings,
-    rounded_long,
-    scaled_long,
     time_bounds,
     time_rules,
     utc_day,
     with_duplicate_flag,
+    with_numbers,
 )
 from lake.schema import QUARANTINE_REASON
 from reelflow.config import QualityConfig
@@ -158,23 +159,25 @@ def read_interactions(
     log_columns = (*MATRIX_COLUMNS, CORRUPT, BAD_LINE)
     raw = with_duplicate_flag(read_log_as_strings(spark, path, MATRIX_COLUMNS), list(log_columns))
     earliest, latest = time_bounds(quality, now_ms)
-    parsed = raw.select(
-        *[F.col(c).alias(f"raw_{c}") for c in (*MATRIX_COLUMNS, CORRUPT)],
-        BAD_LINE,
-        DUPLICATE_COPY,
-        integer_id("user_id").alias("user_id"),
-        integer_id("video_id").alias("video_id"),
-        finite_number("play_duration").alias("play_duration"),
-        finite_number("video_duration").alias("video_duration"),
-        finite_number("watch_ratio").alias("watch_ratio"),
-        # `timestamp` is the UTC instant in float seconds; `time`/`date` are UTC+8 wall clock
-        # and redundant.
-        scaled_long(finite_number("timestamp"), 1000).alias("ts_ms"),
+    # Scales: `timestamp` is float epoch seconds, parsed to ms.
+    numbers = {"raw_play_duration": 1, "raw_video_duration": 1, "raw_watch_ratio": 1}
+    parsed = with_numbers(
+        raw.select(
+            *[F.col(c).alias(f"raw_{c}") for c in (*MATRIX_COLUMNS, CORRUPT)],
+            BAD_LINE,
+            DUPLICATE_COPY,
+            integer_id("user_id").alias("user_id"),
+            integer_id("video_id").alias("video_id"),
+        ),
+        {**numbers, "raw_timestamp": 1000},
     )
+    # `timestamp` is the UTC instant; `time`/`date` are UTC+8 wall clock and redundant.
+    ts_ms = F.col(long_column("raw_timestamp", 1000))
+    watch_ratio = F.col(number_column("raw_watch_ratio"))
     time_checks = (
         [
             *number_rules("timestamp", "raw_timestamp", scale=1000),
-            *time_rules(F.col("ts_ms"), "timestamp", quality, now_ms),
+            *time_rules(ts_ms, "timestamp", quality, now_ms),
         ]
         if require_time
         else []
@@ -186,10 +189,9 @@ def read_interactions(
         *time_checks,
         *number_rules("play_duration", "raw_play_duration", non_negative=True),
         *number_rules("video_duration", "raw_video_duration", non_negative=True),
-        (F.col("watch_ratio").isNull(), missing_number("watch_ratio")),
+        (watch_ratio.isNull(), missing_number("watch_ratio")),
         (
-            (F.col("watch_ratio") < quality.watch_ratio_min)
-            | (F.col("watch_ratio") > quality.watch_ratio_max),
+            (watch_ratio < quality.watch_ratio_min) | (watch_ratio > quality.watch_ratio_max),
             f"watch_ratio outside [{quality.watch_ratio_min}, {quality.watch_ratio_max}]",
         ),
     ]
@@ -199,17 +201,17 @@ def read_interactions(
     )
     # Only a time inside the plausible window becomes event_ts and ds (timestamp_millis of an
     # absurd value would overflow); a row outside it is quarantined, or undated in small_matrix.
-    plausible = F.col("ts_ms").between(earliest, latest)
+    plausible = ts_ms.between(earliest, latest)
     return checked.select(
         *raw_columns,
         "user_id",
         "video_id",
-        F.when(plausible, F.timestamp_millis("ts_ms")).alias("event_ts"),
-        rounded_long(F.col("play_duration")).alias("watch_ms"),
-        rounded_long(F.col("video_duration")).alias("duration_ms"),
-        "watch_ratio",
+        F.when(plausible, F.timestamp_millis(ts_ms)).alias("event_ts"),
+        F.col(long_column("raw_play_duration")).alias("watch_ms"),
+        F.col(long_column("raw_video_duration")).alias("duration_ms"),
+        watch_ratio.alias("watch_ratio"),
         F.lit(DATASET).alias("source"),
-        F.when(plausible, utc_day(F.col("ts_ms"))).alias("ds"),
+        F.when(plausible, utc_day(ts_ms)).alias("ds"),
         QUARANTINE_REASON,
     )
 

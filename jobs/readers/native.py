@@ -111,7 +111,10 @@ def integer_id(column: str | Column, typ: str = "long") -> Column:
 def finite_number(column: str | Column) -> Column:
     """The field as a finite double, null unless it fully matches the number grammar
     `[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?` and is finite ("1e400" is null)."""
-    value = F.when(is_number_text(column), _field(column).try_cast("double"))
+    return _finite(F.when(is_number_text(column), _field(column).try_cast("double")))
+
+
+def _finite(value: Column) -> Column:
     return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
 
 
@@ -180,9 +183,73 @@ def out_of_range(column: str) -> str:
     return f"{column} out of range"
 
 
+def number_column(raw: str) -> str:
+    """The finite double `with_numbers` parsed from raw field `raw`."""
+    return f"_number__{raw}"
+
+
+def number_text_column(raw: str) -> str:
+    """True where `raw`'s trimmed text matches the number grammar (`with_numbers`)."""
+    return f"_number_text__{raw}"
+
+
+def long_column(raw: str, scale: int = 1) -> str:
+    """`raw`'s number times `scale`, rounded HALF_UP to a long (`with_numbers`)."""
+    return f"_long{scale}__{raw}"
+
+
+def with_numbers(frame: DataFrame, fields: dict[str, int] | list[tuple[str, int]]) -> DataFrame:
+    """`frame` plus, for each raw number field `raw: scale` (or (raw, scale) pairs, where one
+    field is read at two scales), its parse computed once per row: `number_text_column(raw)`
+    (the text matches the number grammar), `number_column(raw)` (finite_number),
+    `long_column(raw, scale)` (scaled_long of that number) and `_present__<raw>` (the
+    trimmed field is not empty). `number_rules` reads these columns.
+
+    Why stages: written inline, every rule repeats finite_number's regex and scaled_long's
+    exact rounding (scaled_long names its input a dozen times), dozens of regex matches a
+    row; the generated method then grows past the JIT's 8,000-byte limit and the JVM
+    interprets it. Each stage's columns are read more than once by the next, so Spark does
+    not inline them back (CollapseProject keeps a projection whose costly output is
+    referenced twice).
+    """
+    pairs = list(fields.items()) if isinstance(fields, dict) else list(fields)
+    raws = list(dict.fromkeys(raw for raw, _ in pairs))
+    staged = frame.select(
+        "*",
+        *[
+            column
+            for raw in raws
+            for column in (
+                is_number_text(raw).alias(number_text_column(raw)),
+                F.coalesce(_field(raw) != "", F.lit(False)).alias(f"_present__{raw}"),
+            )
+        ],
+    )
+    staged = staged.select(
+        "*",
+        *[
+            F.when(F.col(number_text_column(raw)), _field(raw).try_cast("double")).alias(
+                f"_double__{raw}"
+            )
+            for raw in raws
+        ],
+    )
+    staged = staged.select(
+        *[c for c in staged.columns if not c.startswith("_double__")],
+        *[_finite(F.col(f"_double__{raw}")).alias(number_column(raw)) for raw in raws],
+    )
+    return staged.select(
+        "*",
+        *[
+            scaled_long(F.col(number_column(raw)), scale).alias(long_column(raw, scale))
+            for raw, scale in dict.fromkeys(pairs)
+        ],
+    )
+
+
 def number_rules(
     column: str,
-    raw: str | Column | None = None,
+    raw: str,
     optional: bool = False,
     non_negative: bool = False,
     scale: int = 1,
@@ -191,12 +258,12 @@ def number_rules(
     not a number -> "<col> missing or not a number" (optional: a missing field passes, a
     present bad one is "<col> not a number"); with `non_negative`, below 0 -> "negative <col>";
     then outside the signed 64-bit range after HALF_UP rounding (of value * scale) ->
-    "<col> out of range". `raw` is the raw field (default the column itself)."""
-    raw = column if raw is None else raw
-    text_ok = is_number_text(raw)
-    number = finite_number(raw)
-    present = F.coalesce(_field(raw) != "", F.lit(False))
-    value = scaled_long(number, scale)
+    "<col> out of range". `raw` is the raw field's column, parsed by `with_numbers(frame,
+    {raw: scale})` first; `column` names the field in the reasons."""
+    text_ok = F.col(number_text_column(raw))
+    number = F.col(number_column(raw))
+    present = F.col(f"_present__{raw}")
+    value = F.col(long_column(raw, scale))
     negative = [(number < 0, f"negative {column}")] if non_negative else []
     if optional:
         return [
