@@ -159,8 +159,6 @@ def read_interactions(
     log_columns = (*MATRIX_COLUMNS, CORRUPT, BAD_LINE)
     raw = with_duplicate_flag(read_log_as_strings(spark, path, MATRIX_COLUMNS), list(log_columns))
     earliest, latest = time_bounds(quality, now_ms)
-    # Scales: `timestamp` is float epoch seconds, parsed to ms.
-    numbers = {"raw_play_duration": 1, "raw_video_duration": 1, "raw_watch_ratio": 1}
     parsed = with_numbers(
         raw.select(
             *[F.col(c).alias(f"raw_{c}") for c in (*MATRIX_COLUMNS, CORRUPT)],
@@ -169,7 +167,13 @@ def read_interactions(
             integer_id("user_id").alias("user_id"),
             integer_id("video_id").alias("video_id"),
         ),
-        {**numbers, "raw_timestamp": 1000},
+        # Scales: `timestamp` is float epoch seconds, parsed to ms.
+        {
+            "raw_play_duration": 1,
+            "raw_video_duration": 1,
+            "raw_watch_ratio": 1,
+            "raw_timestamp": 1000,
+        },
     )
     # `timestamp` is the UTC instant; `time`/`date` are UTC+8 wall clock and redundant.
     ts_ms = F.col(long_column("raw_timestamp", 1000))

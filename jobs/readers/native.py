@@ -193,6 +193,11 @@ def number_text_column(raw: str) -> str:
     return f"_number_text__{raw}"
 
 
+def present_column(raw: str) -> str:
+    """True where `raw`'s trimmed text is not empty (`with_numbers`)."""
+    return f"_present__{raw}"
+
+
 def long_column(raw: str, scale: int = 1) -> str:
     """`raw`'s number times `scale`, rounded HALF_UP to a long (`with_numbers`)."""
     return f"_long{scale}__{raw}"
@@ -202,7 +207,7 @@ def with_numbers(frame: DataFrame, fields: dict[str, int] | list[tuple[str, int]
     """`frame` plus, for each raw number field `raw: scale` (or (raw, scale) pairs, where one
     field is read at two scales), its parse computed once per row: `number_text_column(raw)`
     (the text matches the number grammar), `number_column(raw)` (finite_number),
-    `long_column(raw, scale)` (scaled_long of that number) and `_present__<raw>` (the
+    `long_column(raw, scale)` (scaled_long of that number) and `present_column(raw)` (the
     trimmed field is not empty). `number_rules` reads these columns.
 
     Why stages: written inline, every rule repeats finite_number's regex and scaled_long's
@@ -221,7 +226,7 @@ def with_numbers(frame: DataFrame, fields: dict[str, int] | list[tuple[str, int]
             for raw in raws
             for column in (
                 is_number_text(raw).alias(number_text_column(raw)),
-                F.coalesce(_field(raw) != "", F.lit(False)).alias(f"_present__{raw}"),
+                F.coalesce(_field(raw) != "", F.lit(False)).alias(present_column(raw)),
             )
         ],
     )
@@ -262,7 +267,7 @@ def number_rules(
     {raw: scale})` first; `column` names the field in the reasons."""
     text_ok = F.col(number_text_column(raw))
     number = F.col(number_column(raw))
-    present = F.col(f"_present__{raw}")
+    present = F.col(present_column(raw))
     value = F.col(long_column(raw, scale))
     negative = [(number < 0, f"negative {column}")] if non_negative else []
     if optional:
