@@ -31,7 +31,14 @@ sys.path.insert(0, str(REPO))
 
 from bench.train_seq import git_state, machine, refuse_dirty, write_json  # noqa: E402
 from jobs.readers.kuairec import MATRIX_COLUMNS as COLUMNS  # noqa: E402
-from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, time_bounds  # noqa: E402
+from jobs.readers.native import (  # noqa: E402
+    INTEGER_TEXT,
+    NOW_ENV,
+    NUMBER_TEXT,
+    iso_ms,
+    landing_now_ms,
+    time_bounds,
+)
 from reelflow.config import QualityConfig  # noqa: E402
 from synthetic.kuairec import generate_kuairec  # noqa: E402
 
@@ -55,49 +62,56 @@ def duckdb_normalize(
     partition_cols = ", ".join(f"raw_{c}" for c in COLUMNS)
     earliest, latest = time_bounds(quality, now_ms)
     low, high = quality.watch_ratio_min, quality.watch_ratio_max
-    integer = r"[+-]?[0-9]+"
-    number = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+    # The reader's grammars (Java regexes anchored by ^ and \z), as RE2 full matches.
+    integer = INTEGER_TEXT.removeprefix("^").removesuffix(r"\z")
+    number = NUMBER_TEXT.removeprefix("^").removesuffix(r"\z")
+    ids, numbers = ("user_id", "video_id"), ("play_duration", "video_duration", "watch_ratio")
+    fields = {c: integer for c in ids} | {c: number for c in (*numbers, "timestamp")}
 
-    def text_ok(c: str, grammar: str) -> str:
-        return f"coalesce(regexp_full_match(trim(raw_{c}, ' '), '{grammar}'), false)"
+    def each(template: str, names=fields) -> str:
+        return ",\n          ".join(template.format(c=c, grammar=fields[c]) for c in names)
 
-    def finite(c: str) -> str:  # the field as a finite double, null unless it is a number
-        value = f"TRY_CAST(trim(raw_{c}, ' ') AS DOUBLE)"
-        return f"CASE WHEN {text_ok(c, number)} AND isfinite({value}) THEN {value} END"
-
-    def to_long(value: str) -> str:  # HALF_UP to a long, null when it does not fit
-        in_range = (
-            f"round({value}) >= -9223372036854775808 AND round({value}) < 9223372036854775808.0"
-        )
-        return f"CASE WHEN {in_range} THEN CAST(round({value}) AS BIGINT) END"
+    def to_long(rounded: str) -> str:  # a rounded double as a long, null when it does not fit
+        fits = f"{rounded} >= -9223372036854775808 AND {rounded} < 9223372036854775808.0"
+        return f"CASE WHEN {fits} THEN CAST({rounded} AS BIGINT) END"
 
     def number_rules(c: str, non_negative: bool, long_value: str) -> str:
         negative = f"WHEN {c} < 0 THEN 'negative {c}'" if non_negative else ""
         return (
-            f"WHEN NOT {text_ok(c, number)} THEN '{c} missing or not a number' {negative} "
+            f"WHEN NOT ok_{c} THEN '{c} missing or not a number' {negative} "
             f"WHEN {long_value} IS NULL THEN '{c} out of range'"
         )
 
+    # Staged like the reader (`with_numbers`): each field's match, cast and rounding once a row.
     sql = f"""
     COPY (
       WITH raw AS (
         SELECT {raw_cols} FROM read_csv('{csv}', header = true, all_varchar = true, delim = ',',
                                         quote = '"', escape = '"', new_line = '\\n')
+      ), matched AS (
+        SELECT *,
+          {each("coalesce(regexp_full_match(trim(raw_{c}, ' '), '{grammar}'), false) AS ok_{c}")}
+        FROM raw
+      ), cast_ AS (
+        SELECT *,
+          {each("CASE WHEN ok_{c} THEN TRY_CAST(trim(raw_{c}, ' ') AS BIGINT) END AS {c}", ids)},
+          {each("CASE WHEN ok_{c} THEN TRY_CAST(trim(raw_{c}, ' ') AS DOUBLE) END AS double_{c}", [*numbers, "timestamp"])}
+        FROM matched
       ), parsed AS (
         SELECT *,
-          CASE WHEN {text_ok("user_id", integer)} THEN TRY_CAST(trim(raw_user_id, ' ') AS BIGINT) END AS user_id,
-          CASE WHEN {text_ok("video_id", integer)} THEN TRY_CAST(trim(raw_video_id, ' ') AS BIGINT) END AS video_id,
-          {finite("play_duration")} AS play_duration,
-          {finite("video_duration")} AS video_duration,
-          {finite("watch_ratio")} AS watch_ratio,
-          {to_long(finite("timestamp") + " * 1000")} AS ts_ms
-        FROM raw
-      ), longs AS (
-        SELECT *, {to_long("play_duration")} AS watch_ms, {to_long("video_duration")} AS duration_ms,
-          ts_ms BETWEEN {earliest} AND {latest} AS plausible
+          {each("CASE WHEN isfinite(double_{c}) THEN double_{c} END AS {c}", numbers)},
+          CASE WHEN isfinite(double_timestamp) THEN double_timestamp END AS seconds
+        FROM cast_
+      ), rounded AS (
+        SELECT *, round(play_duration) AS round_play, round(video_duration) AS round_video,
+          round(seconds * 1000) AS round_ms
         FROM parsed
+      ), longs AS (
+        SELECT *, {to_long("round_play")} AS watch_ms, {to_long("round_video")} AS duration_ms,
+          {to_long("round_ms")} AS ts_ms
+        FROM rounded
       ), checked AS (
-        SELECT *, CASE
+        SELECT *, ts_ms BETWEEN {earliest} AND {latest} AS plausible, CASE
           WHEN user_id IS NULL THEN 'user_id missing or not an integer'
           WHEN video_id IS NULL THEN 'video_id missing or not an integer'
           {number_rules("timestamp", False, "ts_ms")}
