@@ -48,15 +48,15 @@ from jobs.readers.arrow_csv import BAD_LINE, CORRUPT
 from jobs.readers.native import (
     InputFileError,
     check_file,
-    finite_number,
     integer_id,
-    is_number_text,
     landing_now_ms,
+    long_column,
     malformed_rules,
+    number_rules,
     read_log_as_strings,
-    scaled_long,
     time_rules,
     utc_day,
+    with_numbers,
     with_quarantine_reason,
 )
 from lake.schema import QUARANTINE_REASON
@@ -180,12 +180,6 @@ def read_tables(
     return tables
 
 
-def _epoch_ms(column: str) -> Column:
-    """Epoch milliseconds (the number grammar, finite): the double's exact value rounded
-    HALF_UP to a long; null when not a number or out of range."""
-    return scaled_long(finite_number(column), 1)
-
-
 def read_interactions(
     spark: SparkSession,
     path: Path,
@@ -198,13 +192,15 @@ def read_interactions(
     now_ms = landing_now_ms() if now_ms is None else now_ms
     _check_pairs(Path(path))
     raw = read_log_as_strings(spark, Path(path), PAIRS_COLUMNS)
-    parsed = raw.select(
+    fields = raw.select(
         *[F.col(c).alias(f"raw_{c}") for c in (*PAIRS_COLUMNS, CORRUPT)],
         BAD_LINE,
         integer_id("user").alias("user_id"),
         integer_id("item").alias("video_id"),
-        _epoch_ms("timestamp").alias("time_ms"),
-        is_number_text("timestamp").alias("_is_number"),
+    )
+    # The timestamp parsed once (with_numbers): epoch ms, rounded HALF_UP to a long.
+    parsed = with_numbers(fields, {"raw_timestamp": 1}).withColumn(
+        "time_ms", F.col(long_column("raw_timestamp"))
     )
     plausible = time_rules(F.col("time_ms"), "timestamp", quality, now_ms)
     time_ok = F.col("time_ms").isNotNull()
@@ -214,8 +210,7 @@ def read_interactions(
         *malformed_rules(f"raw_{CORRUPT}", BAD_LINE),
         (F.col("user_id").isNull(), "user missing or not an integer"),
         (F.col("video_id").isNull(), "item missing or not an integer"),
-        (~F.col("_is_number"), "timestamp missing or not a number"),
-        (F.col("time_ms").isNull(), "timestamp out of range"),
+        *number_rules("timestamp", "raw_timestamp"),
         *plausible,
     ]
     return with_quarantine_reason(parsed, rules).select(
