@@ -283,14 +283,18 @@ def test_training_set_never_sees_features_of_the_label_day(hand_home, engine):
 
 @pytest.fixture(scope="module")
 def online_home(hand_home):
-    """D1 materialized, then D0 backfilled after it (an older day written last)."""
+    """D1 materialized, then D0 backfilled after it (an older day written last). D1 goes
+    online two rows a write, so the checks below also cover a day split into many writes."""
+    from features import store
     from features.feast_repo import feature_store
     from features.store import apply_if_changed, materialize_day, online_features
     from lake.schema import ONLINE_VIEWS
 
     paths, _ = hand_home
     apply_if_changed(paths)
-    first = materialize_day(D1, list(ONLINE_VIEWS), paths)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "ONLINE_WRITE_ROWS", 2)
+        first = materialize_day(D1, list(ONLINE_VIEWS), paths)
     assert all(v["from"].startswith("day partition") for v in first["views"].values()), first
     # What D1's own partition put online, before the backfill re-loads it through Feast.
     refs = [f"{view}:{f.name}" for view in ("user_features", "user_sequences")
@@ -347,6 +351,113 @@ def test_online_videos_hold_the_latest_day(online_home):
         paths,
     )
     assert got["exposures_7d"] == [3, None]  # an unknown video is null, not an error
+
+
+def test_bulk_online_rows_are_the_rows_feast_writes(online_home):
+    """features/online_sqlite.py writes exactly the rows Feast's own online write does (every
+    byte: entity key, value, value_text, timestamps), nulls and extremes included."""
+    import sqlite3
+
+    from features.feast_repo import feature_store
+    from features.online_sqlite import bulk_write, can_bulk_write
+    from features.store import online_features
+    from lake.partitions import partition
+
+    paths, _ = online_home
+    store = feature_store(paths)
+    view = store.get_feature_view("video_features")
+    assert can_bulk_write(store, view)
+    assert not can_bulk_write(store, store.get_feature_view("user_sequences"))  # lists
+    day = pd.read_parquet(partition(paths.features("video_features"), D1))
+    frame = pd.concat([day, day.iloc[:2]], ignore_index=True)
+    frame["video_id"] = np.arange(900_000, 900_000 + len(frame))  # entities nobody else reads
+    frame.loc[len(day), ["exposures_1d", "exposures_7d"]] = [-(2**62), 2**63 - 1]
+    frame.loc[len(day), ["trend_velocity", "age_hours"]] = [np.inf, -np.inf]
+    frame.loc[len(day) + 1, ["normalized_performance", "mean_watch_ratio_1d"]] = np.nan
+    table_name = f"{store.project}_video_features"
+    db = sqlite3.connect(paths.feast / "online_store.db")  # raw text, no type detection
+
+    def rows() -> set:
+        return set(db.execute(f'SELECT * FROM "{table_name}"').fetchall())
+
+    def forget(written: set) -> None:
+        keys = list({row[0] for row in written})
+        with db:
+            db.execute(
+                f'DELETE FROM "{table_name}" WHERE entity_key IN ({",".join("?" * len(keys))})',
+                keys,
+            )
+
+    before = rows()
+    store.write_to_online_store("video_features", frame)
+    by_feast = rows() - before
+    assert len(by_feast) == len(frame) * len(view.features)
+    forget(by_feast)
+    assert rows() == before
+    assert bulk_write(store, view, frame, batch_rows=3)["rows"] == len(frame)
+    by_bulk = rows() - before
+    assert by_bulk == by_feast
+    got = online_features(
+        [{"video_id": 900_000 + len(day)}, {"video_id": 900_001 + len(day)}],
+        ["video_features:exposures_7d", "video_features:normalized_performance"],
+        paths,
+    )
+    assert got["exposures_7d"] == [2**63 - 1, day["exposures_7d"].iloc[1]]
+    assert got["normalized_performance"][1] is None
+    forget(by_bulk)
+
+
+def test_a_day_after_the_newest_online_writes_only_the_values_that_changed(online_home):
+    """Given the rows online (the day before), the bulk write puts in only the changed values
+    (and a new entity's all); the table then holds what a full write by Feast would, each
+    unchanged value with the time it was last written. A table that lost rows is refilled."""
+    import sqlite3
+
+    from features.feast_repo import feature_store
+    from features.online_sqlite import bulk_write
+    from lake.partitions import partition
+
+    paths, _ = online_home
+    store = feature_store(paths)
+    view = store.get_feature_view("video_features")
+    n = len(view.features)
+    day = pd.read_parquet(partition(paths.features("video_features"), D1))
+    day["video_id"] = np.arange(800_000, 800_000 + len(day))
+    day.loc[1, "normalized_performance"] = 0.5
+    table_name = f"{store.project}_video_features"
+    db = sqlite3.connect(paths.feast / "online_store.db")  # raw text, no type detection
+    columns = "entity_key, feature_name, value, value_text, event_ts"
+    base = set(db.execute(f'SELECT entity_key FROM "{table_name}"'))
+
+    def ours() -> dict:  # this test's rows: (entity_key, feature_name) -> row
+        got = db.execute(f'SELECT {columns} FROM "{table_name}"')
+        return {(r[0], r[1]): r for r in got if (r[0],) not in base}
+
+    bulk_write(store, view, day, batch_rows=4)
+    after = day.copy()
+    after["event_timestamp"] = after["event_timestamp"] + pd.Timedelta(days=1)
+    after.loc[0, "exposures_7d"] += 5  # a changed value
+    after.loc[1, "normalized_performance"] = np.nan  # a value that became null
+    newcomer = after.iloc[[2]].assign(video_id=800_000 + len(day))  # an entity not online
+    after = pd.concat([after, newcomer], ignore_index=True)
+    counts = bulk_write(store, view, after, batch_rows=4, previous=day)
+    assert counts == {"rows": len(after), "values": 2 + n, "unchanged": len(after) * n - 2 - n}
+    delta = ours()
+    assert len(delta) == len(after) * n
+    store.write_to_online_store("video_features", after)  # what Feast would leave
+    full = ours()
+    assert delta.keys() == full.keys()
+    assert all(delta[k][:4] == full[k][:4] for k in full)  # the same values, byte for byte
+    # Only the unchanged values keep the earlier time.
+    assert sum(delta[k][4] != full[k][4] for k in full) == counts["unchanged"]
+    # A table that lost an entity's rows since the day before is written whole again.
+    lost = next(iter(full))[0]
+    with db:
+        db.execute(f'DELETE FROM "{table_name}" WHERE entity_key = ?', (lost,))
+    assert bulk_write(store, view, after, batch_rows=4, previous=after)["unchanged"] == 0
+    assert len(ours()) == len(after) * n
+    with db:
+        db.executemany(f'DELETE FROM "{table_name}" WHERE entity_key = ?', {(k[0],) for k in full})
 
 
 def test_recommend_reads_its_features_through_the_recommend_v1_service(online_home):
