@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from reelflow.paths import Paths
 from reelflow.state import write_text
 
 SNAPSHOT_TABLES = ("videos", "users")
+SNAPSHOT_MARKER = "_snapshot.json"  # in a snapshot partition: the landing it was cut from
 DUPLICATE = "exact duplicate row"  # the readers' reason for every copy after the first
 
 logger = logging.getLogger("reelflow.normalize")
@@ -128,6 +131,10 @@ def normalize_day(
                 else spark.read.parquet(str(landed_dir)).where(F.lit(False)).drop("ds")
             )
         elif table in SNAPSHOT_TABLES:
+            reused = _reuse_snapshot(table, ds, landing["fingerprint"], paths)
+            if reused is not None:
+                counts[table] = reused
+                continue
             frame = spark.read.parquet(str(landed_dir))
         else:
             counts[table] = _normalize_static(spark, table, landing["fingerprint"], paths)
@@ -141,6 +148,8 @@ def normalize_day(
         reasons = _reasons(paths.quarantine(table) / name, spark)
         counts[table] = _counted(table, name, read, written, quarantined, reasons)
         frame.unpersist()
+        if table in SNAPSHOT_TABLES:
+            _mark_snapshot(table, ds, landing["fingerprint"], counts[table], paths)
         if table in DAILY_TABLES and partition(landed_dir, NULL_DAY).exists():
             undated = spark.read.parquet(str(partition(landed_dir, NULL_DAY)))
             counts[table]["undated_quarantined"] = _write(
@@ -155,6 +164,44 @@ def normalize_day(
         "landing": "skipped (unchanged)" if landing["skipped"] else "landed",
         "tables": counts,
     }
+
+
+def _mark_snapshot(table: str, ds: str, fingerprint: str, counts: dict, paths: Paths) -> None:
+    """Records in the day's snapshot partitions which landing they were cut from."""
+    marker = {"fingerprint": fingerprint, "counts": counts}
+    for kind in (paths.normalized, paths.quarantine):
+        write_text(partition(kind(table), ds) / SNAPSHOT_MARKER, json.dumps(marker))
+
+
+def _reuse_snapshot(table: str, ds: str, fingerprint: str, paths: Paths) -> dict | None:
+    """Day D's snapshot of a catalog table linked from another day's cut from the same landing
+    (the same rows: a snapshot is the whole landed table), instead of re-read and re-written:
+    KuaiRand-1K's 4.37M-video catalog took about 3 minutes a day. The files are hard links
+    (partitions are replaced whole, never changed in place); None when no day matches."""
+    for day in sorted(available_days(paths.normalized(table)), reverse=True):
+        sources = [partition(kind(table), day) for kind in (paths.normalized, paths.quarantine)]
+        markers = [source / SNAPSHOT_MARKER for source in sources]
+        if not all(m.exists() for m in markers):
+            continue
+        recorded = [json.loads(m.read_text()) for m in markers]
+        if any(r["fingerprint"] != fingerprint for r in recorded):
+            continue
+        for kind, source in zip((paths.normalized, paths.quarantine), sources, strict=True):
+            with staged_partition(kind(table), partition_name(ds)) as staging:
+                staging.mkdir(parents=True)
+                for file in source.iterdir():
+                    if file.is_file() and file.name != SNAPSHOT_MARKER:
+                        _link(file, staging / file.name)
+        _mark_snapshot(table, ds, fingerprint, recorded[0]["counts"], paths)
+        return {**recorded[0]["counts"], "linked_from": partition_name(day)}
+    return None
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or no hard links there
+        shutil.copy2(source, target)
 
 
 def _derive_videos(spark, ds: str, paths: Paths) -> dict[str, Any]:

@@ -141,3 +141,21 @@ def test_microlens_without_title_and_likes_files_gets_its_catalog_from_the_log(
         pd.read_parquet(home.normalized("interactions") / f"ds={day}")["video_id"]
     ), "day 1 adds videos day 2 never shows"
     assert catalog["video_id"].is_unique and len(catalog) == derived["written"]
+
+
+def test_a_catalog_snapshot_is_linked_from_a_day_cut_from_the_same_landing(
+    spark, home, normalized_once
+):
+    """Each day's `videos` snapshot is the whole landed catalog: a second day of the same
+    landing links the first day's files (same rows, same counts) instead of re-writing them."""
+    raw, manifest, first = normalized_once
+    other = next(day for day in sorted(manifest["rows_per_day"]) if day != DAY)
+    second = normalize_day("kuairec", raw, other, paths=home)
+    videos = second["tables"]["videos"]
+    assert videos.pop("linked_from") == f"ds={DAY}"
+    assert videos == first["tables"]["videos"]
+    for kind in ("normalized", "quarantine"):
+        a, b = (home.lake / kind / "videos" / f"ds={day}" for day in (DAY, other))
+        assert checksum(spark, a) == checksum(spark, b)
+        for file in a.glob("*.parquet"):
+            assert os.stat(file).st_ino == os.stat(b / file.name).st_ino  # a link, not a copy
