@@ -1,7 +1,7 @@
 """A day's rows into Feast's SQLite online store in bulk, in exactly the rows Feast writes.
 
 Feast's SQLite store keeps one row per (entity, feature): KuaiRand-1K's 4.37M-video catalog is
-87M rows a day. Feast's own write (`write_to_online_store`) turns every value into a protobuf
+79M rows a day. Feast's own write (`write_to_online_store`) turns every value into a protobuf
 through its generic type map and upserts the rows one `execute` at a time: on that day, the
 whole day in one call passed 13 GiB and was killed; in calls of 50,000 videos it took 1,789 s
 (2,400 videos a second, slowing as the table grew). Here each scalar column becomes protobuf
