@@ -22,6 +22,7 @@ other online store (Redis) go through Feast's write.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -102,13 +103,21 @@ def bulk_write(
         previous = None  # the table lost rows the registry says are online: write them all
     changed = _changed(frame, previous, view)  # feature -> bool array over frame's rows
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    stamp_column = pd.to_datetime(frame[view.batch_source.timestamp_field], utc=True)
+    # naive UTC, as Feast stores them; converted once per distinct time (a day has one)
+    codes, distinct = pd.factorize(
+        pd.to_datetime(frame[view.batch_source.timestamp_field], utc=True)
+    )
+    naive = [to_naive_utc(_coerce_datetime(s)) for s in distinct]
+    if (codes < 0).any():
+        raise ValueError(
+            f"{view.name}: {int((codes < 0).sum())} rows without a "
+            f"{view.batch_source.timestamp_field}; an online row needs its event time"
+        )
     written = 0
     for first in range(0, len(order), batch_rows):
         rows = order[first : first + batch_rows]
         batch = frame.iloc[rows]
-        # naive UTC, as Feast stores them
-        stamps = [to_naive_utc(_coerce_datetime(s)) for s in stamp_column.iloc[rows]]
+        stamps = [naive[c] for c in codes[rows].tolist()]
         records: list[tuple[Any, ...]] = []
         for name, field in features:
             # Protobuf values only for what is written: most of a catalog's are unchanged.
@@ -134,9 +143,13 @@ def _changed(frame: pd.DataFrame, previous: pd.DataFrame | None, view) -> dict |
         return None
     names = [c.name for c in view.entity_columns]
     features = [f.name for f in view.features]
-    index = pd.MultiIndex.from_frame(frame[names])
-    old = previous.set_index(names)[features]
-    old.index = pd.MultiIndex.from_frame(old.index.to_frame())
+    if len(names) == 1:
+        index = pd.Index(frame[names[0]])
+        old = previous.set_index(names[0])[features]
+    else:
+        index = pd.MultiIndex.from_frame(frame[names])
+        old = previous.set_index(names)[features]
+        old.index = pd.MultiIndex.from_frame(old.index.to_frame())
     known = index.isin(old.index)
     old = old.reindex(index)
     out = {}
@@ -169,6 +182,9 @@ def _entity_keys(frame: pd.DataFrame, view, version: int, batch_rows: int) -> li
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 
     names = [c.name for c in view.entity_columns]
+    fast = _int64_keys(frame, view, version)
+    if fast is not None:
+        return fast
     keys: list[bytes] = []
     for first in range(0, len(frame), batch_rows):
         batch = frame.iloc[first : first + batch_rows]
@@ -178,3 +194,24 @@ def _entity_keys(frame: pd.DataFrame, view, version: int, batch_rows: int) -> li
             for row in zip(*values, strict=True)
         )
     return keys
+
+
+def _int64_keys(frame: pd.DataFrame, view, version: int) -> list[bytes] | None:
+    """The keys of a view with one INT64 join key and no null in it, without a protobuf per
+    row: version 3 lays such a key out as a fixed prefix (one key, its name) and the value as
+    8 little-endian bytes. Building them one protobuf at a time took 2-3 minutes of a
+    4.37M-video day. None where the layout differs (Feast's generic path then builds them);
+    the test compares both byte for byte."""
+    from feast.protos.feast.types.Value_pb2 import ValueType
+
+    columns = view.entity_columns
+    if version != 3 or len(columns) != 1 or _field(columns[0].dtype) != "int64_val":
+        return None
+    column = frame[columns[0].name]
+    if column.isna().any():
+        return None  # Feast's own serializer says what is wrong with a null key
+    name = columns[0].name.encode("utf8")
+    prefix = struct.pack("<III", 1, ValueType.STRING, len(name)) + name
+    prefix += struct.pack("<II", ValueType.INT64, 8)
+    raw = column.to_numpy().astype("<i8").tobytes()
+    return [prefix + raw[i : i + 8] for i in range(0, len(raw), 8)]

@@ -407,6 +407,32 @@ def test_bulk_online_rows_are_the_rows_feast_writes(online_home):
     forget(by_bulk)
 
 
+def test_int64_entity_keys_are_feasts_bytes(online_home):
+    """The protobuf-free keys of a single INT64 join key are serialize_entity_key's bytes,
+    extremes included; a null key or another layout falls back to Feast's serializer."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from features.feast_repo import feature_store
+    from features.online_sqlite import _entity_keys, _int64_keys
+
+    store = feature_store(online_home[0])
+    view = store.get_feature_view("video_features")
+    ids = [0, 1, -1, 255, 256, 2**63 - 1, -(2**63), 4_369_953]
+    frame = pd.DataFrame({"video_id": ids})
+    feast_keys = [
+        serialize_entity_key(
+            EntityKey(join_keys=["video_id"], entity_values=[Value(int64_val=i)]), 3
+        )
+        for i in ids
+    ]
+    assert _int64_keys(frame, view, 3) == feast_keys
+    assert _entity_keys(frame, view, 3, batch_rows=3) == feast_keys
+    assert _int64_keys(pd.DataFrame({"video_id": [1, None]}), view, 3) is None
+    assert _int64_keys(frame, view, 2) is None
+
+
 def test_a_day_after_the_newest_online_writes_only_the_values_that_changed(online_home):
     """Given the rows online (the day before), the bulk write puts in only the changed values
     (and a new entity's all); the table then holds what a full write by Feast would, each
