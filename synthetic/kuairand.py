@@ -22,6 +22,7 @@ the next hour, as in the real file: `time_ms` is the truth). At scale tiny only 
 days of each window are simulated, under the real file names.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,11 +200,29 @@ LOG_COLUMNS = (
 
 
 def _dims(variant: str, scale: str) -> RandScale:
+    """A named scale, or "<scale>/<n>": its users and its catalog divided by n, the days and
+    rows per user-day kept, so the logs hold about 1/n of the rows over 1/n of the videos
+    (the KuaiRand-27K plan extrapolates from "full/256" .. "full/64": 27K itself is 322M rows
+    over 32M videos)."""
     if variant not in SCALES:
         raise ValueError(f"unknown KuaiRand variant {variant!r}; expected one of {VARIANTS}")
-    if scale not in SCALES[variant]:
-        raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES[variant])}")
-    return SCALES[variant][scale]
+    base, _, parts = scale.partition("/")
+    if base not in SCALES[variant] or (parts and (not parts.isdigit() or int(parts) < 1)):
+        raise ValueError(
+            f"unknown scale {scale!r}; expected one of {sorted(SCALES[variant])}, or one of "
+            "them followed by /N for 1/N of its users and videos"
+        )
+    dims = SCALES[variant][base]
+    if not parts:
+        return dims
+    n = int(parts)
+    videos = max(1, dims.videos // n)
+    return dataclasses.replace(
+        dims,
+        users=max(1, dims.users // n),
+        videos=videos,
+        random_pool=min(dims.random_pool, videos),
+    )
 
 
 def build_kuairand_world(scale: str = "tiny", seed: int = 0, variant: str = "pure") -> World:

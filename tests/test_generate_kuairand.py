@@ -337,3 +337,21 @@ def test_unknown_variant_and_scale_are_rejected(tmp_path: Path) -> None:
         generate_kuairand(tmp_path, scale=SCALE, variant="2k")
     with pytest.raises(ValueError, match="unknown scale"):
         generate("kuairand", tmp_path, scale="huge")
+    for bad in ("tiny/0", "tiny/x", "huge/2"):
+        with pytest.raises(ValueError, match="unknown scale"):
+            generate("kuairand", tmp_path, scale=bad)
+
+
+def test_a_fraction_divides_users_and_catalog(tmp_path: Path) -> None:
+    """ "S/N" (the KuaiRand-27K plan's runs at 1/256 .. 1/64): 1/N of the users and of the
+    videos, the same days and rows per user-day, the random pool inside the catalog."""
+    manifest = generate("kuairand", tmp_path, scale="tiny/4", seed=SEED, variant="27k")
+    dims = SCALES["27k"]["tiny"]
+    assert (manifest["users"], manifest["videos"]) == (dims.users // 4, dims.videos // 4)
+    whole = generate("kuairand", tmp_path / "whole", scale="tiny", seed=SEED, variant="27k")
+    assert manifest["days"] == whole["days"]
+    rows, whole_rows = sum(manifest["rows_per_day"].values()), sum(whole["rows_per_day"].values())
+    assert 0.15 < rows / whole_rows < 0.35  # about a quarter of the rows
+    logs = pd.concat(pd.read_csv(tmp_path / name) for name in log_file_names("27k", "tiny/4"))
+    ids = pd.to_numeric(logs["video_id"], errors="coerce").dropna()
+    assert ids.max() < dims.videos // 4  # every logged video is in the smaller catalog
