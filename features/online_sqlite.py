@@ -22,11 +22,15 @@ other online store (Redis) go through Feast's write.
 
 from __future__ import annotations
 
+import sqlite3
 import struct
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+BULK_CACHE_KIB = 512 * 1024  # SQLite page cache during a bulk write
 
 SCALAR_FIELDS = {  # Feast value type name -> the ValueProto field that holds it
     "INT64": "int64_val",
@@ -103,35 +107,48 @@ def bulk_write(
         previous = None  # the table lost rows the registry says are online: write them all
     changed = _changed(frame, previous, view)  # feature -> bool array over frame's rows
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    # naive UTC, as Feast stores them; converted once per distinct time (a day has one)
+    # Naive UTC, as Feast stores them, converted once per distinct time (a day has one) and
+    # adapted once by the datetime adapter sqlite3 would call per row (Feast registers one:
+    # epoch seconds): the same stored value, without a Python call per row (a quarter of the
+    # insert time of a 79M-value day).
     codes, distinct = pd.factorize(
         pd.to_datetime(frame[view.batch_source.timestamp_field], utc=True)
     )
-    naive = [to_naive_utc(_coerce_datetime(s)) for s in distinct]
+    adapt = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol), lambda stamp: stamp)
+    naive = [adapt(to_naive_utc(_coerce_datetime(s))) for s in distinct]
     if (codes < 0).any():
         raise ValueError(
             f"{view.name}: {int((codes < 0).sum())} rows without a "
             f"{view.batch_source.timestamp_field}; an online row needs its event time"
         )
     written = 0
-    for first in range(0, len(order), batch_rows):
-        rows = order[first : first + batch_rows]
-        batch = frame.iloc[rows]
-        stamps = [naive[c] for c in codes[rows].tolist()]
-        records: list[tuple[Any, ...]] = []
-        for name, field in features:
-            # Protobuf values only for what is written: most of a catalog's are unchanged.
-            at = np.arange(len(rows)) if changed is None else np.flatnonzero(changed[name][rows])
-            values = _values(batch[name].iloc[at], field)
-            for i, value in zip(at.tolist(), values, strict=True):
-                text, _ = extract_text_and_num(value, False)
-                records.append(
-                    (keys[rows[i]], name, value.SerializeToString(), text, stamps[i], None)
+    # A larger page cache while the day goes in (the table's indexes are gigabytes); the
+    # connection is Feast's, so its own setting comes back afterwards.
+    (cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
+    conn.execute(f"PRAGMA cache_size={-BULK_CACHE_KIB}")
+    try:
+        for first in range(0, len(order), batch_rows):
+            rows = order[first : first + batch_rows]
+            batch = frame.iloc[rows]
+            stamps = [naive[c] for c in codes[rows].tolist()]
+            records: list[tuple[Any, ...]] = []
+            for name, field in features:
+                # Protobuf values only for what is written: most of a catalog's are unchanged.
+                at = (
+                    np.arange(len(rows)) if changed is None else np.flatnonzero(changed[name][rows])
                 )
-        records.sort(key=lambda r: (r[0], r[1]))
-        written += len(records)
-        with conn:
-            conn.executemany(upsert, records)
+                values = _values(batch[name].iloc[at], field)
+                for i, value in zip(at.tolist(), values, strict=True):
+                    text, _ = extract_text_and_num(value, False)
+                    records.append(
+                        (keys[rows[i]], name, value.SerializeToString(), text, stamps[i], None)
+                    )
+            records.sort(key=lambda r: (r[0], r[1]))
+            written += len(records)
+            with conn:
+                conn.executemany(upsert, records)
+    finally:
+        conn.execute(f"PRAGMA cache_size={cache_size}")
     total = len(keys) * len(features)
     return {"rows": len(keys), "values": written, "unchanged": total - written}
 
