@@ -22,6 +22,7 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
+from jobs.landing import landed
 from jobs.normalize import DUPLICATE
 from lake.partitions import days_back, partition, partition_name
 from lake.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
@@ -91,8 +92,16 @@ def _suite_catalog(gx, table: str, key: str):
     return suite
 
 
-def _trailing_counts(spark, table_dir, ds: str, days: int) -> list[int]:
-    previous = [d for d in days_back(ds, days + 1)[:-1] if partition(table_dir, d).exists()]
+def _trailing_counts(spark, table_dir, ds: str, days: int, first_day: str | None) -> list[int]:
+    """Row counts of the `days` days before DS that have a partition, the volume baseline.
+    The release's first landed day is left out: a release is cut at its own midnight
+    (KuaiRand's at Beijing's, 16:00 UTC), so its first UTC day holds only part of a day
+    (KuaiRand-1K: its second day has 3x the first's rows, and failed the volume check)."""
+    previous = [
+        d
+        for d in days_back(ds, days + 1)[:-1]
+        if d != first_day and partition(table_dir, d).exists()
+    ]
     return [spark.read.parquet(str(partition(table_dir, d))).count() for d in previous]
 
 
@@ -156,6 +165,11 @@ def _run(gx, context, name: str, suite, df) -> dict[str, Any]:
             "expectation": r.expectation_config.type,
             "column": r.expectation_config.kwargs.get("column"),
             "observed": r.result.get("observed_value", r.result.get("unexpected_count")),
+            "expected": {
+                k: r.expectation_config.kwargs[k]
+                for k in ("min_value", "max_value")
+                if r.expectation_config.kwargs.get(k) is not None
+            },
         }
         for r in result.results
         if not r.success
@@ -165,6 +179,14 @@ def _run(gx, context, name: str, suite, df) -> dict[str, Any]:
         "evaluated": len(result.results),
         "failed": failed,
     }
+
+
+def _bounds(failed: dict[str, Any]) -> str:
+    """ ", expected 1 .. 36" for a failed expectation with bounds, else ""."""
+    bounds = failed.get("expected") or {}
+    if not bounds:
+        return ""
+    return f", expected {bounds.get('min_value', '-inf')} .. {bounds.get('max_value', 'inf')}"
 
 
 def validate_day(
@@ -178,8 +200,13 @@ def validate_day(
     spark = spark_session(config.spark)
     interactions = spark.read.parquet(str(partition(paths.normalized(INTERACTIONS), ds)))
     videos = spark.read.parquet(str(partition(paths.normalized(VIDEOS), ds)))
+    landed_days = landed(paths).get("tables", {}).get(INTERACTIONS, {}).get("days") or [None]
     trailing = _trailing_counts(
-        spark, paths.normalized(INTERACTIONS), ds, config.quality.volume_trailing_days
+        spark,
+        paths.normalized(INTERACTIONS),
+        ds,
+        config.quality.volume_trailing_days,
+        first_day=landed_days[0],
     )
     users_dir = partition(paths.normalized(USERS), ds)
 
@@ -215,7 +242,7 @@ def validate_day(
         out = partition(paths.validation(table), ds).with_suffix(".json")
         write_text(out, json.dumps(table_report, indent=2, default=str))
     failures = [
-        f"{table}: {f['expectation']}({f['column']}) observed {f['observed']}"
+        f"{table}: {f['expectation']}({f['column']}) observed {f['observed']}{_bounds(f)}"
         for table, table_report in report.items()
         for f in table_report["failed"]
     ] + quarantine_failures

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -134,6 +135,23 @@ def test_volume_against_the_trailing_days(spark, home):
     write_day(spark, home, thin)
     with pytest.raises(
         ValidationFailed,
-        match=r"interactions: expect_table_row_count_to_be_between\(None\) observed 6",
+        match=r"interactions: expect_table_row_count_to_be_between\(None\) observed 6, "
+        r"expected 14 .. 145",
     ):
         validate_day(DAY, paths=home)
+
+
+def test_the_releases_partial_first_day_is_no_volume_baseline(spark, home):
+    """KuaiRand is cut at Beijing midnight: its first UTC day holds 8 hours, and its second
+    day's full volume is no anomaly. The first landed day stays out of the baseline."""
+    first = START - timedelta(days=1)
+    first_ds = first.date().isoformat()
+    write_day(spark, home, clean_rows(8, first), ds=first_ds)  # a third of a day
+    write_day(spark, home, clean_rows(48))
+    with pytest.raises(ValidationFailed, match="observed 48, expected 2 .. 25"):
+        validate_day(DAY, paths=home)  # without a landing summary the partial day counts
+    home.landing.mkdir(parents=True, exist_ok=True)
+    (home.landing / "_landed.json").write_text(
+        json.dumps({"tables": {"interactions": {"days": [first_ds, DAY]}}})
+    )
+    assert validate_day(DAY, paths=home)["success"]
