@@ -109,6 +109,8 @@ def land(
             "landed_at": iso_ms(now_ms),
             "time_floor": iso_ms(earliest),
             "time_cutoff": iso_ms(latest),
+            # Where a public release says it ends (a cut at its own midnight), else None.
+            "release_end": getattr(reader, "RELEASE_END", None),
             "tables": summary,
         }
         write_json(paths.landing / "_landed.json", result)  # atomic: temp file + rename

@@ -155,3 +155,19 @@ def test_the_releases_partial_first_day_is_no_volume_baseline(spark, home):
         json.dumps({"tables": {"interactions": {"days": [first_ds, DAY]}}})
     )
     assert validate_day(DAY, paths=home)["success"]
+
+
+def test_the_day_a_release_ends_on_is_fresh_up_to_its_end(spark, home):
+    """KuaiRand ends at Beijing midnight, 16:00 UTC: its last UTC day's last view is at about
+    16:00. That day is judged against the release's end (landing records it), not midnight."""
+    until_four = [r for r in clean_rows() if r[2].hour < 16]  # the last view at 15:30
+    write_day(spark, home, until_four)
+    with pytest.raises(ValidationFailed, match=r"hour_of_day\) observed 15.5, expected 18.0"):
+        validate_day(DAY, paths=home)
+    home.landing.mkdir(parents=True, exist_ok=True)
+    (home.landing / "_landed.json").write_text(json.dumps({"release_end": f"{DAY}T16:00:00Z"}))
+    assert validate_day(DAY, paths=home)["success"]
+    # A day before the end is still judged against midnight.
+    (home.landing / "_landed.json").write_text(json.dumps({"release_end": "2020-07-06T16:00:00Z"}))
+    with pytest.raises(ValidationFailed, match="hour_of_day"):
+        validate_day(DAY, paths=home)

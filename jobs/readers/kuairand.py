@@ -72,6 +72,10 @@ LOGS = (
     "log_standard_4_22_to_5_08",
     "log_random_4_22_to_5_08",
 )
+# The logs' file names and `date` column are Beijing dates: the release ends when Beijing's
+# 2022-05-08 does, at 16:00 UTC. Its last UTC day holds 16 hours, and the quality gate judges
+# that day's freshness against this end, not midnight (landing records it).
+RELEASE_END = "2022-05-08T16:00:00Z"
 USER_FILE = "user_features"
 BASIC_FILE = "video_features_basic"
 STATISTIC_FILE = "video_features_statistic"
