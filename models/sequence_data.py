@@ -367,12 +367,23 @@ def score_items(model: NextItemModel, inputs: torch.Tensor, batch_size: int = 10
     return np.concatenate(parts) if parts else np.zeros((0, model.config.n_items), np.float32)
 
 
+DENSE_SCORE_BYTES = 1024**3  # above: the model scores a block of users at a time
+
+
 def evaluate_model(
     model: NextItemModel, stage: EvalSet, ks=(10, 20), unmasked: bool = True
 ) -> dict[str, float]:
     """Full ranking of every item, the user's history masked, and when `unmasked` also with
-    nothing masked (`unmasked_` keys); the model scores once for both."""
-    return stage.metrics(score_items(model, stage.inputs), ks, unmasked)
+    nothing masked (`unmasked_` keys). The model scores once for both where the (users,
+    items) matrix fits in DENSE_SCORE_BYTES; a larger one (1,000 users x 908k videos is
+    3.6 GB) is scored a block of users at a time, once per protocol."""
+    n_items = model.config.n_items
+    if len(stage.inputs) * n_items * 4 <= DENSE_SCORE_BYTES:
+        return stage.metrics(score_items(model, stage.inputs), ks, unmasked)
+    scores = RowBlocks(
+        (len(stage.inputs), n_items), lambda rows: score_items(model, stage.inputs[rows])
+    )
+    return stage.metrics(scores, ks, unmasked)
 
 
 def score_on(bundle: SequenceBundle, stage: EvalSet, vocab: Vocabulary) -> dict[str, float]:

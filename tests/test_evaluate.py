@@ -147,3 +147,41 @@ def test_head_metrics_skip_unknown_labels_and_omit_auc_where_undefined():
     )
     assert set(head_metrics(np.array([1.0, 1.0]), np.array([0.5, 0.9]))) == {"rmse"}
     assert head_metrics(np.array([np.nan]), np.array([0.5])) == {}
+
+
+def test_a_wide_catalog_is_ranked_and_scored_in_blocks_with_the_same_result(
+    one_torch_thread, monkeypatch
+):
+    """Ranking reads at most BLOCK_BYTES of float64 rows at once, and a model whose (users,
+    items) scores pass DENSE_SCORE_BYTES scores a block of users at a time (KuaiRand-1K's
+    908k videos ran training out of memory); neither changes a metric."""
+    import models.evaluate as evaluate
+    import models.sequence_data as sequence_data
+    from models.sequence_data import SequenceData, evaluate_model, from_frame
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((40, 300))
+    scores[3, :] = 0.5  # ties everywhere: the lower column first
+    history = [rng.choice(300, size=5, replace=False) for _ in range(40)]
+    whole = top_k(scores, history, 20)
+    monkeypatch.setattr(evaluate, "BLOCK_BYTES", 8 * 300 * 3)  # three rows at a time
+    assert evaluate.rows_per_block(300) == 3
+    assert np.array_equal(top_k(scores, history, 20), whole)
+    assert evaluate.rows_per_block(10**9) == 1  # a row is the least
+
+    users = np.repeat(np.arange(30), 8)
+    frame = pd.DataFrame(
+        {
+            "user_id": users,
+            "video_id": rng.integers(0, 60, size=len(users)),
+            "event_ts": np.tile(np.arange(8), 30),
+        }
+    )
+    data = SequenceData("gru", from_frame(frame, max_len=6), trainer_overrides={"epochs": 1})
+    config = data.model_config  # a fresh model: any weights rank the same way in both paths
+    from models.gru import GRU4Rec
+
+    net = GRU4Rec(config)
+    dense = evaluate_model(net, data.val)
+    monkeypatch.setattr(sequence_data, "DENSE_SCORE_BYTES", 0)
+    assert evaluate_model(net, data.val) == dense
