@@ -75,7 +75,7 @@ def _suite_interactions(
     # freshness_hours of that end; every other day, of midnight.
     fresh_until = 24.0
     if release_end:
-        end = datetime.fromisoformat(release_end.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(release_end)
         if day_start <= end < day_start + timedelta(days=1):
             fresh_until = (end - day_start).total_seconds() / 3600
     suite.add_expectation(

@@ -59,18 +59,6 @@ def at_least_one(value: str) -> int:
     return number
 
 
-def _scale_name(value: str) -> str:
-    """argparse type of `generate --scale`: a named scale, or NAME/N for 1/N of it (the
-    generator says which names its dataset has)."""
-    base, slash, parts = value.partition("/")
-    names = ("tiny", "demo", "small", "full")
-    if base not in names or (slash and (not parts.isdigit() or int(parts) < 1)):
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: expected one of {', '.join(names)}, or one followed by /N (N >= 1)"
-        )
-    return value
-
-
 def _days(start: str, end: str) -> list[str]:
     first, last = date.fromisoformat(start), date.fromisoformat(end)
     if last < first:
@@ -654,7 +642,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write the release files into")
     p.add_argument(
         "--scale",
-        type=_scale_name,
         default="small",
         help="tiny: tests; demo: the quickstart; small: ~1M interactions; full: the release's "
         "size; S/N: 1/N of scale S's users (KuaiRec, KuaiRand) and videos (KuaiRand)",

@@ -57,6 +57,7 @@ from synthetic.world import (
     simulate_views,
     simulate_watch_ratio,
     some_rows,
+    split_scale,
     split_sessions,
     streams,
     taste_affinity,
@@ -206,16 +207,10 @@ def _dims(variant: str, scale: str) -> RandScale:
     over 32M videos)."""
     if variant not in SCALES:
         raise ValueError(f"unknown KuaiRand variant {variant!r}; expected one of {VARIANTS}")
-    base, _, parts = scale.partition("/")
-    if base not in SCALES[variant] or (parts and (not parts.isdigit() or int(parts) < 1)):
-        raise ValueError(
-            f"unknown scale {scale!r}; expected one of {sorted(SCALES[variant])}, or one of "
-            "them followed by /N for 1/N of its users and videos"
-        )
+    base, n = split_scale(scale, SCALES[variant], "users and videos")
     dims = SCALES[variant][base]
-    if not parts:
+    if n == 1:
         return dims
-    n = int(parts)
     videos = max(1, dims.videos // n)
     return dataclasses.replace(
         dims,

@@ -45,6 +45,7 @@ from synthetic.world import (
     simulate_views,
     simulate_watch_ratio,
     some_rows,
+    split_scale,
     split_sessions,
     streams,
     taste_affinity,
@@ -156,16 +157,10 @@ def scale_of(name: str) -> Scale:
     """A named scale, or "<scale>/<n>": its users (and small_matrix users) divided by n, the
     days, catalog and views per user-day kept, so the log holds about 1/n of the views
     (bench/pipeline_scale.py runs "full/8" .. "full")."""
-    base, _, parts = name.partition("/")
-    if base not in SCALES or (parts and (not parts.isdigit() or int(parts) < 1)):
-        raise ValueError(
-            f"unknown scale {name!r}; expected one of {sorted(SCALES)}, or one of them "
-            "followed by /N for 1/N of its users"
-        )
+    base, n = split_scale(name, SCALES, "users")
     scale = SCALES[base]
-    if not parts:
+    if n == 1:
         return scale
-    n = int(parts)
     return dataclasses.replace(
         scale,
         users=max(1, scale.users // n),

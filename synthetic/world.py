@@ -12,6 +12,18 @@ import numpy as np
 import pandas as pd
 
 
+def split_scale(name: str, known, divides: str) -> tuple[str, int]:
+    """A scale name as (one of `known`, n): "<scale>/<n>" asks for 1/n of it (n >= 1), a bare
+    name for all of it (n = 1). `divides` says what the fraction divides, for the error."""
+    base, slash, parts = name.partition("/")
+    if base not in known or (slash and (not parts.isdigit() or int(parts) < 1)):
+        raise ValueError(
+            f"unknown scale {name!r}; expected one of {sorted(known)}, or one of them "
+            f"followed by /N for 1/N of its {divides}"
+        )
+    return base, int(parts) if slash else 1
+
+
 @dataclass(frozen=True)
 class Scale:
     users: int  # users, ids 0..users-1 (KuaiRec: big_matrix.csv and user_features.csv)
