@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from features.labels import HEADS
+from models.evaluate import RowBlocks
 from models.interface import Recommender
 
 USER_DENSE = (
@@ -65,6 +67,9 @@ class RankerModelConfig:
     skip_penalty: float = 0.05
     fatigue_penalty: float = 0.05  # times the user's recent share of the video's category
     active_heads: tuple[str, ...] = HEADS  # heads whose labels the dataset has
+    # Step the video table lazily (SparseAdam: only the rows a batch touched) rather than with
+    # AdamW over every row: a dense step over KuaiRand-1K's videos cost more than its batch.
+    sparse_videos: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +91,7 @@ class MultiObjectiveRanker(Recommender):
         self.config = config
         d = config.embedding_dim
         self.user_emb = nn.Embedding(config.n_users, d)
-        self.video_emb = nn.Embedding(config.n_videos, d)
+        self.video_emb = nn.Embedding(config.n_videos, d, sparse=config.sparse_videos)
         self.category_emb = nn.Embedding(config.num_categories + 1, d)  # last index: no category
         self.user_tower = _tower(d + len(USER_DENSE) + config.num_categories, d)
         self.video_tower = _tower(2 * d + len(VIDEO_DENSE), d)
@@ -210,6 +215,55 @@ class MultiObjectiveRanker(Recommender):
         return self.combined_score(logits, self.fatigue(batch))
 
 
+def _pair_scores(
+    model: MultiObjectiveRanker,
+    user_vec: torch.Tensor,
+    affinity: torch.Tensor,
+    recent_share: torch.Tensor | None,
+    videos: dict[str, torch.Tensor],
+    video_vec: torch.Tensor,
+    columns: torch.Tensor,
+) -> torch.Tensor:
+    """Combined score of user i with the videos `columns[i]` (n, c) of `videos`: (n, c)."""
+    n, c = columns.shape
+    flat = columns.reshape(-1)
+    logits = model.head_logits(
+        user_vec.repeat_interleave(c, 0),
+        video_vec[flat],
+        affinity.repeat_interleave(c, 0),
+        videos["category"][flat],
+        videos["video_dense"][flat],
+    )
+    fatigue = None
+    if recent_share is not None:
+        shares = F.pad(recent_share, (0, 1))
+        fatigue = shares.gather(1, model._category_index(videos["category"][columns])).reshape(-1)
+    return model.combined_score(logits, fatigue).view(n, c)
+
+
+def _towers(model, users, videos, chunk: int = 1 << 20):
+    """The user and video tower vectors, where the model lives; the video tower a chunk of
+    rows at a time (KuaiRand-1K's catalog is 4.37M videos)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    users = {k: v.to(dev) for k, v in users.items()}
+    videos = {k: v.to(dev) for k, v in videos.items()}
+    user_vec = model.user_vector(users["user_idx"], users["user_dense"], users["affinity"])
+    n_videos = len(videos["video_idx"])
+    video_vec = torch.cat(
+        [
+            model.video_vector(
+                videos["video_idx"][s : s + chunk],
+                videos["video_dense"][s : s + chunk],
+                videos["category"][s : s + chunk],
+            )
+            for s in range(0, n_videos, chunk)
+        ]
+        or [user_vec.new_zeros(0, model.config.embedding_dim)]
+    )
+    return users, videos, user_vec, video_vec
+
+
 @torch.no_grad()
 def score_matrix(
     model: MultiObjectiveRanker,
@@ -220,30 +274,58 @@ def score_matrix(
     """Combined score of every (user, video) pair: shape (n_users, n_videos). Fatigue is
     applied when `users` carries `recent_share`. Computed where the model lives (a GPU
     during training's per-epoch validation); the scores come back on the CPU."""
-    model.eval()
-    dev = next(model.parameters()).device
-    users = {k: v.to(dev) for k, v in users.items()}
-    videos = {k: v.to(dev) for k, v in videos.items()}
-    user_vec = model.user_vector(users["user_idx"], users["user_dense"], users["affinity"])
-    video_vec = model.video_vector(videos["video_idx"], videos["video_dense"], videos["category"])
+    users, videos, user_vec, video_vec = _towers(model, users, videos)
     n_videos = video_vec.shape[0]
     rows_per_chunk = max(1, chunk_pairs // max(n_videos, 1))
+    every = torch.arange(n_videos, device=video_vec.device)
     out = []
     for start in range(0, user_vec.shape[0], rows_per_chunk):
-        u = user_vec[start : start + rows_per_chunk]
-        a = users["affinity"][start : start + rows_per_chunk]
-        n = u.shape[0]
-        logits = model.head_logits(
-            u.repeat_interleave(n_videos, 0),
-            video_vec.repeat(n, 1),
-            a.repeat_interleave(n_videos, 0),
-            videos["category"].repeat(n),
-            videos["video_dense"].repeat(n, 1),
+        rows = slice(start, start + rows_per_chunk)
+        n = len(user_vec[rows])
+        shares = users["recent_share"][rows] if "recent_share" in users else None
+        columns = every.expand(n, n_videos)
+        out.append(
+            _pair_scores(
+                model, user_vec[rows], users["affinity"][rows], shares, videos, video_vec, columns
+            ).cpu()
         )
-        fatigue = None
-        if "recent_share" in users:
-            # Row-major like the logits: user i's n_videos pairs are rows i*n_videos, ...
-            shares = F.pad(users["recent_share"][start : start + rows_per_chunk], (0, 1))
-            fatigue = shares[:, model._category_index(videos["category"])].reshape(-1)
-        out.append(model.combined_score(logits, fatigue).view(n, n_videos).cpu())
     return torch.cat(out) if out else torch.zeros(0, n_videos)
+
+
+@torch.no_grad()
+def two_stage_rows(
+    model: MultiObjectiveRanker,
+    users: dict[str, torch.Tensor],
+    videos: dict[str, torch.Tensor],
+    history: list[np.ndarray],
+    depth: int,
+) -> RowBlocks:
+    """Every video ranked for each user the way the product serves a catalog too large to
+    pass through the heads (KuaiRand-1K: 1,000 users x 4.37M videos = 4.4B pairs): the
+    `depth` best unseen videos by the towers' dot product (the retrieval score the FAISS index
+    serves) are ranked by the combined score, the rest after them by the dot product. Rows
+    are made a block at a time (`models.evaluate.RowBlocks`); `history[u]`: user u's seen
+    columns, kept out of the first stage (the ranking masks them)."""
+    users, videos, user_vec, video_vec = _towers(model, users, videos)
+    n_users, n_videos = user_vec.shape[0], video_vec.shape[0]
+    depth = min(depth, n_videos)
+
+    @torch.no_grad()  # called later, by the ranking, outside this function's no_grad
+    def rows(block: slice) -> np.ndarray:
+        dots = user_vec[block] @ video_vec.T
+        candidates = dots.clone()
+        for row, seen in enumerate(history[block]):
+            candidates[row, torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
+        top = torch.topk(candidates, depth, dim=1, sorted=False).indices
+        shares = users["recent_share"][block] if "recent_share" in users else None
+        ranked = _pair_scores(
+            model, user_vec[block], users["affinity"][block], shares, videos, video_vec, top
+        ).double()
+        # The rest by the dot product, shifted below the worst re-ranked score of the row.
+        dots = dots.double()
+        floor = ranked.min(dim=1, keepdim=True).values - 1.0
+        out = dots - dots.max(dim=1, keepdim=True).values + floor
+        out.scatter_(1, top, ranked)
+        return out.cpu().numpy()
+
+    return RowBlocks((n_users, n_videos), rows)

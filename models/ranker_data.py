@@ -11,9 +11,11 @@ model's Feast feature service (`ranker_v1`: its projections name them, `ServiceF
 joined point in time as of each row's timestamp, so a view on day D only ever sees features
 computed through day D-1.
 
-Evaluation: the holdout day's users, every catalog video scored from features as of the start
-of the holdout day; relevant = the videos the user completed that day and had not seen
-before; history = everything the user viewed before the holdout day (masked).
+Evaluation: the holdout day's users, every catalog video ranked from features as of the start
+of the holdout day (all through the heads up to `ranker.eval_rerank_depth` videos, in two
+stages beyond: `RankerBundle.ranking_scores`, the protocol logged as `eval_protocol`);
+relevant = the videos the user completed that day and had not seen before; history =
+everything the user viewed before the holdout day (masked).
 
 The ranker kind of model (models/registry.py `data`) in training and in use: `RankerBundle`
 (the model with the id and feature encoders it was trained with), `Split` (one evaluation
@@ -39,9 +41,21 @@ from lake.partitions import available_days
 from lake.read import read_partitions
 from lake.schema import LABELS, USER_FEATURES, VIDEO_FEATURES, VIDEOS
 from models.bundle import Bundle
-from models.evaluate import full_ranking_metrics, head_metrics, metric_names, popularity_metrics
+from models.evaluate import (
+    RowBlocks,
+    full_ranking_metrics,
+    head_metrics,
+    metric_names,
+    popularity_metrics,
+)
 from models.gate import GateSplit, run_params
-from models.ranker import USER_DENSE, VIDEO_DENSE, MultiObjectiveRanker, score_matrix
+from models.ranker import (
+    USER_DENSE,
+    VIDEO_DENSE,
+    MultiObjectiveRanker,
+    score_matrix,
+    two_stage_rows,
+)
 from models.registry import spec
 from models.trainer import TrainerConfig, out_of_time
 from models.training import Evaluation, service_fields
@@ -302,7 +316,10 @@ def build_training_data(holdout_ds: str, config: Config, features: ServiceFeatur
     video_frame = _join_as_of(entity, "video_id", features.videos)
     joined = entity
     user_vocab = Vocabulary(users)
-    video_vocab = Vocabulary(np.sort(catalog["video_id"].unique()))
+    # The videos viewed in the training rows; the catalog's others share index 0 ("unknown
+    # video") and are told apart by their features. An id row never viewed only ever learns
+    # "not chosen" from negatives, and KuaiRand-1K's 4.37M-row table was most of the model.
+    video_vocab = Vocabulary(np.unique(views["video_id"].to_numpy()))
     scaler = FeatureScaler.fit(
         {"user": (user_frame, USER_DENSE), "video": (video_frame, VIDEO_DENSE)}
     )
@@ -465,6 +482,21 @@ class RankerBundle(Bundle):
     def score_all(self, user_frame: pd.DataFrame, video_frame: pd.DataFrame) -> np.ndarray:
         return score_matrix(self.model, self.encode(user_frame), self.encode(video_frame)).numpy()
 
+    def ranking_scores(
+        self,
+        user_frame: pd.DataFrame,
+        video_frame: pd.DataFrame,
+        history: list[np.ndarray],
+        depth: int,
+    ) -> np.ndarray | RowBlocks:
+        """Scores that rank every video of `video_frame` for each user of `user_frame`: the
+        combined score of every pair when there are at most `depth` videos, otherwise two
+        stages (`models.ranker.two_stage_rows`; `history[u]`: user u's seen columns)."""
+        if len(video_frame) <= depth:
+            return self.score_all(user_frame, video_frame)
+        users, videos = self.encode(user_frame), self.encode(video_frame)
+        return two_stage_rows(self.model, users, videos, history, depth)
+
     @torch.no_grad()
     def item_vectors(
         self, video_ids: np.ndarray, video_frame: pd.DataFrame
@@ -496,6 +528,19 @@ class Split:
     user_frame: pd.DataFrame
     video_frame: pd.DataFrame
     viewer_frame: pd.DataFrame | None = None
+    rerank_depth: int = 2000  # config ranker.eval_rerank_depth
+
+    @property
+    def protocol(self) -> str:
+        """How `score` ranks the day's catalog, as logged beside its numbers."""
+        n = len(self.video_frame)
+        if n <= self.rerank_depth:
+            return f"every one of {n} videos scored by the heads, history masked"
+        return (
+            f"every one of {n} videos ranked: the {self.rerank_depth} best unseen by the towers' "
+            "dot product by the heads' combined score, the rest below them by the dot product, "
+            "history masked"
+        )
 
     @classmethod
     def build(cls, ds: str, config: Config, features: ServiceFeatures) -> Split:
@@ -511,12 +556,15 @@ class Split:
             viewer_frame[viewer_frame["user_id"].isin(holdout.user_ids)].reset_index(drop=True),
             features.videos(holdout.video_ids, holdout.at),
             viewer_frame,
+            config.ranker.eval_rerank_depth,
         )
 
     def score(self, bundle: RankerBundle) -> dict[str, float]:
         """Full ranking of the day's catalog for the holdout's users."""
         h = self.holdout
-        scores = bundle.score_all(self.user_frame, self.video_frame)
+        scores = bundle.ranking_scores(
+            self.user_frame, self.video_frame, h.history, self.rerank_depth
+        )
         return full_ranking_metrics(
             scores, h.relevant, h.history, categories=h.categories, popularity=h.popularity
         )
@@ -652,6 +700,7 @@ class RankerData:
                 skip_penalty=rc.weight_skip_penalty,
                 fatigue_penalty=rc.weight_fatigue_penalty,
                 active_heads=self.data.active_heads,
+                sparse_videos=True,
             )
         )
         self.trainer = TrainerConfig(
@@ -724,6 +773,8 @@ class RankerData:
             "val_users": len(val.holdout.user_ids),
             "test_users": len(test.holdout.user_ids),
             "videos": len(test.holdout.video_ids),
+            "eval_protocol": test.protocol,
+            "video_vocabulary": len(data.video_vocab) - 1,
             "active_heads": ",".join(data.active_heads),
             # head -> why it is off ("{}": every head trained)
             "inactive_heads": json.dumps(data.inactive_heads),

@@ -93,6 +93,12 @@ class RankerConfig:
     # KuaiRec the 1M-row epochs took 250-460 s on two shared cores, so 6 epochs alone would
     # take 25-45 minutes of a run; the demo's ranker trains in well under a minute.
     max_train_minutes: float = 15.0
+    # Evaluation ranks every video of the day's catalog. At most this many videos, all pass
+    # through the heads; a larger catalog is ranked as the product serves it, in two stages:
+    # each user's `eval_rerank_depth` best unseen videos by the towers' dot product (the
+    # retrieval score) by the heads, the rest after them by the dot product. KuaiRand-1K's
+    # 1,000 users x 4.37M videos are 4.4B pairs through the heads otherwise.
+    eval_rerank_depth: int = 2000
     watch_ratio_cap: float = 2.0  # watch time head predicts min(watch_ratio, cap) / cap
     # Final score = weighted heads minus the skip penalty and the fatigue penalty (heads are
     # all in [0, 1]; fatigue is the user's recent share of the video's category, in [0, 1]).

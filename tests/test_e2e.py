@@ -123,6 +123,38 @@ def test_the_rankers_training_set_is_bounded_by_days_and_a_logged_sample_of_view
     assert all(torch_equal(bounded.train[k], again.train[k]) for k in bounded.train)
 
 
+def test_a_catalog_past_the_rerank_depth_is_ranked_in_two_stages(pipeline_run, lake):
+    """The champion's validation day: at a depth as large as the catalog every video passes
+    through the heads (the numbers the run logged); at a smaller depth the ranking is the
+    two-stage one, says so, and still ranks every video. The video table holds the videos
+    viewed in the training rows, not the whole catalog."""
+    from mlflow import MlflowClient
+
+    from models.bundle import load_version
+    from models.ranker_data import ServiceFeatures, Split
+    from models.tracking import CHAMPION, registered_name, setup_tracking
+    from reelflow.config import load_config
+
+    setup_tracking(lake)
+    champion = MlflowClient().get_model_version_by_alias(registered_name("ranker"), CHAMPION)
+    run = MlflowClient().get_run(champion.run_id).data
+    bundle = load_version("ranker", int(champion.version))
+    assert len(bundle.video_vocab.ids) == int(run.params["video_vocabulary"])
+    assert bundle.model.config.sparse_videos
+    features = ServiceFeatures.of("ranker_v1", lake)
+    val_ds = run.params["val_ds"]
+    exact = Split.build(val_ds, load_config({}), features)
+    n_videos = len(exact.video_frame)
+    assert n_videos <= exact.rerank_depth and exact.protocol.startswith("every one of")
+    assert exact.score(bundle)["ndcg@10"] == pytest.approx(run.metrics["val_ndcg_at_10"])
+    config = load_config({"REELFLOW_RANKER__EVAL_RERANK_DEPTH": "20"})
+    staged = Split.build(val_ds, config, features)
+    assert "the 20 best unseen by the towers' dot product" in staged.protocol
+    metrics = staged.score(bundle)
+    assert metrics["videos"] == n_videos and metrics["users"] == len(exact.holdout.user_ids)
+    assert 0.0 <= metrics["ndcg@10"] <= 1.0
+
+
 def torch_equal(a, b) -> bool:
     import torch
 

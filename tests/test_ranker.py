@@ -13,6 +13,7 @@ from models.ranker import (
     MultiObjectiveRanker,
     RankerModelConfig,
     score_matrix,
+    two_stage_rows,
 )
 
 
@@ -76,6 +77,42 @@ def test_score_matrix_equals_scoring_each_pair():
                 **{k: t[v : v + 1] for k, t in videos.items()},
             }
             assert torch.isclose(matrix[u, v], model.score_batch(pair)[0], atol=1e-5)
+
+
+def test_two_stage_ranks_the_best_unseen_by_dot_product_first_by_the_heads_then_the_rest():
+    """A catalog past `ranker.eval_rerank_depth`: each user's `depth` best unseen videos by
+    the towers' dot product come first, in the heads' order (the same scores as scoring
+    every pair), then every other video by the dot product: still a ranking of all."""
+    torch.manual_seed(0)
+    model = MultiObjectiveRanker(RankerModelConfig(n_users=4, n_videos=40)).eval()
+    users = {
+        k: batch(rows=4, seed=1)[k] for k in ("user_idx", "user_dense", "affinity", "recent_share")
+    }
+    videos = {
+        k: batch(n_videos=40, rows=30, seed=2)[k] for k in ("video_idx", "video_dense", "category")
+    }
+    history = [np.array([0, 5]), np.array([], dtype=np.int64), np.array([7]), np.arange(10)]
+    depth = 6
+    blocks = two_stage_rows(model, users, videos, history, depth)
+    assert blocks.shape == (4, 30)
+    every = score_matrix(model, users, videos).numpy()
+    with torch.no_grad():
+        dots = (model.query(users) @ model.item_vectors(videos).T).numpy()
+    for start in (0, 3):  # two blocks, one of a single row
+        rows = blocks[start : start + 3]
+        for r, row in enumerate(rows):
+            u = start + r
+            unseen = np.setdiff1d(np.arange(30), history[u])
+            first = unseen[np.argsort(-dots[u, unseen], kind="stable")[:depth]]
+            order = np.argsort(-row, kind="stable")
+            top = order[~np.isin(order, history[u])][:depth]
+            assert set(top) == set(first)
+            np.testing.assert_allclose(row[top], every[u, top], rtol=1e-6)
+            assert (np.diff(row[top]) <= 0).all()
+            rest = np.setdiff1d(np.arange(30), first)
+            assert row[rest].max() < row[first].min()
+            rest_order = rest[np.argsort(-row[rest], kind="stable")]
+            assert (np.diff(dots[u, rest_order]) <= 1e-6).all()
 
 
 def test_fatigue_lowers_the_score_of_the_category_the_user_just_binged():
