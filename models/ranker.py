@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from features.labels import HEADS
-from models.evaluate import RowBlocks
+from models.evaluate import BLOCK_BYTES, Shortlists
 from models.interface import Recommender
 
 USER_DENSE = (
@@ -293,39 +293,37 @@ def score_matrix(
 
 
 @torch.no_grad()
-def two_stage_rows(
+def two_stage_shortlists(
     model: MultiObjectiveRanker,
     users: dict[str, torch.Tensor],
     videos: dict[str, torch.Tensor],
     history: list[np.ndarray],
     depth: int,
-) -> RowBlocks:
+) -> Shortlists:
     """Every video ranked for each user the way the product serves a catalog too large to
     pass through the heads (KuaiRand-1K: 1,000 users x 4.37M videos = 4.4B pairs): the
     `depth` best unseen videos by the towers' dot product (the retrieval score the FAISS index
-    serves) are ranked by the combined score, the rest after them by the dot product. Rows
-    are made a block at a time (`models.evaluate.RowBlocks`); `history[u]`: user u's seen
-    columns, kept out of the first stage (the ranking masks them)."""
+    serves) first, ordered by the combined score, every other video after them (by the dot
+    product; no top-k list of at most `depth` reaches them, so that order is never computed).
+    `history[u]`: user u's seen columns, left out of the shortlist (the masked protocol)."""
     users, videos, user_vec, video_vec = _towers(model, users, videos)
     n_users, n_videos = user_vec.shape[0], video_vec.shape[0]
     depth = min(depth, n_videos)
 
     @torch.no_grad()  # called later, by the ranking, outside this function's no_grad
-    def rows(block: slice) -> np.ndarray:
+    def best(block: slice) -> tuple[np.ndarray, np.ndarray]:
         dots = user_vec[block] @ video_vec.T
-        candidates = dots.clone()
         for row, seen in enumerate(history[block]):
-            candidates[row, torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
-        top = torch.topk(candidates, depth, dim=1, sorted=False).indices
+            dots[row, torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
+        top = torch.topk(dots, depth, dim=1, sorted=False).indices.sort(dim=1).values
         shares = users["recent_share"][block] if "recent_share" in users else None
-        ranked = _pair_scores(
+        scores = _pair_scores(
             model, user_vec[block], users["affinity"][block], shares, videos, video_vec, top
-        ).double()
-        # The rest by the dot product, shifted below the worst re-ranked score of the row.
-        dots = dots.double()
-        floor = ranked.min(dim=1, keepdim=True).values - 1.0
-        out = dots - dots.max(dim=1, keepdim=True).values + floor
-        out.scatter_(1, top, ranked)
-        return out.cpu().numpy()
+        )
+        # A seen video the shortlist had to take (fewer unseen than `depth`) ranks last.
+        scores = torch.where(dots.gather(1, top) == -torch.inf, -torch.inf, scores)
+        return top.cpu().numpy(), scores.cpu().numpy()
 
-    return RowBlocks((n_users, n_videos), rows)
+    # A block's dot products, (rows, n_videos) float32, within the evaluator's block budget.
+    rows = max(1, BLOCK_BYTES // (4 * max(n_videos, 1)))
+    return Shortlists((n_users, n_videos), depth, rows, best)

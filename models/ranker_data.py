@@ -42,7 +42,7 @@ from lake.read import read_partitions
 from lake.schema import LABELS, USER_FEATURES, VIDEO_FEATURES, VIDEOS
 from models.bundle import Bundle
 from models.evaluate import (
-    RowBlocks,
+    Shortlists,
     full_ranking_metrics,
     head_metrics,
     metric_names,
@@ -54,7 +54,7 @@ from models.ranker import (
     VIDEO_DENSE,
     MultiObjectiveRanker,
     score_matrix,
-    two_stage_rows,
+    two_stage_shortlists,
 )
 from models.registry import spec
 from models.trainer import TrainerConfig, out_of_time
@@ -488,14 +488,14 @@ class RankerBundle(Bundle):
         video_frame: pd.DataFrame,
         history: list[np.ndarray],
         depth: int,
-    ) -> np.ndarray | RowBlocks:
-        """Scores that rank every video of `video_frame` for each user of `user_frame`: the
+    ) -> np.ndarray | Shortlists:
+        """What ranks every video of `video_frame` for each user of `user_frame`: the
         combined score of every pair when there are at most `depth` videos, otherwise two
-        stages (`models.ranker.two_stage_rows`; `history[u]`: user u's seen columns)."""
+        stages (`models.ranker.two_stage_shortlists`; `history[u]`: user u's seen columns)."""
         if len(video_frame) <= depth:
             return self.score_all(user_frame, video_frame)
         users, videos = self.encode(user_frame), self.encode(video_frame)
-        return two_stage_rows(self.model, users, videos, history, depth)
+        return two_stage_shortlists(self.model, users, videos, history, depth)
 
     @torch.no_grad()
     def item_vectors(

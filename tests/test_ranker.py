@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from features.labels import HEADS
+from models.evaluate import full_ranking_metrics, top_k
 from models.ranker import (
     USER_DENSE,
     VIDEO_DENSE,
     MultiObjectiveRanker,
     RankerModelConfig,
     score_matrix,
-    two_stage_rows,
+    two_stage_shortlists,
 )
 
 
@@ -82,7 +83,8 @@ def test_score_matrix_equals_scoring_each_pair():
 def test_two_stage_ranks_the_best_unseen_by_dot_product_first_by_the_heads_then_the_rest():
     """A catalog past `ranker.eval_rerank_depth`: each user's `depth` best unseen videos by
     the towers' dot product come first, in the heads' order (the same scores as scoring
-    every pair), then every other video by the dot product: still a ranking of all."""
+    every pair), every other video after them. Ranking reads the shortlists alone and gives
+    what ranking the whole row would (the rest ordered by the dot product, below them)."""
     torch.manual_seed(0)
     model = MultiObjectiveRanker(RankerModelConfig(n_users=4, n_videos=40)).eval()
     users = {
@@ -93,26 +95,33 @@ def test_two_stage_ranks_the_best_unseen_by_dot_product_first_by_the_heads_then_
     }
     history = [np.array([0, 5]), np.array([], dtype=np.int64), np.array([7]), np.arange(10)]
     depth = 6
-    blocks = two_stage_rows(model, users, videos, history, depth)
-    assert blocks.shape == (4, 30)
+    shortlists = two_stage_shortlists(model, users, videos, history, depth)
+    assert shortlists.shape == (4, 30)
     every = score_matrix(model, users, videos).numpy()
     with torch.no_grad():
         dots = (model.query(users) @ model.item_vectors(videos).T).numpy()
+    whole = np.empty((4, 30))
     for start in (0, 3):  # two blocks, one of a single row
-        rows = blocks[start : start + 3]
-        for r, row in enumerate(rows):
+        columns, scores = shortlists.best(slice(start, start + 3))
+        for r in range(len(columns)):
             u = start + r
             unseen = np.setdiff1d(np.arange(30), history[u])
             first = unseen[np.argsort(-dots[u, unseen], kind="stable")[:depth]]
-            order = np.argsort(-row, kind="stable")
-            top = order[~np.isin(order, history[u])][:depth]
-            assert set(top) == set(first)
-            np.testing.assert_allclose(row[top], every[u, top], rtol=1e-6)
-            assert (np.diff(row[top]) <= 0).all()
-            rest = np.setdiff1d(np.arange(30), first)
-            assert row[rest].max() < row[first].min()
-            rest_order = rest[np.argsort(-row[rest], kind="stable")]
-            assert (np.diff(dots[u, rest_order]) <= 1e-6).all()
+            assert (np.diff(columns[r]) > 0).all() and set(columns[r]) == set(first)
+            np.testing.assert_allclose(scores[r], every[u, columns[r]], rtol=1e-6)
+            # The same ranking over the whole row: the rest by the dot product, below.
+            whole[u] = dots[u] - dots[u].max() + scores[r].min() - 1.0
+            whole[u, columns[r]] = scores[r]
+    for k in (1, 5, depth):
+        np.testing.assert_array_equal(top_k(shortlists, history, k), top_k(whole, history, k))
+    relevant = [np.array([1, 2]), np.array([3]), np.array([29]), np.array([12, 20])]
+    assert full_ranking_metrics(shortlists, relevant, history, ks=(1, 5)) == full_ranking_metrics(
+        whole, relevant, history, ks=(1, 5)
+    )
+    with pytest.raises(ValueError, match="masked only"):
+        top_k(shortlists, history, 5, mask_history=False)
+    with pytest.raises(ValueError, match="past the shortlists"):
+        top_k(shortlists, history, depth + 1)
 
 
 def test_fatigue_lowers_the_score_of_the_category_the_user_just_binged():
