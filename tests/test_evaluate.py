@@ -15,6 +15,8 @@ from models.evaluate import (
     head_metrics,
     metric_names,
     next_item_metrics,
+    popularity_metrics,
+    popularity_shortlists,
     rmse,
     top_k,
 )
@@ -185,3 +187,31 @@ def test_a_wide_catalog_is_ranked_and_scored_in_blocks_with_the_same_result(
     dense = evaluate_model(net, data.val)
     monkeypatch.setattr(sequence_data, "DENSE_SCORE_BYTES", 0)
     assert evaluate_model(net, data.val) == dense
+
+
+@pytest.mark.parametrize("mask_history", [True, False])
+def test_popularity_shortlists_rank_as_the_whole_rows_do(mask_history):
+    """The popularity baseline ranked from shortlists gives what ranking every row of the
+    broadcast counts gives: ties (equal counts) lower column first, history masked, a user
+    who has seen nearly everything included."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 4, size=40).astype(float)  # many ties
+    history = [rng.choice(40, size=n, replace=False) for n in (0, 3, 12, 36, 40)]
+    relevant = [rng.choice(40, size=2, replace=False) for _ in history]
+    for k in (1, 5, 10):
+        np.testing.assert_array_equal(
+            top_k(
+                popularity_shortlists(counts, history, k, mask_history), history, k, mask_history
+            ),
+            top_k(popularity_scores(counts, len(history)), history, k, mask_history),
+        )
+    assert popularity_metrics(
+        counts, relevant, history, ks=(5, 10), mask_history=mask_history
+    ) == full_ranking_metrics(
+        popularity_scores(counts, len(history)),
+        relevant,
+        history,
+        ks=(5, 10),
+        popularity=counts,
+        mask_history=mask_history,
+    )
