@@ -119,6 +119,10 @@ def test_the_rankers_training_set_is_bounded_by_days_and_a_logged_sample_of_view
     assert bounded.views_kept == 25
     assert len(bounded.targets["exposed"]) == 25 * 4
     assert int(bounded.targets["exposed"].sum()) == 25
+    # The video table holds exactly the videos the kept views watched; a sampled unexposed
+    # video outside them reads the "unknown video" row 0.
+    viewed = bounded.train["video_idx"][bounded.targets["exposed"] == 1].numpy()
+    assert (viewed > 0).all() and len(np.unique(viewed)) == len(bounded.video_vocab.ids)
     again = build_training_data(params["val_ds"], config, features)
     assert all(torch_equal(bounded.train[k], again.train[k]) for k in bounded.train)
 
