@@ -32,9 +32,15 @@ def plan_exposure(
     previous: pd.DataFrame | None,
     active_users: int,
     cfg: ColdStartConfig,
+    slots: int | None = None,
 ) -> pd.DataFrame:
     """Day `ds`'s plan. `videos`: video_id, age_hours, normalized_performance (the video
-    features stamped ds+1, i.e. through day ds); `previous`: the plan of the day before."""
+    features stamped ds+1, i.e. through day ds); `previous`: the plan of the day before.
+    `slots`: the day's exploration slots (active users x a list's exploration slots; None: no
+    bound). Videos already exploring keep theirs first; new videos are admitted newest first
+    while slots remain, the rest wait (not in the plan: a later day may admit them while they
+    are still new). KuaiRand-1K's first export handed a 500-user cohort to every new video of a
+    4.37M catalog and ran out of memory drawing them, for a few thousand slots a day."""
     previous = empty_plan() if previous is None else previous
     perf = videos.set_index("video_id")["normalized_performance"]
     rows = []
@@ -63,6 +69,10 @@ def plan_exposure(
         & ~videos["video_id"].isin(known)
     ]
     cohort = min(cfg.cohort_users, active_users)
+    if slots is not None:
+        left = max(slots - sum(r[2] for r in rows), 0)
+        newest = fresh.assign(_age=pd.to_numeric(fresh["age_hours"], errors="coerce"))
+        fresh = newest.sort_values(["_age", "video_id"]).head(left // cohort if cohort else 0)
     for video in fresh["video_id"].tolist():
         rows.append((video, "new", cohort, np.nan, "new video: first random cohort", ds))
     plan = pd.DataFrame(rows, columns=list(PLAN_COLUMNS))

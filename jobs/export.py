@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from jobs.ann import build_ann_index, mlflow_fields
-from jobs.candidates import DayCatalog, build_lists, trending, watched_pairs
+from jobs.candidates import DayCatalog, build_lists, slots, trending, watched_pairs
 from jobs.cold_start import assign_cohorts, plan_exposure
 from lake.commit import staged_partition
 from lake.partitions import days_back, partition, partition_name
@@ -245,7 +245,14 @@ def export_candidates(
     index_seconds = time.perf_counter() - started
 
     # Cold start: today's plan from yesterday's and today's performance; cohorts drawn.
-    plan = plan_exposure(ds, video_frame, _previous_plan(paths, ds), len(active), config.cold_start)
+    plan = plan_exposure(
+        ds,
+        video_frame,
+        _previous_plan(paths, ds),
+        len(active),
+        config.cold_start,
+        slots=len(active) * slots(cc, k)[1],
+    )
     cohorts = assign_cohorts(plan, active, ds, config.cold_start)
     affinity = (
         np.stack(

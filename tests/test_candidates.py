@@ -137,6 +137,29 @@ def test_a_strong_new_video_grows_and_a_weak_one_stops():
     assert plan5.loc[1, "state"] == "stop"
 
 
+def test_new_videos_wait_for_exploration_slots_newest_first():
+    """A day holds `slots` exploration slots: videos already exploring keep their cohorts,
+    new videos are admitted newest first while slots remain, the rest wait for a later day
+    (a catalog of millions would otherwise hand each new video a cohort nobody can show)."""
+    cfg = ColdStartConfig(cohort_users=100, new_video_hours=24.0)
+    day1 = pd.DataFrame(
+        {
+            "video_id": [1, 2, 3, 4],
+            "age_hours": [10.0, 2.0, 5.0, 2.0],
+            "normalized_performance": [np.nan] * 4,
+        }
+    )
+    plan1 = plan_exposure("2020-07-05", day1, None, 1000, cfg, slots=250)
+    assert plan1["video_id"].tolist() == [2, 4]  # the two newest (ties: lower id); 3 and 1 wait
+    day2 = day1.assign(age_hours=[34.0, 26.0, 20.0, 26.0], normalized_performance=[np.nan] * 4)
+    plan2 = plan_exposure("2020-07-06", day2, plan1, 1000, cfg, slots=300).set_index("video_id")
+    # 2 and 4 hold their 200 slots; 3 (still new) takes the last 100; 1 is no longer new.
+    assert plan2["cohort_users"].to_dict() == {2: 100, 3: 100, 4: 100}
+    assert plan2.loc[3, "state"] == "new" and plan2.loc[2, "state"] == "hold"
+    unbounded = plan_exposure("2020-07-05", day1, None, 1000, cfg)
+    assert sorted(unbounded["video_id"]) == [1, 2, 3, 4]
+
+
 def test_cohorts_are_random_sized_and_reproducible():
     plan = pd.DataFrame({"video_id": [7, 8], "state": ["new", "stop"], "cohort_users": [50, 0]})
     users = np.arange(1000, 1400)
