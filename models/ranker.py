@@ -265,6 +265,30 @@ def _towers(model, users, videos, chunk: int = 1 << 20):
 
 
 @torch.no_grad()
+def pair_scorer(model: MultiObjectiveRanker, users, videos, chunk: int = 1 << 17):
+    """score(rows, positions) -> the combined score (fatigue included) of those (user row,
+    video position) pairs, as numpy: the export's candidate pools. Towers computed once,
+    pairs in chunks."""
+    users, videos, user_vec, video_vec = _towers(model, users, videos)
+    dev = user_vec.device
+
+    @torch.no_grad()  # called later, by the export, outside this function's no_grad
+    def score(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(rows), chunk):
+            r = torch.as_tensor(np.asarray(rows[start : start + chunk], np.int64), device=dev)
+            p = torch.as_tensor(np.asarray(positions[start : start + chunk], np.int64), device=dev)
+            shares = users["recent_share"][r] if "recent_share" in users else None
+            pairs = _pair_scores(
+                model, user_vec[r], users["affinity"][r], shares, videos, video_vec, p[:, None]
+            )
+            out.append(pairs[:, 0].cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    return score
+
+
+@torch.no_grad()
 def score_matrix(
     model: MultiObjectiveRanker,
     users: dict[str, torch.Tensor],
@@ -292,6 +316,29 @@ def score_matrix(
     return torch.cat(out) if out else torch.zeros(0, n_videos)
 
 
+@dataclass
+class FirstStage:
+    """What the evaluation's first stage pools besides the towers' dot product, as the
+    export's candidate pool does (jobs/candidates.py: the index, each user's top categories,
+    the trending and most viewed): the dot product alone is not trained as a retriever and, on
+    KuaiRand-1K's 4.37M videos, its 2,000 best held 0.03% of the relevant videos.
+    `popular`: every column, the most popular first (the source that fills the shortlist);
+    `by_category`: (n_users, m) columns of each user's top categories' best videos (-1: none).
+    """
+
+    popular: np.ndarray
+    by_category: np.ndarray
+    dot_share: float = 0.5  # of the depth, the dot product's best unseen
+
+    def describe(self, depth: int) -> str:
+        n_dot = int(depth * self.dot_share)
+        return (
+            f"{n_dot} best unseen by the towers' dot product, up to {self.by_category.shape[1]} "
+            "best of the user's top categories, the most popular unseen filling to "
+            f"{depth}"
+        )
+
+
 @torch.no_grad()
 def two_stage_shortlists(
     model: MultiObjectiveRanker,
@@ -299,29 +346,56 @@ def two_stage_shortlists(
     videos: dict[str, torch.Tensor],
     history: list[np.ndarray],
     depth: int,
+    first_stage: FirstStage | None = None,
 ) -> Shortlists:
     """Every video ranked for each user the way the product serves a catalog too large to
-    pass through the heads (KuaiRand-1K: 1,000 users x 4.37M videos = 4.4B pairs): the
-    `depth` best unseen videos by the towers' dot product (the retrieval score the FAISS index
-    serves) first, ordered by the combined score, every other video after them (by the dot
-    product; no top-k list of at most `depth` reaches them, so that order is never computed).
+    pass through the heads (KuaiRand-1K: 1,000 users x 4.37M videos = 4.4B pairs): a first
+    stage picks each user's `depth` unseen videos, the heads' combined score orders them,
+    every other video ranks after them (no top-k list of at most `depth` reaches them, so
+    their order is never computed). The first stage pools, in this order of precedence
+    (`FirstStage`): the best unseen by the towers' dot product (`dot_share` of the depth),
+    the user's top categories' picks, then the most popular unseen up to `depth`. Without
+    `first_stage`, the dot product alone picks all `depth`.
     `history[u]`: user u's seen columns, left out of the shortlist (the masked protocol)."""
     users, videos, user_vec, video_vec = _towers(model, users, videos)
     n_users, n_videos = user_vec.shape[0], video_vec.shape[0]
     depth = min(depth, n_videos)
+    dev = video_vec.device
+    if first_stage is not None:
+        n_dot = min(depth, int(depth * first_stage.dot_share))
+        # A key per column that orders the pool's precedence: dot product picks (3), category
+        # picks (2), then popularity (in (0, 1), the most popular highest).
+        rank = np.empty(n_videos, dtype=np.float64)
+        rank[np.asarray(first_stage.popular, dtype=np.int64)] = np.arange(n_videos)
+        popular_key = torch.as_tensor(1.0 - (rank + 1.0) / (n_videos + 1.0), dtype=torch.float32)
+        popular_key = popular_key.to(dev)
+        picks = torch.as_tensor(np.asarray(first_stage.by_category, dtype=np.int64)).to(dev)
+
+    def unseen(scores: torch.Tensor, block: slice) -> torch.Tensor:
+        for row, seen in enumerate(history[block]):
+            scores[row, torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
+        return scores
 
     @torch.no_grad()  # called later, by the ranking, outside this function's no_grad
     def best(block: slice) -> tuple[np.ndarray, np.ndarray]:
-        dots = user_vec[block] @ video_vec.T
-        for row, seen in enumerate(history[block]):
-            dots[row, torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
-        top = torch.topk(dots, depth, dim=1, sorted=False).indices.sort(dim=1).values
+        dots = unseen(user_vec[block] @ video_vec.T, block)
+        if first_stage is None:
+            key = dots
+        else:
+            by_dot = torch.topk(dots, n_dot, dim=1, sorted=False).indices
+            key = dots.copy_(popular_key.expand_as(dots))  # the dot products are done with
+            mine = picks[block]
+            rows = torch.arange(len(mine), device=dev).unsqueeze(1).expand_as(mine)
+            key[rows[mine >= 0], mine[mine >= 0]] = 2.0
+            key.scatter_(1, by_dot, 3.0)
+            key = unseen(key, block)
+        top = torch.topk(key, depth, dim=1, sorted=False).indices.sort(dim=1).values
         shares = users["recent_share"][block] if "recent_share" in users else None
         scores = _pair_scores(
             model, user_vec[block], users["affinity"][block], shares, videos, video_vec, top
         )
         # A seen video the shortlist had to take (fewer unseen than `depth`) ranks last.
-        scores = torch.where(dots.gather(1, top) == -torch.inf, -torch.inf, scores)
+        scores = torch.where(key.gather(1, top) == -torch.inf, -torch.inf, scores)
         return top.cpu().numpy(), scores.cpu().numpy()
 
     # A block's dot products, (rows, n_videos) float32, within the evaluator's block budget.

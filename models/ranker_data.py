@@ -13,7 +13,9 @@ computed through day D-1.
 
 Evaluation: the holdout day's users, every catalog video ranked from features as of the start
 of the holdout day (all through the heads up to `ranker.eval_rerank_depth` videos, in two
-stages beyond: `RankerBundle.ranking_scores`, the protocol logged as `eval_protocol`);
+stages beyond, the first pooling the dot product, the user's top categories and popularity as
+the export's candidates do: `RankerBundle.ranking_scores`, `Split.first_stage`, the protocol
+logged as `eval_protocol`);
 relevant = the videos the user completed that day and had not seen before; history =
 everything the user viewed before the holdout day (masked).
 
@@ -29,6 +31,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -52,7 +55,9 @@ from models.gate import GateSplit, run_params
 from models.ranker import (
     USER_DENSE,
     VIDEO_DENSE,
+    FirstStage,
     MultiObjectiveRanker,
+    pair_scorer,
     score_matrix,
     two_stage_shortlists,
 )
@@ -482,12 +487,18 @@ class RankerBundle(Bundle):
     def score_all(self, user_frame: pd.DataFrame, video_frame: pd.DataFrame) -> np.ndarray:
         return score_matrix(self.model, self.encode(user_frame), self.encode(video_frame)).numpy()
 
+    def pair_scorer(self, user_frame: pd.DataFrame, video_frame: pd.DataFrame):
+        """score(rows, positions) -> the combined score of those (row of `user_frame`, row of
+        `video_frame`) pairs (`models.ranker.pair_scorer`)."""
+        return pair_scorer(self.model, self.encode(user_frame), self.encode(video_frame))
+
     def ranking_scores(
         self,
         user_frame: pd.DataFrame,
         video_frame: pd.DataFrame,
         history: list[np.ndarray],
         depth: int,
+        first_stage: FirstStage | None = None,
     ) -> np.ndarray | Shortlists:
         """What ranks every video of `video_frame` for each user of `user_frame`: the
         combined score of every pair when there are at most `depth` videos, otherwise two
@@ -495,7 +506,7 @@ class RankerBundle(Bundle):
         if len(video_frame) <= depth:
             return self.score_all(user_frame, video_frame)
         users, videos = self.encode(user_frame), self.encode(video_frame)
-        return two_stage_shortlists(self.model, users, videos, history, depth)
+        return two_stage_shortlists(self.model, users, videos, history, depth, first_stage)
 
     @torch.no_grad()
     def item_vectors(
@@ -529,6 +540,7 @@ class Split:
     video_frame: pd.DataFrame
     viewer_frame: pd.DataFrame | None = None
     rerank_depth: int = 2000  # config ranker.eval_rerank_depth
+    num_categories: int = 0  # config features.num_categories
 
     @property
     def protocol(self) -> str:
@@ -537,10 +549,35 @@ class Split:
         if n <= self.rerank_depth:
             return f"every one of {n} videos scored by the heads, history masked"
         return (
-            f"every one of {n} videos ranked: the {self.rerank_depth} best unseen by the towers' "
-            "dot product by the heads' combined score, the rest below them by the dot product, "
-            "history masked"
+            f"every one of {n} videos ranked in two stages: a first stage pools each user's "
+            f"{self.first_stage.describe(self.rerank_depth)} (popularity: 7-day exposures "
+            "as of the day's start, then trend velocity), the heads' combined score orders "
+            "them, the rest rank below them; history masked"
         )
+
+    @cached_property
+    def first_stage(self) -> FirstStage:
+        """The first stage's sources besides the dot product, from the features as of the
+        day's start, as the export pools them: the most exposed over 7 days (then trend
+        velocity), and the most exposed of each user's 3 top categories (a twelfth of the
+        depth each, so a quarter in all)."""
+        videos = self.video_frame
+        exposures = pd.to_numeric(videos["exposures_7d"], errors="coerce").fillna(0).to_numpy()
+        velocity = pd.to_numeric(videos["trend_velocity"], errors="coerce").fillna(0).to_numpy()
+        popular = np.lexsort((-velocity, -exposures))  # ties: the lower column first
+        categories = (
+            pd.to_numeric(videos["primary_category"], errors="coerce").fillna(-1).to_numpy()
+        ).astype(np.int64)
+        per = max(1, self.rerank_depth // 12)
+        table = np.full((self.num_categories + 1, per), -1, dtype=np.int64)  # last: none
+        ordered = categories[popular]
+        for cat in range(self.num_categories):
+            mine = popular[ordered == cat][:per]
+            table[cat, : len(mine)] = mine
+        affinity = affinity_matrix(self.user_frame, self.num_categories)
+        top = np.argsort(-affinity, axis=1, kind="stable")[:, :3]
+        top = np.where(np.take_along_axis(affinity, top, axis=1) > 0, top, self.num_categories)
+        return FirstStage(popular, table[top].reshape(len(top), -1))
 
     @classmethod
     def build(cls, ds: str, config: Config, features: ServiceFeatures) -> Split:
@@ -557,13 +594,19 @@ class Split:
             features.videos(holdout.video_ids, holdout.at),
             viewer_frame,
             config.ranker.eval_rerank_depth,
+            config.features.num_categories,
         )
 
     def score(self, bundle: RankerBundle) -> dict[str, float]:
         """Full ranking of the day's catalog for the holdout's users."""
         h = self.holdout
+        staged = len(self.video_frame) > self.rerank_depth
         scores = bundle.ranking_scores(
-            self.user_frame, self.video_frame, h.history, self.rerank_depth
+            self.user_frame,
+            self.video_frame,
+            h.history,
+            self.rerank_depth,
+            self.first_stage if staged else None,
         )
         return full_ranking_metrics(
             scores, h.relevant, h.history, categories=h.categories, popularity=h.popularity

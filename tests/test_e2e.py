@@ -130,7 +130,8 @@ def test_the_rankers_training_set_is_bounded_by_days_and_a_logged_sample_of_view
 def test_a_catalog_past_the_rerank_depth_is_ranked_in_two_stages(pipeline_run, lake):
     """The champion's validation day: at a depth as large as the catalog every video passes
     through the heads (the numbers the run logged); at a smaller depth the ranking is the
-    two-stage one, says so, and still ranks every video. The video table holds the videos
+    two-stage one (a first stage pooled like the export's candidates), says so, and still
+    ranks every video. The video table holds the videos
     viewed in the training rows, not the whole catalog."""
     from mlflow import MlflowClient
 
@@ -153,7 +154,8 @@ def test_a_catalog_past_the_rerank_depth_is_ranked_in_two_stages(pipeline_run, l
     assert exact.score(bundle)["ndcg@10"] == pytest.approx(run.metrics["val_ndcg_at_10"])
     config = load_config({"REELFLOW_RANKER__EVAL_RERANK_DEPTH": "20"})
     staged = Split.build(val_ds, config, features)
-    assert "the 20 best unseen by the towers' dot product" in staged.protocol
+    assert "10 best unseen by the towers' dot product, up to 3 best" in staged.protocol
+    assert "the most popular unseen filling to 20" in staged.protocol
     metrics = staged.score(bundle)
     assert metrics["videos"] == n_videos and metrics["users"] == len(exact.holdout.user_ids)
     assert 0.0 <= metrics["ndcg@10"] <= 1.0

@@ -1,5 +1,5 @@
 """Ranker smoke tests on tiny tensors: losses, masking, heads off for missing labels, the
-fatigue penalty, and batch scoring = pairwise scoring."""
+fatigue penalty, batch scoring = pairwise scoring, and the evaluation's two stages."""
 
 import numpy as np
 import pandas as pd
@@ -11,8 +11,10 @@ from models.evaluate import full_ranking_metrics, top_k
 from models.ranker import (
     USER_DENSE,
     VIDEO_DENSE,
+    FirstStage,
     MultiObjectiveRanker,
     RankerModelConfig,
+    pair_scorer,
     score_matrix,
     two_stage_shortlists,
 )
@@ -78,6 +80,10 @@ def test_score_matrix_equals_scoring_each_pair():
                 **{k: t[v : v + 1] for k, t in videos.items()},
             }
             assert torch.isclose(matrix[u, v], model.score_batch(pair)[0], atol=1e-5)
+    # The export's scorer of (user row, video position) pairs, in chunks: the same scores.
+    rows, positions = np.array([2, 0, 1, 2, 2]), np.array([3, 0, 1, 0, 3])
+    scores = pair_scorer(model, users, videos, chunk=2)(rows, positions)
+    np.testing.assert_allclose(scores, matrix.numpy()[rows, positions], rtol=1e-6)
 
 
 def test_two_stage_ranks_the_best_unseen_by_dot_product_first_by_the_heads_then_the_rest():
@@ -122,6 +128,46 @@ def test_two_stage_ranks_the_best_unseen_by_dot_product_first_by_the_heads_then_
         top_k(shortlists, history, 5, mask_history=False)
     with pytest.raises(ValueError, match="past the shortlists"):
         top_k(shortlists, history, depth + 1)
+
+
+def test_the_pooled_first_stage_takes_the_dot_product_then_categories_then_popularity():
+    """The evaluation's first stage pools as the export does: each user's `dot_share` of the
+    depth best unseen by the dot product, then their category picks, then the most popular
+    unseen up to the depth; a seen video never (unless fewer unseen than the depth, then it
+    ranks last); the heads' scores are those of scoring every pair."""
+    torch.manual_seed(0)
+    model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=40)).eval()
+    users = {
+        k: batch(rows=3, seed=1)[k] for k in ("user_idx", "user_dense", "affinity", "recent_share")
+    }
+    videos = {
+        k: batch(n_videos=40, rows=30, seed=2)[k] for k in ("video_idx", "video_dense", "category")
+    }
+    history = [np.array([0, 5, 29]), np.array([], dtype=np.int64), np.arange(27)]
+    popular = np.random.default_rng(0).permutation(30)
+    # user 0: a seen pick (5) and a repeat; user 1: none; user 2: picks beyond its 3 unseen
+    by_category = np.array([[5, 11, 11], [-1, -1, -1], [1, 2, 28]])
+    depth = 8
+    stage = FirstStage(popular, by_category, dot_share=0.25)
+    shortlists = two_stage_shortlists(model, users, videos, history, depth, stage)
+    every = score_matrix(model, users, videos).numpy()
+    with torch.no_grad():
+        dots = (model.query(users) @ model.item_vectors(videos).T).numpy()
+    columns, scores = shortlists.best(slice(0, 3))
+    for u in range(2):
+        unseen = np.setdiff1d(np.arange(30), history[u])
+        pool = list(unseen[np.argsort(-dots[u, unseen], kind="stable")[:2]])
+        for c in [*by_category[u], *popular]:  # categories first, popularity filling
+            if c in unseen and c not in pool and len(pool) < depth:
+                pool.append(c)
+        assert (np.diff(columns[u]) > 0).all() and set(columns[u]) == set(pool)
+        np.testing.assert_allclose(scores[u], every[u, columns[u]], rtol=1e-6)
+    # Three unseen videos for a depth of 8: all of them, then seen ones, which rank last.
+    assert {27, 28, 29} <= set(columns[2])
+    assert np.isfinite(scores[2][np.isin(columns[2], [27, 28, 29])]).all()
+    assert np.isneginf(scores[2][~np.isin(columns[2], [27, 28, 29])]).all()
+    assert set(top_k(shortlists, history, 3)[2]) == {27, 28, 29}
+    assert "2 best unseen by the towers' dot product, up to 3 best" in stage.describe(depth)
 
 
 def test_fatigue_lowers_the_score_of_the_category_the_user_just_binged():
