@@ -33,8 +33,8 @@ that the lists are built for all 100k users as issue 6 asks.
 Measured (reelflow), in two child processes, each loading those inputs and then running only
 its stage, lines copied from `export_candidates`: `index` = histories, the embedding model's
 video table and user queries, `build_ann_index`, the search (the manifest's
-`index_and_queries_seconds`); `lists` = `pair_scorer`, the ranker's video vectors for the MMR
-and `build_lists` over `USERS_PER_CHUNK` chunks (its `lists_seconds`). Wall and CPU seconds
+`index_and_queries_seconds`); `lists` = `RankerBundle.pair_scorer`, the ranker's video
+vectors for the MMR and `build_lists` over `USERS_PER_CHUNK` chunks (its `lists_seconds`). Wall and CPU seconds
 (the process's, all threads) are both kept: other engineers' jobs share the 2 cores. Peak
 memory of a stage is the kernel's RSS high-water mark (VmHWM), reset through
 /proc/self/clear_refs once the inputs are loaded, so that loading's own peak is left out; it
@@ -45,8 +45,8 @@ peak (Linux carries the pre-exec peak across fork + exec: measured here, the chi
 10 ms; the reported peak is the larger of the two.
 
 Reference, in the same run: a straightforward per-user implementation (for each user: the same
-pool in the same order, watched dropped, the ranker's score through the same `pair_scorer` one
-user at a time, a plain-Python greedy MMR over the same embeddings with the same lambda and
+pool in the same order, watched dropped, the ranker's score through the same
+`RankerBundle.pair_scorer` one user at a time, a plain-Python greedy MMR over the same embeddings with the same lambda and
 cap, the same exploration slots and interleaving) on a random sample of `--sample` users, fed
 the ANN neighbours the `index` stage found. Its lists are compared with the stage's, user by
 user.
@@ -391,7 +391,7 @@ def index_stage(work: Path, threads: int) -> dict:
 def lists_stage(work: Path, threads: int) -> dict:
     """As export_candidates from its second timer: the pair scorer, the MMR's embeddings and
     `build_lists` over `USERS_PER_CHUNK` chunks. Writes candidates.parquet."""
-    from jobs.export import USERS_PER_CHUNK, lists_in_chunks, pair_scorer
+    from jobs.export import USERS_PER_CHUNK, lists_in_chunks
     from reelflow.config import load_config
 
     config = load_config()
@@ -405,7 +405,7 @@ def lists_stage(work: Path, threads: int) -> dict:
     ranker = inputs["ranker"]
     report: dict = {"users_per_chunk": USERS_PER_CHUNK, "chunk_seconds": []}
     started, cpu = _start(report)
-    scorer = pair_scorer(ranker, user_frame, video_frame)
+    scorer = ranker.pair_scorer(user_frame, video_frame)
     embeddings = (
         None if catalog.has_categories else ranker.item_vectors(catalog.video_ids, video_frame)[1]
     )
@@ -510,12 +510,11 @@ def reference_lists(
         slots,
         trending,
     )
-    from jobs.export import pair_scorer
 
     catalog, users = inputs["catalog"], inputs["users"]
     # The scorer's towers over the sampled users only: row i is sample_rows[i].
-    scorer = pair_scorer(
-        inputs["ranker"], inputs["user_frame"].iloc[sample_rows], inputs["video_frame"]
+    scorer = inputs["ranker"].pair_scorer(
+        inputs["user_frame"].iloc[sample_rows], inputs["video_frame"]
     )
     vectors = inputs["ranker"].item_vectors(catalog.video_ids, inputs["video_frame"])[1]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from jobs.ann import build_ann_index, mlflow_fields
 from jobs.candidates import DayCatalog, build_lists, slots, trending, watched_pairs
@@ -47,7 +46,6 @@ from lake.schema import (
 )
 from models.bundle import Bundle, load_version
 from models.gate import champion_origin
-from models.ranker_data import RankerBundle
 from models.registry import spec
 from models.tracking import champion_version, experiment, registered_name, setup_tracking
 from reelflow.config import Config, load_config
@@ -93,33 +91,6 @@ def recent_histories(views: pd.DataFrame, user_ids: np.ndarray, n: int) -> list[
     """Each user's last n video ids, oldest first (views sorted by time)."""
     last = views.groupby("user_id").tail(n).groupby("user_id")["video_id"].apply(np.asarray)
     return [last.get(int(u), np.zeros(0, dtype=np.int64)) for u in user_ids]
-
-
-@torch.no_grad()
-def pair_scorer(bundle: RankerBundle, user_frame: pd.DataFrame, video_frame: pd.DataFrame):
-    """score(rows, positions) -> the ranker's combined score (fatigue included) of those
-    (user row, catalog position) pairs; towers computed once, pairs in chunks."""
-    model = bundle.model.eval()
-    u, v = bundle.encode(user_frame), bundle.encode(video_frame)
-    user_vec = model.user_vector(u["user_idx"], u["user_dense"], u["affinity"])
-    video_vec = model.video_vector(v["video_idx"], v["video_dense"], v["category"])
-
-    @torch.no_grad()
-    def score(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(rows), 1 << 17):
-            r = torch.from_numpy(np.asarray(rows[start : start + (1 << 17)], dtype=np.int64))
-            p = torch.from_numpy(np.asarray(positions[start : start + (1 << 17)], dtype=np.int64))
-            logits = model.head_logits(
-                user_vec[r], video_vec[p], u["affinity"][r], v["category"][p], v["video_dense"][p]
-            )
-            fatigue = None
-            if "recent_share" in u:
-                fatigue = model.category_share(u["recent_share"][r], v["category"][p]).squeeze(1)
-            out.append(model.combined_score(logits, fatigue).numpy())
-        return np.concatenate(out) if out else np.zeros(0)
-
-    return score
 
 
 def retrieval_scorer(queries: np.ndarray, vectors: np.ndarray, in_index: np.ndarray, n: int):
@@ -269,7 +240,7 @@ def export_candidates(
     )
     started = time.perf_counter()
     if ranker is not None:
-        scorer = pair_scorer(ranker, user_frame, video_frame)
+        scorer = ranker.pair_scorer(user_frame, video_frame)
         ranked_by = {
             "version": int(champion.version),
             "run_id": champion.run_id,
