@@ -159,3 +159,46 @@ def test_a_catalog_snapshot_is_linked_from_a_day_cut_from_the_same_landing(
         assert checksum(spark, a) == checksum(spark, b)
         for file in a.glob("*.parquet"):
             assert os.stat(file).st_ino == os.stat(b / file.name).st_ino  # a link, not a copy
+
+
+def partition_digests(spark, home) -> dict[str, str]:
+    """Every partition of the normalized and quarantine tables: its sorted rows' digest."""
+    return {
+        str(folder.relative_to(home.lake)): checksum(spark, folder)
+        for kind in ("normalized", "quarantine")
+        for folder in sorted((home.lake / kind).glob("*/ds=*"))
+    }
+
+
+@pytest.mark.parametrize("dataset", ["kuairec", "microlens"])
+def test_a_range_of_days_normalizes_as_one_run_per_day(
+    spark, home, tiny_raw, tmp_path, monkeypatch, dataset
+):
+    """A first load's range (`normalize_days`, one job per table) writes the partitions and
+    counts a run per day writes: quarantined and undated rows, a day without rows (an empty
+    partition with the table's schema), the catalog snapshot (KuaiRec) or the catalog derived
+    from the log through each day (MicroLens without its item files)."""
+    from jobs.normalize import normalize_days
+    from reelflow.paths import Paths
+
+    if dataset == "kuairec":
+        raw = tiny_raw[0]
+        days = sorted(tiny_raw[1]["rows_per_day"])
+    else:
+        from synthetic.microlens import generate_microlens
+
+        raw = tmp_path / "MicroLens-100k"
+        days = generate_microlens(raw, scale="tiny", seed=0)["days"]
+        for name in ("title_en.csv", "likes_and_views.txt"):
+            (raw / f"MicroLens-100k_{name}").unlink()
+    gap = "2030-01-01"  # after the log: no row that day
+    by_day = {ds: normalize_day(dataset, raw, ds, paths=home)["tables"] for ds in [*days, gap]}
+    monkeypatch.setenv("REELFLOW_HOME", str(tmp_path / "range"))
+    ranged = Paths.from_env()
+    at_once = normalize_days(dataset, raw, [gap, *days], paths=ranged)
+    assert list(at_once) == [*days, gap]
+    assert {ds: summary["tables"] for ds, summary in at_once.items()} == by_day
+    assert by_day[gap]["interactions"]["read"] == 0
+    assert partition_digests(spark, ranged) == partition_digests(spark, home)
+    if dataset == "kuairec":
+        assert sum(t["interactions"]["quarantined"] for t in by_day.values()) > 0
