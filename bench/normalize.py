@@ -1,9 +1,13 @@
 """Benchmark: normalizing KuaiRec's big_matrix.csv, reelflow's Spark job vs DuckDB.
 
-Both sides run the same transformation on the same generated file (full scale by default):
-parse every column, apply the row rules (the id and number grammars, finite numbers that fit
-a long, negative durations, the plausible-time window of one landing clock, the watch-ratio
-range, exact duplicates), compute the UTC day, and write parquet partitioned by day. The Spark job
+Both sides run the same transformation on the same generated file (full scale by default),
+into which four line-level faults of a real log are written (`LINE_FAULTS`: a cut line, a
+field too many, two lines in Latin-1): the line-level rules (invalid UTF-8, the wrong number of
+fields), parse every column, apply the row rules (the id and number grammars, finite numbers
+that fit a long, negative durations, the plausible-time window of one landing clock, the
+watch-ratio range, exact duplicates), compute the UTC day, and write parquet partitioned by
+day. Spark's built-in CSV reader, which has no line-level rules, is timed on the file without
+the faults and checked against DuckDB on that file. The Spark job
 runs through `spark-submit` (local[N]) as a cluster would; DuckDB runs in-process with the
 same thread count. Their outputs are checked equal by an order-independent checksum, then
 rows/s and the ratio (with and without spark-submit's start-up) are printed and written to
@@ -51,8 +55,10 @@ def duckdb_normalize(
     match), finite numbers, HALF_UP rounding to longs that must fit, the plausible-time window
     of the landing clock `now_ms`, the watch-ratio range, then exact duplicates.
 
-    Not mirrored: the two line-level rules (invalid UTF-8, wrong number of fields), which
-    DuckDB's CSV reader reports as errors, not rows; the generated file holds no such line.
+    The two line-level rules come first, as the reader's: a line that is not valid UTF-8
+    ("invalid UTF-8 on line N", N from 1 with the header), then a line with the wrong number
+    of fields. DuckDB's CSV reader rejects both lines (`store_rejects`); they are written
+    beside the day partitions with every column null, as the reader quarantines them.
     Seconds to ms is round(double * 1000): the reader's exact HALF_UP of the double differs
     only for a value within 2**-40 of a half millisecond, which the file (ms precision)
     never holds."""
@@ -87,7 +93,8 @@ def duckdb_normalize(
     COPY (
       WITH raw AS (
         SELECT {raw_cols} FROM read_csv('{csv}', header = true, all_varchar = true, delim = ',',
-                                        quote = '"', escape = '"', new_line = '\\n')
+                                        quote = '"', escape = '"', new_line = '\\n',
+                                        store_rejects = true)
       ), matched AS (
         SELECT *,
           {each("coalesce(regexp_full_match(trim(raw_{c}, ' '), '{grammar}'), false) AS ok_{c}")}
@@ -134,9 +141,56 @@ def duckdb_normalize(
       FROM checked
     ) TO '{out}' (FORMAT parquet, PARTITION_BY (ds))
     """
+    # Rejected lines (after the scan above has filled `reject_errors`): one row per line, the
+    # invalid encoding first, with the output's columns and no day.
+    rejected = f"""
+    COPY (
+      SELECT {", ".join(f"NULL::VARCHAR AS raw_{c}" for c in COLUMNS)}, NULL::BIGINT AS user_id,
+        NULL::BIGINT AS video_id, NULL::TIMESTAMP AS event_ts, NULL::BIGINT AS watch_ms,
+        NULL::BIGINT AS duration_ms, NULL::DOUBLE AS watch_ratio, 'kuairec' AS source,
+        CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'invalid UTF-8 on line ' || line
+             ELSE 'malformed row: wrong number of fields' END AS quarantine_reason
+      FROM reject_errors GROUP BY line
+    ) TO '{out}/ds=__HIVE_DEFAULT_PARTITION__/rejected_lines.parquet' (FORMAT parquet)
+    """
     started = time.perf_counter()
     con.execute(sql)
+    (out / "ds=__HIVE_DEFAULT_PARTITION__").mkdir(parents=True, exist_ok=True)
+    con.execute(rejected)
     return time.perf_counter() - started
+
+
+# Line-level faults of a real log, written into a copy of the generated file (which holds
+# none) at these fractions of its lines: a cut line (a partial write), a line with a field too
+# many, two lines in Latin-1 (not UTF-8), one of them also short of a field.
+LINE_FAULTS = (
+    (0.1, lambda line: line.rsplit(b",", 2)[0]),
+    (0.35, lambda line: line + b",1"),
+    (0.6, lambda line: line.replace(b",", "é,".encode("latin-1"), 1)),
+    (0.85, lambda line: line.rsplit(b",", 1)[0].replace(b",", b"\xe9,", 1)),
+)
+
+
+def with_line_faults(release: Path, messy: Path) -> dict:
+    """`messy`: the release with `LINE_FAULTS` in its big_matrix.csv (the other files linked);
+    returns where they are. Made once per scratch folder."""
+    marker = messy / "line_faults.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    shutil.rmtree(messy, ignore_errors=True)
+    messy.mkdir(parents=True)
+    for file in release.iterdir():
+        if file.name != "big_matrix.csv":
+            os.link(file, messy / file.name)
+    lines = (release / "big_matrix.csv").read_bytes().split(b"\n")
+    body = len(lines) - 2  # the header and the empty string after the last line end
+    at = {1 + int(fraction * body): fault for fraction, fault in LINE_FAULTS}
+    for index, fault in at.items():
+        lines[index] = fault(lines[index])
+    (messy / "big_matrix.csv").write_bytes(b"\n".join(lines))
+    faults = {"lines": sorted(i + 1 for i in at)}  # line numbers from 1, the header's 1
+    marker.write_text(json.dumps(faults))
+    return faults
 
 
 def checksum(path: Path) -> dict:
@@ -154,6 +208,21 @@ def checksum(path: Path) -> dict:
         f"SELECT count(*) FROM ({rows}) WHERE quarantine_reason IS NOT NULL"
     ).fetchone()[0]
     return {"rows": total, "rejected": rejected, "hash": str(digest)}
+
+
+def line_level_reasons(path: Path) -> dict[str, int]:
+    """How many output rows carry each line-level reason."""
+    found = (
+        duckdb.connect()
+        .execute(
+            f"""SELECT quarantine_reason, count(*) FROM read_parquet('{path}/**/*.parquet',
+              hive_partitioning = true)
+            WHERE quarantine_reason LIKE 'invalid UTF-8%' OR quarantine_reason LIKE 'malformed%'
+            GROUP BY 1 ORDER BY 1"""
+        )
+        .fetchall()
+    )
+    return dict(found)
 
 
 def spark_normalize(
@@ -212,22 +281,32 @@ def main() -> None:
     rows = manifest["rows"]["big_matrix"]
     quality = QualityConfig()
 
+    messy = work / "messy"
+    faults = with_line_faults(raw, messy)
+    rows += len(faults["lines"])  # each fault stays a row, quarantined
+
     duck_out, spark_out = work / "duckdb_out", work / "spark_out"
-    for folder in (duck_out, spark_out):
+    clean_duck_out, builtin_out = work / "duckdb_clean_out", work / "spark_builtin_out"
+    for folder in (duck_out, spark_out, clean_duck_out, builtin_out):
         shutil.rmtree(folder, ignore_errors=True)
     now_ms = landing_now_ms()
-    duck_seconds = duckdb_normalize(raw / "big_matrix.csv", duck_out, args.threads, quality, now_ms)
-
-    job_seconds, submit_seconds = spark_normalize(raw, spark_out, args.threads, "arrow", now_ms)
-    builtin_out = work / "spark_builtin_out"
-    shutil.rmtree(builtin_out, ignore_errors=True)
-    builtin_seconds, _ = spark_normalize(raw, builtin_out, args.threads, "spark", now_ms)
-    if checksum(builtin_out) != checksum(spark_out):
-        raise SystemExit("Spark's built-in CSV reader and the Arrow source disagree")
-
+    duck_seconds = duckdb_normalize(
+        messy / "big_matrix.csv", duck_out, args.threads, quality, now_ms
+    )
+    job_seconds, submit_seconds = spark_normalize(messy, spark_out, args.threads, "arrow", now_ms)
     spark_sum, duck_sum = checksum(spark_out), checksum(duck_out)
     if spark_sum != duck_sum:
         raise SystemExit(f"outputs differ: spark {spark_sum} vs duckdb {duck_sum}")
+    line_reasons = line_level_reasons(spark_out)
+    if sum(line_reasons.values()) != len(faults["lines"]):
+        raise SystemExit(f"line-level faults at {faults['lines']}, quarantined: {line_reasons}")
+
+    # Spark's built-in CSV reader has no line-level rules: timed on the file without faults,
+    # its output checked against DuckDB's of that file.
+    builtin_seconds, _ = spark_normalize(raw, builtin_out, args.threads, "spark", now_ms)
+    duckdb_normalize(raw / "big_matrix.csv", clean_duck_out, args.threads, quality, now_ms)
+    if checksum(builtin_out) != checksum(clean_duck_out):
+        raise SystemExit("Spark's built-in CSV reader and DuckDB disagree on the clean file")
 
     report = {
         "benchmark": "normalize_kuairec_big_matrix",
@@ -238,6 +317,7 @@ def main() -> None:
         "threads": args.threads,
         "machine": machine(args.threads),
         "landing_clock": iso_ms(now_ms),
+        "line_faults": {"lines": faults["lines"], "quarantined": line_reasons},
         "checksum": spark_sum,
         "spark_job_seconds": round(job_seconds, 2),
         "spark_submit_seconds": round(submit_seconds, 2),
@@ -253,7 +333,8 @@ def main() -> None:
     out = REPO / "bench" / "results" / "normalize.json"
     write_json(out, report, indent=2)
     print(
-        f"{rows:,} rows, {args.threads} threads, outputs identical ({spark_sum['rejected']} rejected)\n"
+        f"{rows:,} rows, {args.threads} threads, outputs identical ({spark_sum['rejected']} rejected, "
+        f"line-level: {line_reasons})\n"
         f"  Spark job  {job_seconds:7.1f} s  {report['spark_rows_per_s']:>12,} rows/s  "
         f"(spark-submit wall {submit_seconds:.1f} s)\n"
         f"  Spark, built-in CSV reader {builtin_seconds:7.1f} s "
