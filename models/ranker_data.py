@@ -753,6 +753,8 @@ class RankerData:
             weight_decay=rc.weight_decay,
             seed=rc.seed,
             max_seconds=rc.max_train_minutes * 60,
+            monitor=self.monitor,
+            patience=rc.patience,
         )
         self.baseline = {"val": self.val.popularity(), "test": self.test.popularity()}
 
@@ -840,6 +842,9 @@ class RankerData:
             logged.update(metric_names(baseline[split], f"popularity_{split}"))
             logged.update(metric_names(heads[split], f"{split}_head"))
         logged["epochs_run"] = float(len(history))
+        # The epoch whose weights are kept and scored: the best on the validation day.
+        if history:
+            logged["best_epoch"] = float(1 + int(np.argmax([h[self.monitor] for h in history])))
         # 1 when the time budget (ranker.max_train_minutes) ended the training
         logged["stopped_by_time_budget"] = float(out_of_time(history, self.trainer))
         unbiased = test.unbiased_metrics(bundle, config, self.features)
