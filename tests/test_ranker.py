@@ -86,19 +86,26 @@ def test_score_matrix_equals_scoring_each_pair():
     np.testing.assert_allclose(scores, matrix.numpy()[rows, positions], rtol=1e-6)
 
 
+def catalog_of_30(n_users: int):
+    """An untrained ranker (seeded), `n_users` users and a catalog of 30 videos, encoded."""
+    torch.manual_seed(0)
+    model = MultiObjectiveRanker(RankerModelConfig(n_users=n_users, n_videos=40)).eval()
+    users = {
+        k: batch(rows=n_users, seed=1)[k]
+        for k in ("user_idx", "user_dense", "affinity", "recent_share")
+    }
+    videos = {
+        k: batch(n_videos=40, rows=30, seed=2)[k] for k in ("video_idx", "video_dense", "category")
+    }
+    return model, users, videos
+
+
 def test_two_stage_ranks_the_best_unseen_by_dot_product_first_by_the_heads_then_the_rest():
     """A catalog past `ranker.eval_rerank_depth`: each user's `depth` best unseen videos by
     the towers' dot product come first, in the heads' order (the same scores as scoring
     every pair), every other video after them. Ranking reads the shortlists alone and gives
     what ranking the whole row would (the rest ordered by the dot product, below them)."""
-    torch.manual_seed(0)
-    model = MultiObjectiveRanker(RankerModelConfig(n_users=4, n_videos=40)).eval()
-    users = {
-        k: batch(rows=4, seed=1)[k] for k in ("user_idx", "user_dense", "affinity", "recent_share")
-    }
-    videos = {
-        k: batch(n_videos=40, rows=30, seed=2)[k] for k in ("video_idx", "video_dense", "category")
-    }
+    model, users, videos = catalog_of_30(n_users=4)
     history = [np.array([0, 5]), np.array([], dtype=np.int64), np.array([7]), np.arange(10)]
     depth = 6
     shortlists = two_stage_shortlists(model, users, videos, history, depth)
@@ -135,14 +142,7 @@ def test_the_pooled_first_stage_takes_the_dot_product_then_categories_then_popul
     depth best unseen by the dot product, then their category picks, then the most popular
     unseen up to the depth; a seen video never (unless fewer unseen than the depth, then it
     ranks last); the heads' scores are those of scoring every pair."""
-    torch.manual_seed(0)
-    model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=40)).eval()
-    users = {
-        k: batch(rows=3, seed=1)[k] for k in ("user_idx", "user_dense", "affinity", "recent_share")
-    }
-    videos = {
-        k: batch(n_videos=40, rows=30, seed=2)[k] for k in ("video_idx", "video_dense", "category")
-    }
+    model, users, videos = catalog_of_30(n_users=3)
     history = [np.array([0, 5, 29]), np.array([], dtype=np.int64), np.arange(27)]
     popular = np.random.default_rng(0).permutation(30)
     # user 0: a seen pick (5) and a repeat; user 1: none; user 2: picks beyond its 3 unseen
