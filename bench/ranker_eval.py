@@ -2,8 +2,9 @@
 against whole rows, and the popularity baseline likewise.
 
 KuaiRand-1K's catalog (4,369,953 videos) and a random-initialised ranker (its trained weights
-do not change the cost): each user's 2,000 best unseen videos by the towers' dot product
-(`models.ranker.two_stage_shortlists`), ranked by the heads. The reference ranks the same
+do not change the cost): each user's 2,000 unseen videos pooled as the evaluation pools them
+(`models.ranker.two_stage_shortlists` with a `FirstStage`: 1,000 by the towers' dot product,
+166 from each of the user's 3 top categories, the most popular filling), ranked by the heads. The reference ranks the same
 two-stage scores as whole rows (`models.evaluate.RowBlocks`: the shortlist's scores, every
 other video below them by the dot product), the way the evaluator read them before
 shortlists. Popularity: `popularity_shortlists` against the broadcast counts ranked row by
@@ -33,6 +34,7 @@ from models.evaluate import RowBlocks, full_ranking_metrics, rows_per_block  # n
 from models.ranker import (  # noqa: E402
     USER_DENSE,
     VIDEO_DENSE,
+    FirstStage,
     MultiObjectiveRanker,
     RankerModelConfig,
     two_stage_shortlists,
@@ -95,7 +97,11 @@ def main() -> None:
     counts = rng.poisson(0.5, n_videos).astype(np.float64)
     categories = videos["category"].numpy()
 
-    shortlists, towers_s = timed(lambda: two_stage_shortlists(model, users, videos, history, DEPTH))
+    popular = np.argsort(-counts, kind="stable")
+    stage = FirstStage.build(popular, categories, users["affinity"].numpy(), DEPTH)
+    shortlists, towers_s = timed(
+        lambda: two_stage_shortlists(model, users, videos, history, DEPTH, stage)
+    )
     with torch.no_grad():
         user_vec, video_vec = model.query(users), model.item_vectors(videos)
     metrics = lambda scores: full_ranking_metrics(  # noqa: E731
@@ -125,6 +131,7 @@ def main() -> None:
         "seed": args.seed,
         "machine": machine(args.threads),
         "data": {"users": n_users, "videos": n_videos, "depth": DEPTH, "seen_per_user": 2000},
+        "first_stage": stage.describe(DEPTH),
         "ranker": {
             "towers_seconds": round(towers_s, 2),
             "shortlists_seconds": round(fast_s, 2),

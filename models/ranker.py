@@ -330,6 +330,24 @@ class FirstStage:
     by_category: np.ndarray
     dot_share: float = 0.5  # of the depth, the dot product's best unseen
 
+    @classmethod
+    def build(
+        cls, popular: np.ndarray, categories: np.ndarray, affinity: np.ndarray, depth: int
+    ) -> FirstStage:
+        """From the columns most popular first, each column's category (-1: none) and the
+        users' (n_users, n_categories) affinities: each user's 3 top categories (affinity above
+        0) give their most popular columns, a twelfth of the depth each."""
+        n = affinity.shape[1]
+        per = max(1, depth // 12)
+        table = np.full((n + 1, per), -1, dtype=np.int64)  # the last row: no category
+        ordered = categories[popular]
+        for cat in range(n):
+            mine = popular[ordered == cat][:per]
+            table[cat, : len(mine)] = mine
+        top = np.argsort(-affinity, axis=1, kind="stable")[:, :3]
+        top = np.where(np.take_along_axis(affinity, top, axis=1) > 0, top, n)
+        return cls(popular, table[top].reshape(len(top), -1))
+
     def describe(self, depth: int) -> str:
         n_dot = int(depth * self.dot_share)
         return (

@@ -568,16 +568,8 @@ class Split:
         categories = (
             pd.to_numeric(videos["primary_category"], errors="coerce").fillna(-1).to_numpy()
         ).astype(np.int64)
-        per = max(1, self.rerank_depth // 12)
-        table = np.full((self.num_categories + 1, per), -1, dtype=np.int64)  # last: none
-        ordered = categories[popular]
-        for cat in range(self.num_categories):
-            mine = popular[ordered == cat][:per]
-            table[cat, : len(mine)] = mine
         affinity = affinity_matrix(self.user_frame, self.num_categories)
-        top = np.argsort(-affinity, axis=1, kind="stable")[:, :3]
-        top = np.where(np.take_along_axis(affinity, top, axis=1) > 0, top, self.num_categories)
-        return FirstStage(popular, table[top].reshape(len(top), -1))
+        return FirstStage.build(popular, categories, affinity, self.rerank_depth)
 
     @classmethod
     def build(cls, ds: str, config: Config, features: ServiceFeatures) -> Split:

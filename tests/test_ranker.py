@@ -170,6 +170,19 @@ def test_the_pooled_first_stage_takes_the_dot_product_then_categories_then_popul
     assert "2 best unseen by the towers' dot product, up to 3 best" in stage.describe(depth)
 
 
+def test_first_stage_build_picks_the_most_popular_of_each_users_top_categories():
+    """`FirstStage.build`: per user, the 3 categories of highest affinity (above 0), each
+    giving its most popular columns (depth // 12 of them); no category, no picks."""
+    popular = np.array([5, 3, 0, 4, 1, 2, 6])  # the most popular first
+    categories = np.array([0, 1, 0, 1, 2, -1, 0])
+    affinity = np.array([[0.6, 0.4, 0.0], [0.0, 0.0, 0.0]])
+    stage = FirstStage.build(popular, categories, affinity, depth=24)  # 2 per category
+    assert stage.by_category.shape == (2, 6)
+    assert stage.by_category[0].tolist() == [0, 2, 3, 1, -1, -1]  # categories 0, 1; not 2
+    assert (stage.by_category[1] == -1).all()
+    assert stage.popular is popular
+
+
 def test_fatigue_lowers_the_score_of_the_category_the_user_just_binged():
     torch.manual_seed(0)
     model = MultiObjectiveRanker(RankerModelConfig(n_users=3, n_videos=5, fatigue_penalty=0.05))
