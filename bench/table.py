@@ -85,7 +85,12 @@ def _ranker_eval_row(r: dict) -> str:
     return (
         f"| ranker evaluation at catalog scale (`bench/ranker_eval.py`) | {d['users']:,} users x "
         f"{d['videos']:,} videos, depth {d['depth']:,}, {d['seen_per_user']:,} seen each, "
-        f"{r['machine']['torch_threads']} thread | shortlists: two-stage ranker "
+        + (
+            "first stage pooled (dot product, categories, popularity), "
+            if "first_stage" in r
+            else ""
+        )
+        + f"{r['machine']['torch_threads']} thread | shortlists: two-stage ranker "
         f"{ranker['shortlists_seconds']} s (towers {ranker['towers_seconds']} s), popularity "
         f"{pop['shortlists_seconds']} s | whole rows: {ranker['whole_rows_seconds']} s, "
         f"{pop['whole_rows_seconds']} s | {ranker['speedup']}x and {pop['speedup']}x faster, "
