@@ -151,7 +151,7 @@ def normalize_days(
 ) -> dict[str, dict[str, Any]]:
     """Many days, as `normalize_day` of each writes them (the same partitions, counts and
     summaries), in one Spark job per table instead of one per day: a first load of a long
-    history costs about one pass over it (MovieLens-100K: 215 days of a few hundred views,
+    history costs about one pass over it (MovieLens-100K: 213 days of a few hundred views,
     where each day's own jobs cost seconds). Returns each day's summary."""
     config = config or load_config()
     paths = paths or Paths.from_env()

@@ -364,7 +364,7 @@ def two_stage_shortlists(
     videos: dict[str, torch.Tensor],
     history: list[np.ndarray],
     depth: int,
-    first_stage: FirstStage | None = None,
+    first_stage: FirstStage,
 ) -> Shortlists:
     """Every video ranked for each user the way the product serves a catalog too large to
     pass through the heads (KuaiRand-1K: 1,000 users x 4.37M videos = 4.4B pairs): a first
@@ -372,22 +372,21 @@ def two_stage_shortlists(
     every other video ranks after them (no top-k list of at most `depth` reaches them, so
     their order is never computed). The first stage pools, in this order of precedence
     (`FirstStage`): the best unseen by the towers' dot product (`dot_share` of the depth),
-    the user's top categories' picks, then the most popular unseen up to `depth`. Without
-    `first_stage`, the dot product alone picks all `depth`.
+    the user's top categories' picks, then the most popular unseen up to `depth` (a
+    `dot_share` of 1 and no picks: the dot product alone).
     `history[u]`: user u's seen columns, left out of the shortlist (the masked protocol)."""
     users, videos, user_vec, video_vec = _towers(model, users, videos)
     n_users, n_videos = user_vec.shape[0], video_vec.shape[0]
     depth = min(depth, n_videos)
     dev = video_vec.device
-    if first_stage is not None:
-        n_dot = min(depth, int(depth * first_stage.dot_share))
-        # A key per column that orders the pool's precedence: dot product picks (3), category
-        # picks (2), then popularity (in (0, 1), the most popular highest).
-        rank = np.empty(n_videos, dtype=np.float64)
-        rank[np.asarray(first_stage.popular, dtype=np.int64)] = np.arange(n_videos)
-        popular_key = torch.as_tensor(1.0 - (rank + 1.0) / (n_videos + 1.0), dtype=torch.float32)
-        popular_key = popular_key.to(dev)
-        picks = torch.as_tensor(np.asarray(first_stage.by_category, dtype=np.int64)).to(dev)
+    n_dot = min(depth, int(depth * first_stage.dot_share))
+    # A key per column that orders the pool's precedence: dot product picks (3), category
+    # picks (2), then popularity (in (0, 1), the most popular highest).
+    rank = np.empty(n_videos, dtype=np.float64)
+    rank[np.asarray(first_stage.popular, dtype=np.int64)] = np.arange(n_videos)
+    popular_key = torch.as_tensor(1.0 - (rank + 1.0) / (n_videos + 1.0), dtype=torch.float32)
+    popular_key = popular_key.to(dev)
+    picks = torch.as_tensor(np.asarray(first_stage.by_category, dtype=np.int64)).to(dev)
 
     def unseen(scores: torch.Tensor, block: slice) -> torch.Tensor:
         for row, seen in enumerate(history[block]):
@@ -397,16 +396,13 @@ def two_stage_shortlists(
     @torch.no_grad()  # called later, by the ranking, outside this function's no_grad
     def best(block: slice) -> tuple[np.ndarray, np.ndarray]:
         dots = unseen(user_vec[block] @ video_vec.T, block)
-        if first_stage is None:
-            key = dots
-        else:
-            by_dot = torch.topk(dots, n_dot, dim=1, sorted=False).indices
-            key = dots.copy_(popular_key.expand_as(dots))  # the dot products are done with
-            mine = picks[block]
-            rows = torch.arange(len(mine), device=dev).unsqueeze(1).expand_as(mine)
-            key[rows[mine >= 0], mine[mine >= 0]] = 2.0
-            key.scatter_(1, by_dot, 3.0)
-            key = unseen(key, block)
+        by_dot = torch.topk(dots, n_dot, dim=1, sorted=False).indices
+        key = dots.copy_(popular_key.expand_as(dots))  # the dot products are done with
+        mine = picks[block]
+        rows = torch.arange(len(mine), device=dev).unsqueeze(1).expand_as(mine)
+        key[rows[mine >= 0], mine[mine >= 0]] = 2.0
+        key.scatter_(1, by_dot, 3.0)
+        key = unseen(key, block)
         top = torch.topk(key, depth, dim=1, sorted=False).indices.sort(dim=1).values
         shares = users["recent_share"][block] if "recent_share" in users else None
         scores = _pair_scores(

@@ -498,7 +498,7 @@ class RankerBundle(Bundle):
         video_frame: pd.DataFrame,
         history: list[np.ndarray],
         depth: int,
-        first_stage: FirstStage | None = None,
+        first_stage: FirstStage,
     ) -> np.ndarray | Shortlists:
         """What ranks every video of `video_frame` for each user of `user_frame`: the
         combined score of every pair when there are at most `depth` videos, otherwise two
@@ -592,13 +592,8 @@ class Split:
     def score(self, bundle: RankerBundle) -> dict[str, float]:
         """Full ranking of the day's catalog for the holdout's users."""
         h = self.holdout
-        staged = len(self.video_frame) > self.rerank_depth
         scores = bundle.ranking_scores(
-            self.user_frame,
-            self.video_frame,
-            h.history,
-            self.rerank_depth,
-            self.first_stage if staged else None,
+            self.user_frame, self.video_frame, h.history, self.rerank_depth, self.first_stage
         )
         return full_ranking_metrics(
             scores, h.relevant, h.history, categories=h.categories, popularity=h.popularity

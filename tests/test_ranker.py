@@ -108,7 +108,8 @@ def test_two_stage_ranks_the_best_unseen_by_dot_product_first_by_the_heads_then_
     model, users, videos = catalog_of_30(n_users=4)
     history = [np.array([0, 5]), np.array([], dtype=np.int64), np.array([7]), np.arange(10)]
     depth = 6
-    shortlists = two_stage_shortlists(model, users, videos, history, depth)
+    dot_only = FirstStage(np.arange(30), np.full((4, 0), -1), dot_share=1.0)
+    shortlists = two_stage_shortlists(model, users, videos, history, depth, dot_only)
     assert shortlists.shape == (4, 30)
     every = score_matrix(model, users, videos).numpy()
     with torch.no_grad():
