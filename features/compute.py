@@ -7,7 +7,9 @@ assemble the rows either way.
 Features computed from data through day D are stamped D+1 00:00 UTC
 (`lake.schema.feature_time`), the first moment they could exist; a point-in-time join then
 never shows a label on day D a feature that used day D. Every table is one `ds=D` partition
-per day under lake/features.
+per day under lake/features, written by one job for a single day (the daily DAG) or for a
+range of days (a first load): every frame is keyed by its as-of day (`asof`), so the same
+code computes one day or many, and the range writes exactly the partitions day by day writes.
 Each feature is defined once below; the README's feature table is written from this list.
 
 user_features/ds=D  one row per user with a view in the long window (28 days)
@@ -49,7 +51,6 @@ the features built on it: absent stays absent, it is never invented.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from features.labels import ranker_labels
-from lake.commit import staged_partition
+from lake.commit import write_days
 from lake.partitions import days_back, partition, partition_name
 from lake.schema import (
     INTERACTIONS,
@@ -101,7 +102,9 @@ def read_days(spark: SparkSession, table_dir: Path, days: list[str]) -> DataFram
     parts = [str(partition(table_dir, d)) for d in days if partition(table_dir, d).exists()]
     if not parts:
         return None
-    return spark.read.option("basePath", str(table_dir)).parquet(*parts)
+    frame = spark.read.option("basePath", str(table_dir)).parquet(*parts)
+    # Spark infers a date type from `ds=YYYY-MM-DD` folders: kept as the day's string.
+    return frame.withColumn("ds", F.col("ds").cast("string"))
 
 
 def _share(flag: Column, where: Column) -> Column:
@@ -130,20 +133,31 @@ def _rates(
     ]
 
 
-def _hours_since(stamp: datetime, ts: Column) -> Column:
-    return (F.lit(stamp).cast("timestamp").cast("double") - ts.cast("double")) / 3600.0
+# The as-of day of every feature row: the day whose data (through its end) it summarizes. A
+# single day's job has one value; a range's one per day. Written as the `ds` partition.
+ASOF = "asof"
+USER_KEY, VIDEO_KEY = [ASOF, "user_id"], [ASOF, "video_id"]
 
 
-def _distribution(key: str, size: int, counts: DataFrame, name: str) -> DataFrame:
-    """Per `key`: a dense vector of shares over 0..size-1 from (key, bucket, n) counts."""
+def stamp_of(asof: Column) -> Column:
+    """`feature_time` of each row's as-of day: the next day's 00:00 UTC (the session's zone)."""
+    return F.date_add(F.to_date(asof), 1).cast("timestamp")
+
+
+def _hours_since(stamp: Column, ts: Column) -> Column:
+    return (stamp.cast("double") - ts.cast("double")) / 3600.0
+
+
+def _distribution(key: list[str], size: int, counts: DataFrame, name: str) -> DataFrame:
+    """Per `key`: a dense vector of shares over 0..size-1 from (*key, bucket, n) counts."""
     return (
-        counts.groupBy(key)
+        counts.groupBy(*key)
         .agg(
             F.map_from_entries(F.collect_list(F.struct("bucket", "n"))).alias("_counts"),
             F.sum("n").alias("_total"),
         )
         .select(
-            key,
+            *key,
             F.expr(
                 f"transform(sequence(0, {size - 1}), "
                 "i -> cast(coalesce(_counts[i], 0) / _total as float))"
@@ -152,10 +166,11 @@ def _distribution(key: str, size: int, counts: DataFrame, name: str) -> DataFram
     )
 
 
-def with_recency(views: DataFrame) -> DataFrame:
-    """Adds `_recency`: 1 for a user's latest view, 2 for the one before, ... Computed once
-    (one sort of the window) for both the short-term horizon and the sequences."""
-    recent_first = Window.partitionBy("user_id").orderBy(F.desc("event_ts"), F.desc("video_id"))
+def with_recency(views: DataFrame, key=("user_id",)) -> DataFrame:
+    """Adds `_recency`: 1 for a user's latest view, 2 for the one before, ... (per `key`: the
+    user, or the user as of a day). Computed once (one sort of the window) for both the
+    short-term horizon and the sequences."""
+    recent_first = Window.partitionBy(*key).orderBy(F.desc("event_ts"), F.desc("video_id"))
     return views.withColumn("_recency", F.row_number().over(recent_first))
 
 
@@ -164,7 +179,8 @@ def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
     in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
     in_short = F.col("_recency") <= cfg.short_term_views
     horizons = {"last50": in_short, "7d": in_mid, "28d": F.lit(True)}
-    base = views.groupBy("user_id").agg(
+    views = views.withColumn(ASOF, F.lit(ds))
+    base = views.groupBy(*USER_KEY).agg(
         F.sum(F.when(F.col("ds") == ds, 1).otherwise(0)).alias("views_1d"),
         F.sum(F.when(in_mid, 1).otherwise(0)).alias("views_7d"),
         F.count(F.lit(1)).alias("views_28d"),
@@ -173,13 +189,13 @@ def user_features(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
     )
     by_category = (
         views.where(F.col("primary_category").isNotNull())
-        .groupBy("user_id", F.col("primary_category").alias("bucket"))
+        .groupBy(*USER_KEY, F.col("primary_category").alias("bucket"))
         .agg(F.count(F.lit(1)).alias("n"))
     )
-    by_hour = views.groupBy("user_id", F.hour("event_ts").alias("bucket")).agg(
+    by_hour = views.groupBy(*USER_KEY, F.hour("event_ts").alias("bucket")).agg(
         F.count(F.lit(1)).alias("n")
     )
-    return assemble_user_features(base, by_category, by_hour, views, ds, cfg)
+    return assemble_user_features(base, by_category, by_hour, views, cfg)
 
 
 def assemble_user_features(
@@ -187,32 +203,31 @@ def assemble_user_features(
     by_category: DataFrame,
     by_hour: DataFrame,
     recent: DataFrame,
-    ds: str,
     cfg: FeatureConfig,
 ) -> DataFrame:
     """The user_features rows from their parts, whichever way they were counted (the whole
-    window here, daily partial aggregates in features/partials.py): `base` per user (view
-    counts, every rate of every horizon, `_last_view_ts`), (user_id, bucket, n) counts per
-    category and per UTC hour, and `recent`, views with `_recency` and `primary_category`
-    (at least the user's last `fatigue_views`)."""
-    stamp = feature_time(ds)
-    affinity = _distribution("user_id", cfg.num_categories, by_category, "category_affinity")
+    window here, daily partial aggregates in features/partials.py), each keyed by (asof,
+    user_id): `base` (view counts, every rate of every horizon, `_last_view_ts`), (*key,
+    bucket, n) counts per category and per UTC hour, and `recent`, views with `_recency` and
+    `primary_category` (at least the user's last `fatigue_views`)."""
+    stamp = stamp_of(F.col(ASOF))
+    affinity = _distribution(USER_KEY, cfg.num_categories, by_category, "category_affinity")
     # Fatigue: shares of the last views themselves, so an uncategorized view (bucket -1, outside
     # the vector) still counts in the total: one tagged video in 20 views is no binge.
     recent = _distribution(
-        "user_id",
+        USER_KEY,
         cfg.num_categories,
         recent.where(F.col("_recency") <= cfg.fatigue_views)
-        .groupBy("user_id", F.coalesce("primary_category", F.lit(-1)).alias("bucket"))
+        .groupBy(*USER_KEY, F.coalesce("primary_category", F.lit(-1)).alias("bucket"))
         .agg(F.count(F.lit(1)).alias("n")),
         "recent_category_share",
     )
     # Top categories by views, ties broken by the smaller id so reruns agree.
     top = (
         by_category.withColumn(
-            "_share", F.col("n") / F.sum("n").over(Window.partitionBy("user_id"))
+            "_share", F.col("n") / F.sum("n").over(Window.partitionBy(*USER_KEY))
         )
-        .groupBy("user_id")
+        .groupBy(*USER_KEY)
         .agg(
             F.slice(
                 F.sort_array(
@@ -223,21 +238,22 @@ def assemble_user_features(
             ).alias("_top")
         )
         .select(
-            "user_id",
+            *USER_KEY,
             F.expr("transform(_top, t -> cast(t.bucket as long))").alias("top_categories"),
             F.expr("transform(_top, t -> cast(t._share as float))").alias("top_category_weights"),
         )
     )
-    active = _distribution("user_id", 24, by_hour, "active_hours")
+    active = _distribution(USER_KEY, 24, by_hour, "active_hours")
     rates = [f"{r}_{h}" for h in USER_HORIZONS for r in RATE_NAMES]
     return (
-        base.join(affinity, "user_id", "left")
-        .join(recent, "user_id", "left")
-        .join(top, "user_id", "left")
-        .join(active, "user_id")
+        base.join(affinity, USER_KEY, "left")
+        .join(recent, USER_KEY, "left")
+        .join(top, USER_KEY, "left")
+        .join(active, USER_KEY)
         .select(
+            ASOF,
             F.col("user_id").cast("long"),
-            F.lit(stamp).cast("timestamp").alias("event_timestamp"),
+            stamp.alias("event_timestamp"),
             *[F.col(c).cast("long") for c in ("views_1d", "views_7d", "views_28d")],
             *[F.col(c).cast("float") for c in rates],
             # Users whose videos have no category get all-zero shares, not a null.
@@ -272,29 +288,34 @@ def video_features(views: DataFrame, catalog: DataFrame, ds: str, cfg: FeatureCo
     in_mid = F.col("ds") >= days_back(ds, cfg.mid_window_days)[0]
     on_day = F.col("ds") == ds
     has = set(views.columns)
-    stats = views.groupBy("video_id").agg(
-        F.sum(F.when(on_day, 1).otherwise(0)).alias("exposures_1d"),
-        F.sum(F.when(in_mid, 1).otherwise(0)).alias("exposures_7d"),
-        *_rates(views, cfg, on_day, "1d", VIDEO_RATE_NAMES),
-        *_rates(views, cfg, in_mid, "7d", VIDEO_RATE_NAMES),
-        (F.max("duration_ms") if "duration_ms" in has else F.lit(None).cast("long")).alias(
-            "_viewed_duration_ms"
-        ),
-        F.min("event_ts").alias("_first_view_ts"),
+    stats = (
+        views.withColumn(ASOF, F.lit(ds))
+        .groupBy(*VIDEO_KEY)
+        .agg(
+            F.sum(F.when(on_day, 1).otherwise(0)).alias("exposures_1d"),
+            F.sum(F.when(in_mid, 1).otherwise(0)).alias("exposures_7d"),
+            *_rates(views, cfg, on_day, "1d", VIDEO_RATE_NAMES),
+            *_rates(views, cfg, in_mid, "7d", VIDEO_RATE_NAMES),
+            (F.max("duration_ms") if "duration_ms" in has else F.lit(None).cast("long")).alias(
+                "_viewed_duration_ms"
+            ),
+            F.min("event_ts").alias("_first_view_ts"),
+        )
     )
-    return assemble_video_features(stats, catalog, ds, cfg, has)
+    return assemble_video_features(stats, catalog.withColumn(ASOF, F.lit(ds)), cfg, has)
 
 
 def assemble_video_features(
-    stats: DataFrame, catalog: DataFrame, ds: str, cfg: FeatureConfig, has: set[str]
+    stats: DataFrame, catalog: DataFrame, cfg: FeatureConfig, has: set[str]
 ) -> DataFrame:
-    """The video_features rows of day D's `catalog` from per-video `stats` of the window
-    (exposures_1d/7d, the 1d and 7d rates, `_viewed_duration_ms`, `_first_view_ts`), however
-    they were counted; `has`: the interaction columns the dataset logs."""
-    stamp = feature_time(ds)
+    """The video_features rows of each as-of day's `catalog` from per-(asof, video) `stats`
+    of the window (exposures_1d/7d, the 1d and 7d rates, `_viewed_duration_ms`,
+    `_first_view_ts`), however they were counted; `has`: the interaction columns the dataset
+    logs."""
+    stamp = stamp_of(F.col(ASOF))
     listed = set(catalog.columns)
     video = catalog.select(
-        "video_id",
+        *VIDEO_KEY,
         (F.col("primary_category") if "primary_category" in listed else F.lit(None)).alias(
             "primary_category"
         ),
@@ -305,7 +326,7 @@ def assemble_video_features(
         .cast("timestamp")
         .alias("_upload_ts"),
     )
-    joined = video.join(stats, "video_id", "left")
+    joined = video.join(stats, VIDEO_KEY, "left")
     duration = F.coalesce("_listed_duration_ms", "_viewed_duration_ms")
     age_hours = _hours_since(stamp, F.coalesce("_upload_ts", "_first_view_ts"))
     if "watch_ratio" in has:
@@ -323,15 +344,16 @@ def assemble_video_features(
         F.when(F.col("exposures_7d") > 0, performance).alias("_performance"),
     )
     # The group's baseline: exposure-weighted mean performance of the comparable videos.
-    group = Window.partitionBy("duration_bucket", "age_bucket")
+    group = Window.partitionBy(ASOF, "duration_bucket", "age_bucket")
     exposed = F.when(F.col("_performance").isNotNull(), F.col("exposures_7d"))
     baseline = F.try_divide(
         F.sum(F.col("_performance") * exposed).over(group), F.sum(exposed).over(group)
     )
     rate_columns = [f"{r}_{w}" for w in ("1d", "7d") for r in VIDEO_RATE_NAMES]
     return shaped.select(
+        ASOF,
         F.col("video_id").cast("long"),
-        F.lit(stamp).cast("timestamp").alias("event_timestamp"),
+        stamp.alias("event_timestamp"),
         F.coalesce("exposures_1d", F.lit(0)).cast("long").alias("exposures_1d"),
         F.coalesce("exposures_7d", F.lit(0)).cast("long").alias("exposures_7d"),
         # A never-viewed video's rates are 0 where the dataset logs the signal, else null.
@@ -363,20 +385,20 @@ def _logged(rate_column: str, has: set[str]) -> bool:
     return RATE_SOURCE[rate_column.rsplit("_", 1)[0]] in has
 
 
-def user_sequences(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
-    """Each user's last `sequence_length` views in the long window (`views` with `_recency`),
-    oldest first."""
-    stamp = feature_time(ds)
+def user_sequences(views: DataFrame, cfg: FeatureConfig) -> DataFrame:
+    """Each user's last `sequence_length` views in the long window as of each day (`views`
+    with `asof` and `_recency`), oldest first."""
     ratio = F.col("watch_ratio") if "watch_ratio" in views.columns else F.lit(None)
     last = views.where(F.col("_recency") <= cfg.sequence_length)
-    ordered = last.groupBy("user_id").agg(
+    ordered = last.groupBy(*USER_KEY).agg(
         F.sort_array(
             F.collect_list(F.struct("event_ts", "video_id", ratio.cast("float").alias("r")))
         ).alias("_views")
     )
     return ordered.select(
+        ASOF,
         F.col("user_id").cast("long"),
-        F.lit(stamp).cast("timestamp").alias("event_timestamp"),
+        stamp_of(F.col(ASOF)).alias("event_timestamp"),
         F.expr("transform(_views, v -> cast(v.video_id as long))").alias("seq_video_ids"),
         (
             F.expr("transform(_views, v -> v.r)")
@@ -393,81 +415,105 @@ def user_sequences(views: DataFrame, ds: str, cfg: FeatureConfig) -> DataFrame:
 def compute_features(
     ds: str, config: Config | None = None, paths: Paths | None = None
 ) -> dict[str, Any]:
+    """Day D's features, user_sequences and labels: the daily DAG's job."""
+    return compute_features_days([ds], config, paths)[ds]
+
+
+def compute_features_days(
+    days: list[str], config: Config | None = None, paths: Paths | None = None
+) -> dict[str, dict[str, Any]]:
+    """The features of each of `days` (as-of days), as `compute_features` of each writes them
+    (the same partitions and counts), in one job per table: a first load of a long history
+    costs about one pass over it. Returns each day's summary."""
     config = config or load_config()
     paths = paths or Paths.from_env()
+    days = sorted(set(days))
+    for ds in days:
+        partition_name(ds)  # a bad day stops here, before anything is written
     spark = spark_session(config.spark)
     cfg = config.features
-    catalog = spark.read.parquet(str(partition(paths.normalized(VIDEOS), ds)))
-    today = partition(paths.normalized(INTERACTIONS), ds)
-    if cfg.incremental and today.exists():
-        outputs, persisted = _from_partials(spark, paths, catalog, ds, config)
+    viewed = [d for d in days if partition(paths.normalized(INTERACTIONS), d).exists()]
+    if len(days) > 1 and not (cfg.incremental and viewed == days):
+        # The whole window is a per-day reference (and the way for a day without views).
+        return {ds: compute_features_days([ds], config, paths)[ds] for ds in days}
+    if cfg.incremental and viewed:
+        outputs, persisted = _from_partials(spark, paths, days, config)
         how = "daily partial aggregates"
     else:
-        # The whole window, every view re-read and sorted: the reference the partials are
-        # checked against, and the way for a day without views of its own.
-        views = read_window(spark, paths.normalized(INTERACTIONS), ds, cfg.long_window_days)
-        if views is None:
-            raise FileNotFoundError(
-                f"no normalized interactions through {partition_name(ds)} under {paths.normalized(INTERACTIONS)}"
-            )
-        views = with_recency(views.join(categories(catalog), "video_id", "left")).persist()
-        outputs = {
-            USER_FEATURES: user_features(views, ds, cfg),
-            VIDEO_FEATURES: video_features(views, catalog, ds, cfg),
-            USER_SEQUENCES: user_sequences(views, ds, cfg),
-            LABELS: ranker_labels(views, ds, cfg, config.ranker),
-        }
-        persisted, how = [views], "the whole window"
-    counts = {}
+        outputs, persisted = _whole_window(spark, paths, days[0], config)
+        how = "the whole window"
+    rows: dict[str, dict[str, int]] = {ds: {} for ds in days}
     for name, frame in outputs.items():
         table = paths.features(name)
-        with staged_partition(table, partition_name(ds)) as staging:
-            frame.coalesce(1).write.parquet(str(staging))
-        counts[name] = spark.read.parquet(str(partition(table, ds))).count()
+        write_days(frame.withColumnRenamed(ASOF, "ds"), table, days)
+        counted = dict(read_days(spark, table, days).groupBy("ds").count().collect())
+        for ds in days:
+            rows[ds][name] = counted.get(ds, 0)
     for frame in persisted:
         frame.unpersist()
-    return {"ds": ds, "feature_time": feature_time(ds).isoformat(), "rows": counts, "from": how}
+    return {
+        ds: {"ds": ds, "feature_time": feature_time(ds).isoformat(), "rows": rows[ds], "from": how}
+        | ({"range": [days[0], days[-1]]} if len(days) > 1 else {})
+        for ds in days
+    }
 
 
-def categories(catalog: DataFrame) -> DataFrame:
-    """(video_id, primary_category) of a day's catalog (null where the dataset has none)."""
+def categories(catalog: DataFrame, key=("video_id",)) -> DataFrame:
+    """(*key, primary_category) of a catalog (null where the dataset has none)."""
     if "primary_category" in catalog.columns:
-        return catalog.select("video_id", "primary_category")
-    return catalog.select("video_id", F.lit(None).cast("int").alias("primary_category"))
+        return catalog.select(*key, "primary_category")
+    return catalog.select(*key, F.lit(None).cast("int").alias("primary_category"))
+
+
+def _whole_window(
+    spark: SparkSession, paths: Paths, ds: str, config: Config
+) -> tuple[dict[str, DataFrame], list[DataFrame]]:
+    """Day D's frames from every view of its window, re-read and sorted: the reference the
+    partials are checked against, and the way for a day without views of its own."""
+    from features.labels import seen_in_window
+
+    cfg = config.features
+    catalog = spark.read.parquet(str(partition(paths.normalized(VIDEOS), ds)))
+    views = read_window(spark, paths.normalized(INTERACTIONS), ds, cfg.long_window_days)
+    if views is None:
+        raise FileNotFoundError(
+            f"no normalized interactions through {partition_name(ds)} under {paths.normalized(INTERACTIONS)}"
+        )
+    views = with_recency(views.join(categories(catalog), "video_id", "left")).persist()
+    seen = seen_in_window(views, [ds], cfg.long_window_days)
+    outputs = {
+        USER_FEATURES: user_features(views, ds, cfg),
+        VIDEO_FEATURES: video_features(views, catalog, ds, cfg),
+        USER_SEQUENCES: user_sequences(views.withColumn(ASOF, F.lit(ds)), cfg),
+        LABELS: ranker_labels(
+            views.where(F.col("ds") == ds), cfg, config.ranker, seen
+        ).withColumnRenamed("ds", ASOF),
+    }
+    return outputs, [views]
 
 
 def _from_partials(
-    spark: SparkSession, paths: Paths, catalog: DataFrame, ds: str, config: Config
+    spark: SparkSession, paths: Paths, days: list[str], config: Config
 ) -> tuple[dict[str, DataFrame], list[DataFrame]]:
-    """Day D's feature frames from daily partial aggregates (features/partials.py), writing
-    day D's own partials first."""
+    """The as-of days' frames from daily partial aggregates (features/partials.py), writing
+    the days' own partials first."""
     from features import partials
 
     cfg = config.features
-    by_video = categories(catalog)
-
-    def categories_of(day: str) -> DataFrame:
-        listed = partition(paths.normalized(VIDEOS), day)
-        return categories(spark.read.parquet(str(listed))) if listed.exists() else by_video
-
-    window = partials.ensure_window(spark, paths, ds, cfg, categories_of)
-    today = (
-        spark.read.parquet(str(partition(paths.normalized(INTERACTIONS), ds)))
-        .withColumn("ds", F.lit(ds))
-        .join(by_video, "video_id", "left")
-        .persist()
-    )
-    for name, frame in partials.daily_partials(today, cfg).items():
-        partials.write(frame, paths, name, ds)
-    recent = partials.recent_views(spark, paths, today, ds, window, cfg)
-    recent = recent.join(by_video, "video_id", "left").persist()
-    seen = partials.seen_before(spark, paths, window, ds)
+    mapping = partials.window_map(paths, days, cfg)
+    window = sorted({row[0] for row in mapping})
+    today = partials.views_with_partials(spark, paths, days, window, cfg)
+    catalog = read_days(spark, paths.normalized(VIDEOS), days).withColumnRenamed("ds", ASOF)
+    by_video = categories(catalog, VIDEO_KEY)
+    recent = partials.recent_views(spark, paths, today, days, window, cfg)
+    recent = recent.join(by_video, [ASOF, "video_id"], "left").persist()
+    seen = partials.seen_before(spark, paths, window, days, cfg)
     outputs = {
-        USER_FEATURES: partials.user_features(spark, paths, recent, window, ds, cfg),
+        USER_FEATURES: partials.user_features(spark, paths, recent, mapping, cfg),
         VIDEO_FEATURES: partials.video_features(
-            spark, paths, catalog, window, ds, cfg, set(today.columns)
+            spark, paths, catalog, mapping, cfg, set(today.columns)
         ),
-        USER_SEQUENCES: user_sequences(recent, ds, cfg),
-        LABELS: ranker_labels(today, ds, cfg, config.ranker, seen),
+        USER_SEQUENCES: user_sequences(recent, cfg),
+        LABELS: ranker_labels(today, cfg, config.ranker, seen).withColumnRenamed("ds", ASOF),
     }
     return outputs, [today, recent]

@@ -29,30 +29,46 @@ if TYPE_CHECKING:
 HEADS = ("watch_time", "completion", "rewatch", "continuation", "skip")
 
 
-def ranker_labels(
-    views: DataFrame,
-    ds: str,
-    features: FeatureConfig,
-    ranker: RankerConfig,
-    seen_before: DataFrame | None = None,
-) -> DataFrame:
-    """Labels of day `ds`'s views; `views` holds the long window through `ds` (with `ds`), or
-    only day `ds` when `seen_before` gives the distinct (user_id, video_id) pairs viewed on the
-    window's earlier days (the repeats that the window would show)."""
+def seen_in_window(pairs: DataFrame, days: list[str], long_window_days: int) -> DataFrame:
+    """(user_id, video_id, ds, _seen) of the pairs of `pairs` (user_id, video_id, ds: views of
+    the window) viewed on a day of `days` and on an earlier day of that day's long window:
+    the repeats a label of the day cannot see in its own views."""
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    by_user = Window.partitionBy("user_id").orderBy("event_ts", "video_id")
-    by_pair = Window.partitionBy("user_id", "video_id").orderBy("event_ts")
+    by_pair = Window.partitionBy("user_id", "video_id").orderBy("ds")
+    previous = F.lag(F.to_date("ds")).over(by_pair)  # the pair's last earlier day with a view
+    return (
+        pairs.select("user_id", "video_id", "ds")
+        .distinct()
+        .withColumn("_previous", previous)
+        .where(
+            F.col("ds").isin(days)
+            & (F.col("_previous") >= F.date_sub(F.to_date("ds"), long_window_days - 1))
+        )
+        .select("user_id", "video_id", "ds", F.lit(True).alias("_seen"))
+    )
+
+
+def ranker_labels(
+    views: DataFrame,
+    features: FeatureConfig,
+    ranker: RankerConfig,
+    seen: DataFrame,
+) -> DataFrame:
+    """Labels of the views of `views` (with their day, `ds`, kept as a column); `seen`
+    (`seen_in_window`) flags the views whose pair the user viewed on an earlier day of the
+    window. A day's labels read only that day's views and `seen`, so one day or a range of
+    days is one computation."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    by_user = Window.partitionBy("user_id", "ds").orderBy("event_ts", "video_id")
+    by_pair = Window.partitionBy("user_id", "video_id", "ds").orderBy("event_ts")
     has = set(views.columns)
     ratio = F.col("watch_ratio") if "watch_ratio" in has else F.lit(None).cast("double")
-    repeat = F.row_number().over(by_pair) > 1
-    if seen_before is not None:
-        flagged = (
-            seen_before.select("user_id", "video_id").distinct().withColumn("_seen", F.lit(True))
-        )
-        views = views.join(flagged, ["user_id", "video_id"], "left")
-        repeat = repeat | F.coalesce(F.col("_seen"), F.lit(False))
+    views = views.join(seen, ["user_id", "video_id", "ds"], "left")
+    repeat = (F.row_number().over(by_pair) > 1) | F.coalesce(F.col("_seen"), F.lit(False))
     if "watch_ms" in has:
         view_end = F.col("event_ts").cast("double") + F.col("watch_ms") / 1000.0
         next_start = F.lead(F.col("event_ts").cast("double")).over(by_user)
@@ -62,7 +78,7 @@ def ranker_labels(
         )
     else:
         continuation = F.lit(None).cast("boolean")
-    labelled = views.select(
+    return views.select(
         "ds",
         F.col("user_id").cast("long"),
         F.col("video_id").cast("long"),
@@ -80,4 +96,3 @@ def ranker_labels(
         continuation.cast("int").alias("label_continuation"),
         (ratio < features.skip_max_watch_ratio).cast("int").alias("label_skip"),
     )
-    return labelled.where(F.col("ds") == ds).drop("ds")

@@ -40,7 +40,7 @@ from pyspark.sql import functions as F
 
 from jobs.landing import land
 from jobs.readers import DAILY_TABLES, READERS
-from lake.commit import staged_partition
+from lake.commit import staged_partition, write_days
 from lake.partitions import NULL_DAY, UNDATED, available_days, partition, partition_name
 from lake.schema import QUARANTINE_REASON
 from lake.spark import spark_session
@@ -249,12 +249,12 @@ def _normalize_daily_range(spark, table: str, days: list[str], paths: Paths) -> 
         for row in frame.groupBy("ds", QUARANTINE_REASON).count().collect():
             stats[row["ds"]][row[QUARANTINE_REASON]] = row["count"]
         good, bad = _split(frame, keep=("ds",))
-        _write_days(good, paths.normalized(table), days, no_good)
-        _write_days(bad, paths.quarantine(table), days, no_bad)
+        write_days(good, paths.normalized(table), days, no_good)
+        write_days(bad, paths.quarantine(table), days, no_bad)
         frame.unpersist()
     else:
-        _write_days(None, paths.normalized(table), days, no_good)
-        _write_days(None, paths.quarantine(table), days, no_bad)
+        write_days(None, paths.normalized(table), days, no_good)
+        write_days(None, paths.quarantine(table), days, no_bad)
     undated = _undated(spark, table, paths)
     out = {}
     for ds in days:
@@ -267,31 +267,6 @@ def _normalize_daily_range(spark, table: str, days: list[str], paths: Paths) -> 
             **undated,
         }
     return out
-
-
-def _write_days(
-    frame: DataFrame | None, table_dir: Path, days: list[str], empty: DataFrame
-) -> None:
-    """Commits day D's rows of `frame` (a `ds` column) as partition ds=D of the table, for
-    every D of `days`, from one partitioned write (one file a day, as `_write` writes); a day
-    without rows gets a copy of one empty file of the table's schema (`empty`: no rows)."""
-    import uuid
-
-    scratch = table_dir.parent / "_staging" / f"{table_dir.name}.days.{uuid.uuid4().hex[:12]}"
-    try:
-        if frame is not None:
-            frame.repartition("ds").write.partitionBy("ds").parquet(str(scratch / "days"))
-        for ds in days:
-            written = scratch / "days" / partition_name(ds)
-            with staged_partition(table_dir, partition_name(ds)) as staging:
-                if written.exists():
-                    written.rename(staging)
-                    continue
-                if not (scratch / "empty").exists():
-                    empty.coalesce(1).write.parquet(str(scratch / "empty"))
-                shutil.copytree(scratch / "empty", staging)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _mark_snapshot(table: str, ds: str, fingerprint: str, counts: dict, paths: Paths) -> None:
@@ -391,7 +366,7 @@ def _derive_videos_range(spark, days: list[str], paths: Paths) -> dict[str, dict
     ).persist()
     columns = [c for c in catalog.columns if c != "ds"]
     counts = {r["ds"]: r["count"] for r in catalog.groupBy("ds").count().collect()}
-    _write_days(catalog, paths.normalized("videos"), days, catalog.select(*columns).limit(0))
+    write_days(catalog, paths.normalized("videos"), days, catalog.select(*columns).limit(0))
     catalog.unpersist()
     logger.info(
         "videos: the release has no item table; catalogs derived from the interactions "

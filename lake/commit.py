@@ -94,3 +94,29 @@ def swap_in(table_dir: Path, partition_name: str, staging: Path, trash: Path) ->
     _crash_point("after_swap")
     if trash.exists():
         shutil.rmtree(trash)
+
+
+def write_days(frame, table_dir: Path, days: list[str], empty=None) -> None:
+    """Commits day D's rows of the Spark `frame` (a `ds` column) as partition ds=D of the
+    table, each as `staged_partition` commits one, for every D of `days`, from one partitioned
+    write (one file a day); a day without rows gets a copy of one empty file of the table's
+    schema (`empty`, no rows; by default `frame`'s own)."""
+    from lake.partitions import partition_name
+
+    scratch = table_dir.parent / "_staging" / f"{table_dir.name}.days.{uuid.uuid4().hex[:12]}"
+    try:
+        if frame is not None:
+            frame.repartition("ds").write.partitionBy("ds").parquet(str(scratch / "days"))
+        for ds in days:
+            written = scratch / "days" / partition_name(ds)
+            with staged_partition(table_dir, partition_name(ds)) as staging:
+                if written.exists():
+                    written.rename(staging)
+                    continue
+                if not (scratch / "empty").exists():
+                    if empty is None:
+                        empty = frame.where("false").drop("ds")
+                    empty.coalesce(1).write.parquet(str(scratch / "empty"))
+                shutil.copytree(scratch / "empty", staging)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

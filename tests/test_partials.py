@@ -106,3 +106,49 @@ def test_lost_partials_are_rebuilt_from_the_normalized_days(normalized_home):
     assert_same(compute(last, paths, incremental=True), want, last)
     for name in (USER_DAILY, VIDEO_DAILY):
         assert partition(table(paths, name), before).exists()
+
+
+def partial_rows(spark, folder) -> list[str]:
+    """A partition's rows, sorted, floats to 9 digits (sums of one day's views, in any order),
+    maps as sorted pairs (the order of a map's entries carries nothing)."""
+
+    def plain(value):
+        if isinstance(value, float):
+            return round(value, 9)
+        return sorted(value.items()) if isinstance(value, dict) else value
+
+    rows = spark.read.parquet(str(folder)).collect()
+    return sorted(repr(tuple(plain(v) for v in row)) for row in rows)
+
+
+def test_a_range_of_days_computes_what_day_by_day_runs_write(
+    spark, normalized_home, tmp_path, monkeypatch
+):
+    """A first load computes many days in one job per table (`compute_features_days`): the
+    same feature, sequence and label partitions, daily partials and user_recent lists as a run
+    per day; the second range starts from the first's stored user_recent."""
+    import shutil
+
+    from features.compute import compute_features_days
+    from features.partials import USER_DAILY, USER_RECENT, VIDEO_DAILY, table
+    from reelflow.config import load_config
+    from reelflow.paths import Paths
+
+    by_day, days = normalized_home
+    config = load_config({**WINDOW, "REELFLOW_FEATURES__INCREMENTAL": "true"})
+    monkeypatch.setenv("REELFLOW_HOME", str(tmp_path / "range"))
+    ranged = Paths.from_env()
+    shutil.copytree(by_day.lake / "normalized", ranged.lake / "normalized")
+    first = compute_features_days(days[:2], config, ranged)
+    rest = compute_features_days(days[2:], config, ranged)
+    summaries = first | rest
+    assert list(summaries) == days
+    for ds in days:
+        want = compute_features_days([ds], config, by_day)[ds]
+        got = summaries[ds]
+        assert got.pop("range") == ([days[0], days[1]] if ds in days[:2] else [days[2], days[-1]])
+        assert got == want
+        assert_same(snapshot(ranged, ds), snapshot(by_day, ds), ds)
+        for name in (USER_DAILY, VIDEO_DAILY, USER_RECENT):
+            a, b = (partition(table(home, name), ds) for home in (ranged, by_day))
+            assert partial_rows(spark, a) == partial_rows(spark, b), (ds, name)
