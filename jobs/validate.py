@@ -119,15 +119,19 @@ def _trailing_counts(spark, table_dir, ds: str, days: int, first_day: str | None
     return [spark.read.parquet(str(partition(table_dir, d))).count() for d in previous]
 
 
-def _quarantine_gate(spark, ds: str, config: Config, paths: Paths) -> tuple[dict, list[str]]:
-    """Per table with a quarantine partition of day D: counts, share, and a failure line
-    when the share exceeds quality.max_quarantine_share."""
+def _quarantine_gate(
+    spark, days: list[str], config: Config, paths: Paths
+) -> tuple[dict[str, dict], list[str]]:
+    """Per day of `days` and table with a quarantine partition of that day: counts, share, and
+    a failure line when the share exceeds quality.max_quarantine_share (one grouped read of
+    each table over the days)."""
+    from features.compute import read_days
     from jobs.normalize import quarantine_share, top_reasons
     from lake.schema import QUARANTINE_REASON
 
     limit = config.quality.max_quarantine_share
     root = paths.quarantine(INTERACTIONS).parent
-    report: dict[str, Any] = {}
+    report: dict[str, dict[str, Any]] = {ds: {} for ds in days}
     failures: list[str] = []
     tables = (
         sorted(p.name for p in root.iterdir() if not p.name.startswith("_"))
@@ -135,33 +139,42 @@ def _quarantine_gate(spark, ds: str, config: Config, paths: Paths) -> tuple[dict
         else []
     )
     for table in tables:
-        bad_dir = partition(paths.quarantine(table), ds)
-        if not bad_dir.exists():
+        held = [ds for ds in days if partition(paths.quarantine(table), ds).exists()]
+        if not held:
             continue
-        rows = spark.read.parquet(str(bad_dir)).groupBy(QUARANTINE_REASON).count().collect()
-        reasons = {r[QUARANTINE_REASON]: r["count"] for r in rows}
-        good_dir = partition(paths.normalized(table), ds)
-        written = spark.read.parquet(str(good_dir)).count() if good_dir.exists() else 0
-        quarantined = sum(reasons.values())
-        share, duplicates = quarantine_share(written + quarantined, reasons)
-        report[table] = {
-            "read": written + quarantined,
-            "written": written,
-            "quarantined": quarantined,
-            "duplicates": duplicates,
-            "quarantine_share": round(share, 6),
-            "max_quarantine_share": limit,
-            "success": share <= limit,
-            "reasons": reasons,
-        }
-        if share > limit:
-            broken = {r: n for r, n in reasons.items() if r != DUPLICATE}
-            failures.append(
-                f"{table}: quarantine share {share:.1%} of the day's rows "
-                f"({quarantined - duplicates} of {written + quarantined - duplicates}, exact "
-                f"duplicates apart: {duplicates}) exceeds quality.max_quarantine_share "
-                f"{limit:.1%}; top reasons: {top_reasons(broken)}"
-            )
+        reasons: dict[str, dict[str, int]] = {ds: {} for ds in held}
+        for r in (
+            read_days(spark, paths.quarantine(table), held)
+            .groupBy("ds", QUARANTINE_REASON)
+            .count()
+            .collect()
+        ):
+            reasons[r["ds"]][r[QUARANTINE_REASON]] = r["count"]
+        good = read_days(spark, paths.normalized(table), held)
+        written = dict(good.groupBy("ds").count().collect()) if good is not None else {}
+        for ds in held:
+            n_written, counted = written.get(ds, 0), reasons[ds]
+            quarantined = sum(counted.values())
+            share, duplicates = quarantine_share(n_written + quarantined, counted)
+            report[ds][table] = {
+                "read": n_written + quarantined,
+                "written": n_written,
+                "quarantined": quarantined,
+                "duplicates": duplicates,
+                "quarantine_share": round(share, 6),
+                "max_quarantine_share": limit,
+                "success": share <= limit,
+                "reasons": counted,
+            }
+            if share > limit:
+                broken = {r: n for r, n in counted.items() if r != DUPLICATE}
+                failures.append(
+                    f"{table}: quarantine share {share:.1%} of the day's rows "
+                    f"({quarantined - duplicates} of {n_written + quarantined - duplicates}, exact "
+                    f"duplicates apart: {duplicates}) exceeds quality.max_quarantine_share "
+                    f"{limit:.1%}; top reasons: {top_reasons(broken)}"
+                    + (f" ({partition_name(ds)})" if len(days) > 1 else "")
+                )
     return report, failures
 
 
@@ -262,7 +275,8 @@ def validate_day(
         users = spark.read.parquet(str(users_dir))
         report[USERS] = _run(gx, context, USERS, _suite_catalog(gx, USERS, "user_id"), users)
     with_hour.unpersist()
-    quarantine, quarantine_failures = _quarantine_gate(spark, ds, config, paths)
+    quarantine, quarantine_failures = _quarantine_gate(spark, [ds], config, paths)
+    quarantine = quarantine[ds]
     for table, table_report in report.items():
         if table in quarantine:
             table_report["quarantine"] = quarantine[table]
@@ -276,3 +290,172 @@ def validate_day(
     if failures:
         raise ValidationFailed(f"validation of {partition_name(ds)} failed: " + "; ".join(failures))
     return {"ds": ds, "success": True, "tables": report, "quarantine": quarantine}
+
+
+def validate_days(
+    days: list[str], config: Config | None = None, paths: Paths | None = None
+) -> dict[str, dict[str, Any]]:
+    """The gate over many days (a first load) in one Great Expectations run per table instead
+    of one per day: the row rules over every day's rows at once (an event inside its own
+    partition's day, a watched video in that day's catalog), and the per-day rules (volume
+    against the trailing days, freshness, catalog keys unique and present) over a frame of
+    one row per day, with the same bounds `validate_day` computes. A range that fails is
+    validated day by day, oldest first, so the error names the first failing day and its
+    expectation exactly as a daily run would. Returns each day's summary."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    days = sorted(set(days))
+    if len(days) == 1:
+        return {days[0]: validate_day(days[0], config, paths)}
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from features.compute import read_days
+
+    config = config or load_config()
+    paths = paths or Paths.from_env()
+    q = config.quality
+    spark = spark_session(config.spark)
+    table_dir = {t: paths.normalized(t) for t in (INTERACTIONS, VIDEOS, USERS)}
+    for table in (INTERACTIONS, VIDEOS):
+        missing = [d for d in days if not partition(table_dir[table], d).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"no normalized {table} of {', '.join(partition_name(d) for d in missing[:3])} "
+                f"under {table_dir[table]}"
+            )
+    landing = landed(paths)
+    first_day = (landing.get("tables", {}).get(INTERACTIONS, {}).get("days") or [None])[0]
+    release_end = _release_end(landing)
+    interactions = read_days(spark, table_dir[INTERACTIONS], days)
+    videos = read_days(spark, table_dir[VIDEOS], days)
+    listed = videos.select("ds", "video_id").distinct().withColumn("_listed", F.lit(True))
+    with_hour = (
+        interactions.join(listed, ["ds", "video_id"], "left")
+        .withColumn("video_in_catalog", F.coalesce("_listed", F.lit(False)))
+        .drop("_listed")
+        .withColumn(
+            "hour_of_day",
+            (F.col("event_ts").cast("double") - F.to_timestamp("ds").cast("double")) / 3600.0,
+        )
+        .persist()
+    )
+    # The per-day frame: rows, the volume bounds from the trailing days, the freshness floor.
+    trailing_days = q.volume_trailing_days
+    span = sorted({d for ds in days for d in days_back(ds, trailing_days + 1)})
+    held = [d for d in span if partition(table_dir[INTERACTIONS], d).exists()]
+    counts = dict(read_days(spark, table_dir[INTERACTIONS], held).groupBy("ds").count().collect())
+    max_hour = dict(with_hour.groupBy("ds").agg(F.max("hour_of_day")).collect())
+    catalog_rows = dict(videos.groupBy("ds").count().collect())
+    users_days = [d for d in days if partition(table_dir[USERS], d).exists()]
+    users = read_days(spark, table_dir[USERS], users_days)
+    user_rows = dict(users.groupBy("ds").count().collect()) if users is not None else {}
+    per_day = []
+    for ds in days:
+        trailing = [
+            counts.get(d, 0)
+            for d in days_back(ds, trailing_days + 1)[:-1]
+            if d in held and d != first_day
+        ]
+        average = sum(trailing) / len(trailing) if trailing else None
+        fresh_until = 24.0
+        if release_end:
+            end, start = (
+                datetime.fromisoformat(release_end),
+                datetime.fromisoformat(ds).replace(tzinfo=UTC),
+            )
+            if start <= end < start + timedelta(days=1):
+                fresh_until = (end - start).total_seconds() / 3600
+        per_day.append(
+            (
+                ds,
+                counts.get(ds, 0),
+                max(1, int(average * q.volume_min_ratio)) if average else 1,
+                int(average * q.volume_max_ratio) + 1 if average else 2**62,
+                max_hour.get(ds),
+                fresh_until - q.freshness_hours,
+                catalog_rows.get(ds, 0),
+                user_rows.get(ds, 0) if ds in users_days else None,  # MicroLens: no user table
+            )
+        )
+    daily = spark.createDataFrame(
+        per_day,
+        "ds string, rows long, volume_min long, volume_max long, max_hour double, "
+        "fresh_from double, catalog_rows long, user_rows long",
+    )
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    ex = gx.expectations
+    rows_suite = gx.ExpectationSuite(name=f"{INTERACTIONS}_suite")
+    for column in INTERACTION_REQUIRED:
+        rows_suite.add_expectation(ex.ExpectColumnToExist(column=column))
+    for column in ("user_id", "video_id", "event_ts"):
+        rows_suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=column))
+    if "watch_ratio" in interactions.columns:
+        rows_suite.add_expectation(
+            ex.ExpectColumnValuesToBeBetween(
+                column="watch_ratio", min_value=q.watch_ratio_min, max_value=q.watch_ratio_max
+            )
+        )
+    rows_suite.add_expectation(  # each event inside its own partition's UTC day
+        ex.ExpectColumnValuesToBeBetween(
+            column="hour_of_day", min_value=0.0, max_value=24.0, strict_max=True
+        )
+    )
+    rows_suite.add_expectation(
+        ex.ExpectColumnValuesToBeInSet(column="video_in_catalog", value_set=[True])
+    )
+    days_suite = gx.ExpectationSuite(name="days_suite")
+    for a, b in (("rows", "volume_min"), ("volume_max", "rows"), ("max_hour", "fresh_from")):
+        days_suite.add_expectation(
+            ex.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True)
+        )
+    for column in ("catalog_rows", "user_rows"):  # nulls (no user table) are not checked
+        days_suite.add_expectation(ex.ExpectColumnValuesToBeBetween(column=column, min_value=1))
+    catalog_suite = gx.ExpectationSuite(name=f"{VIDEOS}_suite")
+    catalog_suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column="video_id"))
+    catalog_suite.add_expectation(
+        ex.ExpectCompoundColumnsToBeUnique(column_list=["ds", "video_id"])
+    )
+    report = {
+        INTERACTIONS: _run(gx, context, INTERACTIONS, rows_suite, with_hour),
+        "days": _run(gx, context, "days", days_suite, daily),
+        VIDEOS: _run(gx, context, VIDEOS, catalog_suite, videos),
+    }
+    if users is not None:
+        users_suite = gx.ExpectationSuite(name=f"{USERS}_suite")
+        users_suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column="user_id"))
+        users_suite.add_expectation(
+            ex.ExpectCompoundColumnsToBeUnique(column_list=["ds", "user_id"])
+        )
+        report[USERS] = _run(gx, context, USERS, users_suite, users)
+    with_hour.unpersist()
+    quarantine, quarantine_failures = _quarantine_gate(spark, days, config, paths)
+    if quarantine_failures or not all(r["success"] for r in report.values()):
+        # Name the first failing day as its own run would: validate day by day, oldest first.
+        return {ds: validate_day(ds, config, paths) for ds in days}
+    span_of = [days[0], days[-1]]
+    out = {}
+    for ds in days:
+        tables = {
+            table: {
+                "success": True,
+                "evaluated": report[table]["evaluated"]
+                + (table == INTERACTIONS) * len(days_suite.expectations),
+                "failed": [],
+                "range": span_of,
+            }
+            for table in (INTERACTIONS, VIDEOS, *([USERS] if ds in users_days else []))
+        }
+        for table, table_report in tables.items():
+            if table in quarantine[ds]:
+                table_report["quarantine"] = quarantine[ds][table]
+            out_file = partition(paths.validation(table), ds).with_suffix(".json")
+            write_text(out_file, json.dumps(table_report, indent=2, default=str))
+        out[ds] = {
+            "ds": ds,
+            "success": True,
+            "tables": tables,
+            "quarantine": quarantine[ds],
+            "range": span_of,
+        }
+    return out

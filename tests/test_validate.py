@@ -171,3 +171,51 @@ def test_the_day_a_release_ends_on_is_fresh_up_to_its_end(spark, home):
     (home.landing / "_landed.json").write_text(json.dumps({"release_end": "2020-07-06T16:00:00Z"}))
     with pytest.raises(ValidationFailed, match="hour_of_day"):
         validate_day(DAY, paths=home)
+
+
+def write_days_before(spark, home, n: int = 2) -> list[str]:
+    days = []
+    for back in range(n, 0, -1):
+        day = START - timedelta(days=back)
+        days.append(day.date().isoformat())
+        write_day(spark, home, clean_rows(48, day), ds=days[-1])
+    return days
+
+
+def test_a_clean_range_passes_in_one_run_and_each_day_keeps_its_report(spark, home):
+    from jobs.validate import validate_days
+
+    days = [*write_days_before(spark, home), DAY]
+    write_day(spark, home, clean_rows())
+    results = validate_days(days, paths=home)
+    assert list(results) == days
+    for ds, result in results.items():
+        assert result["success"] and result["range"] == [days[0], DAY]
+        assert set(result["tables"]) == {"interactions", "videos", "users"}
+        report = json.loads((home.validation("interactions") / f"ds={ds}.json").read_text())
+        assert report["success"] and report["range"] == [days[0], DAY]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_range_names_the_day_and_the_expectation_a_daily_run_names(spark, home, case):
+    """Every rule a day breaks fails the range too, with the daily run's own message."""
+    from jobs.validate import validate_days
+
+    interactions, videos, users, expected = CASES[case]
+    days = write_days_before(spark, home)
+    write_day(spark, home, interactions(), videos, users)
+    with pytest.raises(ValidationFailed) as failure:
+        validate_days([*days, DAY], paths=home)
+    assert f"validation of ds={DAY} failed" in str(failure.value)
+    assert expected in str(failure.value)
+
+
+def test_a_range_checks_each_days_volume_against_its_own_trailing_days(spark, home):
+    from jobs.validate import validate_days
+
+    days = write_days_before(spark, home, 3)
+    thin = [r for i, r in enumerate(clean_rows()) if i % 10 == 0 or i == 47]
+    write_day(spark, home, thin)
+    assert validate_days(days, paths=home)[days[-1]]["success"]
+    with pytest.raises(ValidationFailed, match=r"observed 6, expected 14 .. 145"):
+        validate_days([*days, DAY], paths=home)
