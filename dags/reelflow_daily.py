@@ -1,5 +1,8 @@
 """reelflow_daily: one UTC day through land -> normalize -> validate -> features -> materialize.
 
+With the `through` param (a first load of a long history), one run covers every landed day from
+its own through that day, one Spark job per stage, and records each day as its own run would.
+
 Each run covers the whole UTC day [D 00:00, D+1 00:00) (`CronDataIntervalTimetable`; Airflow 3's
 `"@daily"` would give a zero-width interval) and reads and writes only day D's partitions, so a
 backfill of any range is safe. A failed quality gate stops the run before features. Manual
@@ -79,7 +82,7 @@ def reelflow_daily():
         from reelflow import tasks
         from reelflow.dag_defaults import stamp
 
-        return stamp(context, tasks.validate(context["ds"]))
+        return stamp(context, tasks.validate(context["ds"], context["params"]))
 
     @task(outlets=[FEATURES])
     def features(**context):
@@ -88,7 +91,7 @@ def reelflow_daily():
         from reelflow import tasks
         from reelflow.dag_defaults import stamp
 
-        return stamp(context, tasks.features(context["ds"]))
+        return stamp(context, tasks.features(context["ds"], context["params"]))
 
     if SPARK_CONN_ID:
         # The same job code through `spark-submit` against the connection's master (same task
@@ -110,7 +113,7 @@ def reelflow_daily():
         from reelflow import tasks
         from reelflow.dag_defaults import stamp
 
-        return stamp(context, tasks.materialize(context["ds"]))
+        return stamp(context, tasks.materialize(context["ds"], context["params"]))
 
     apply_feature_repo() >> land() >> normalize_day >> validate() >> features_day >> materialize()
 

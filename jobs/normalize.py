@@ -121,25 +121,8 @@ def normalize_day(
     config: Config | None = None,
     paths: Paths | None = None,
 ) -> dict[str, Any]:
-    config = config or load_config()
-    paths = paths or Paths.from_env()
-    landing = land(dataset, raw_dir, config, paths)
-    spark = spark_session(config.spark)
-    counts: dict[str, dict[str, Any]] = {}
-    for table in landing["tables"]:
-        if table in DAILY_TABLES or table in SNAPSHOT_TABLES:
-            counts[table] = _normalize_table_day(spark, table, ds, landing, paths)
-        else:
-            counts[table] = _normalize_static(spark, table, landing["fingerprint"], paths)
-    if "videos" not in landing["tables"]:
-        counts["videos"] = _derive_videos(spark, ds, paths)
-    return {
-        "dataset": dataset,
-        "ds": ds,
-        "raw": str(raw_dir),
-        "landing": "skipped (unchanged)" if landing["skipped"] else "landed",
-        "tables": counts,
-    }
+    """Day D's partitions of every table (the daily DAG's job): `normalize_days` of one day."""
+    return normalize_days(dataset, raw_dir, [ds], config, paths)[ds]
 
 
 def normalize_days(
@@ -149,10 +132,10 @@ def normalize_days(
     config: Config | None = None,
     paths: Paths | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Many days, as `normalize_day` of each writes them (the same partitions, counts and
-    summaries), in one Spark job per table instead of one per day: a first load of a long
-    history costs about one pass over it (MovieLens-100K: 213 days of a few hundred views,
-    where each day's own jobs cost seconds). Returns each day's summary."""
+    """The partitions of `days` (one, for a daily run; many, for a first load) in one Spark job
+    per table: a range costs about one pass over it, and writes what a run per day writes
+    (MovieLens-100K: 213 days of a few hundred views, where each day's own jobs cost
+    seconds). Returns each day's summary."""
     config = config or load_config()
     paths = paths or Paths.from_env()
     days = sorted(set(days))
@@ -168,14 +151,14 @@ def normalize_days(
         elif table in SNAPSHOT_TABLES:
             # One whole-table write for the first day; the others link its files.
             for ds in days:
-                tables[ds][table] = _normalize_table_day(spark, table, ds, landing, paths)
+                tables[ds][table] = _normalize_snapshot_day(spark, table, ds, landing, paths)
         else:
             static = _normalize_static(spark, table, landing["fingerprint"], paths)
             for ds in days:
                 tables[ds][table] = static
                 static = {"static": True, "skipped": True}  # as the next day's run finds it
     if "videos" not in landing["tables"]:
-        for ds, counts in _derive_videos_range(spark, days, paths).items():
+        for ds, counts in _derive_videos(spark, days, paths).items():
             tables[ds]["videos"] = counts
     return {
         ds: {
@@ -189,24 +172,13 @@ def normalize_days(
     }
 
 
-def _normalize_table_day(spark, table: str, ds: str, landing: dict, paths: Paths) -> dict:
-    """Day D of a daily table (that day's rows) or of a snapshot table (the whole table, or
-    linked from another day's cut of the same landing)."""
-    landed_dir = paths.landing / table
-    if table in DAILY_TABLES:
-        day_dir = partition(landed_dir, ds)
-        frame = (
-            spark.read.parquet(str(day_dir))
-            if day_dir.exists()
-            # No row that day: an empty partition with the table's schema, so the gate sees it.
-            else spark.read.parquet(str(landed_dir)).where(F.lit(False)).drop("ds")
-        )
-    else:
-        reused = _reuse_snapshot(table, ds, landing["fingerprint"], paths)
-        if reused is not None:
-            return reused
-        frame = spark.read.parquet(str(landed_dir))
-    frame = frame.persist()
+def _normalize_snapshot_day(spark, table: str, ds: str, landing: dict, paths: Paths) -> dict:
+    """Day D's cut of a snapshot table: the whole table, or linked from another day's cut of
+    the same landing."""
+    reused = _reuse_snapshot(table, ds, landing["fingerprint"], paths)
+    if reused is not None:
+        return reused
+    frame = spark.read.parquet(str(paths.landing / table)).persist()
     good, bad = _split(frame)
     name = partition_name(ds)
     read = frame.count()
@@ -215,10 +187,7 @@ def _normalize_table_day(spark, table: str, ds: str, landing: dict, paths: Paths
     reasons = _reasons(paths.quarantine(table) / name, spark)
     counts = _counted(table, name, read, written, quarantined, reasons)
     frame.unpersist()
-    if table in SNAPSHOT_TABLES:
-        _mark_snapshot(table, ds, landing["fingerprint"], counts, paths)
-    if table in DAILY_TABLES:
-        counts.update(_undated(spark, table, paths))
+    _mark_snapshot(table, ds, landing["fingerprint"], counts, paths)
     return counts
 
 
@@ -307,41 +276,11 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _derive_videos(spark, ds: str, paths: Paths) -> dict[str, Any]:
-    """The `videos` snapshot of day D for a release without an item table: every distinct
-    video_id of the valid interactions landed through D, with duration_ms (the largest one
-    logged) where the log maps it. Read from the landing, not from earlier normalized days,
-    so that a backfill of any single day gets the same catalog."""
-    landed_dir = paths.landing / "interactions"
-    parts = [partition(landed_dir, day) for day in available_days(landed_dir) if day <= ds]
-    views = (
-        spark.read.parquet(*[str(p) for p in parts])
-        if parts
-        else spark.read.parquet(str(landed_dir)).where(F.lit(False))
-    ).where(F.col(QUARANTINE_REASON).isNull())
-    if "duration_ms" in views.columns:
-        catalog = views.groupBy("video_id").agg(F.max("duration_ms").alias("duration_ms"))
-    else:
-        catalog = views.select("video_id").distinct()
-    written = _write(catalog, paths.normalized("videos"), partition_name(ds))
-    logger.info(
-        "videos: the release has no item table; catalog derived from the interactions "
-        "through ds=%s: %d videos, columns %s",
-        ds,
-        written,
-        ", ".join(catalog.columns),
-    )
-    return {
-        "derived_from": "interactions",
-        "through": ds,
-        "written": written,
-        "columns": catalog.columns,
-    }
-
-
-def _derive_videos_range(spark, days: list[str], paths: Paths) -> dict[str, dict[str, Any]]:
-    """`_derive_videos` of every day of `days` in one job: each video's largest duration per
-    landed day, then, per day D, over the landed days through D."""
+def _derive_videos(spark, days: list[str], paths: Paths) -> dict[str, dict[str, Any]]:
+    """For a release without an item table, each day's catalog: the videos of the landed
+    interactions through that day (each one's largest duration), for every day of `days` in
+    one job: each video's largest duration per landed day, then, per day D, over the landed
+    days through D."""
     landed_dir = paths.landing / "interactions"
     parts = [partition(landed_dir, d) for d in available_days(landed_dir) if d <= days[-1]]
     views = (

@@ -3,7 +3,8 @@
     spark-submit --master local[2] jobs/submit.py --job normalize --ds 2020-07-05 \
         [--dataset kuairec --raw /path/to/release]
 
-calls `jobs.normalize.normalize_day` / `features.compute.compute_features`, the functions the
+calls `jobs.normalize.normalize_days` / `features.compute.compute_features_days` (of the day,
+or of the range `--through` ends), the functions the
 DAG's @task tasks call in the worker's own process, and records the summary through
 `reelflow.runs` as they do, so both paths write the same partitions and the same summary under
 `$REELFLOW_HOME/runs/ds=D/`. The master comes from the submit command.
@@ -18,7 +19,7 @@ import sys
 
 from lake.partitions import check_day
 from reelflow.meter import StageMeter
-from reelflow.runs import record, source
+from reelflow.runs import record_days, run_days, source
 
 JOBS = ("normalize", "features")
 
@@ -34,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jobs/submit.py", description=__doc__.splitlines()[0])
     parser.add_argument("--job", required=True, choices=JOBS)
     parser.add_argument("--ds", type=_day, required=True, help="the UTC day, YYYY-MM-DD")
+    parser.add_argument(
+        "--through",
+        default="",
+        help="a range's last day (the daily DAG's param); empty: --ds alone",
+    )
     parser.add_argument("--dataset", default="", help="empty: the home's")
     parser.add_argument("--raw", default="", help="empty: the home's")
     return parser.parse_args(argv)
@@ -42,18 +48,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     # lake.spark.spark_session must keep the master that spark-submit gave the session.
     os.environ.setdefault("SPARK_SUBMIT_MODE", "1")
+    days = run_days(args.ds, args.through or None)
     if args.job == "normalize":
-        from jobs.normalize import normalize_day
+        from jobs.normalize import normalize_days
 
         dataset, raw = source({"dataset": args.dataset, "raw": args.raw})
         with StageMeter() as meter:  # the driver's side: its JVM is its parent here
-            summary = normalize_day(dataset, raw, args.ds)
-        return record(args.ds, "normalize", summary, meter)
-    from features.compute import compute_features
+            summaries = normalize_days(dataset, raw, days)
+        return record_days(days, "normalize", summaries, meter)
+    from features.compute import compute_features_days
 
     with StageMeter() as meter:
-        summary = compute_features(args.ds)
-    return record(args.ds, "features", summary, meter)
+        summaries = compute_features_days(days)
+    return record_days(days, "features", summaries, meter)
 
 
 def main(argv: list[str] | None = None) -> int:

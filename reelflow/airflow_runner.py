@@ -342,12 +342,12 @@ def _newest_run(session, dag_id: str, ds: str):
     ).first()
 
 
-def _record_as_run(dag_id: str, ds: str, started: datetime) -> None:
+def _record_as_run(dag_id: str, ds: str, started: datetime, through: str | None = None) -> None:
     """`dags test` records its run as a test: started at the logical date (a 2020 day, so
     the UI showed runs of 2,341 days), over the timetable's guess for a manual run, `[D-1, D)`,
     by the user `dag_test`. Recorded here as a scheduler would have it: the day the tasks
-    worked on, `[D, D+1)` (what a backfill of D records), the real start time (the end time
-    is already real), and who ran it."""
+    worked on, `[D, D+1)` (what a backfill of D records; a range's run, `[D, through+1)`), the
+    real start time (the end time is already real), and who ran it."""
     import getpass
 
     from airflow.utils.session import create_session
@@ -357,7 +357,8 @@ def _record_as_run(dag_id: str, ds: str, started: datetime) -> None:
         run = _newest_run(session, dag_id, ds)
         if run is None:
             return
-        run.data_interval_start, run.data_interval_end = day, day + timedelta(days=1)
+        last = datetime.fromisoformat(through).replace(tzinfo=UTC) if through else day
+        run.data_interval_start, run.data_interval_end = day, last + timedelta(days=1)
         run.start_date = started
         run.triggering_user_name = f"reelflow run ({getpass.getuser()})"
 
@@ -407,7 +408,7 @@ def _main(plan_file: str, ledger_file: str | None = None) -> int:
             failure = None
         except SystemExit as exc:  # `dags test` exits when the DAG run failed
             failure = exc
-        _record_as_run(dag_id, ds, started)
+        _record_as_run(dag_id, ds, started, (conf or {}).get("through"))
         if ledger:
             ledger.record(dag_id, ds, *_succeeded_tasks(dag_id, ds))
         if failure is not None:

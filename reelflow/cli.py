@@ -113,6 +113,13 @@ def plan_days(landed: list[str], start: str | None, end: str | None, max_days: i
     return days
 
 
+def day_ranges(days: list[str], size: int) -> list[tuple[str, str]]:
+    """(first, last) of consecutive runs of up to `size` of the plan's DAYS (days with data, in
+    order): one daily DAG run each."""
+    size = max(1, size)
+    return [(days[i], days[min(i + size, len(days)) - 1]) for i in range(0, len(days), size)]
+
+
 def affected_days(first: str, to: str | None, last_data_day: str, window: int) -> list[str]:
     """The days to re-run after fixing days FIRST..TO: those days and every later day whose
     features read one of them (a `window`-day horizon ends on it), up to the data's last day."""
@@ -303,13 +310,14 @@ def stage_costs(paths: Paths, days: list[str]) -> dict[str, dict[str, Any]]:
         (f.stem, f) for ds in days for f in sorted(partition(paths.runs, ds).glob("*.json"))
     ]
     for name, f in records:
-        spent = json.loads(f.read_text()).get("resources") if f.exists() else None
+        found = json.loads(f.read_text()) if f.exists() else {}
+        spent = found.get("resources")
         if not spent:
             continue
         stage = costs.setdefault(
             name, {"days": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0} | dict.fromkeys(peaks)
         )
-        stage["days"] += 1
+        stage["days"] += found.get("covers_days", 1)  # a range's cost is on its first day
         for key in ("wall_seconds", "cpu_seconds"):
             stage[key] = round(stage[key] + spent[key], 3)
         for key in peaks:
@@ -473,7 +481,10 @@ def cmd_run(args) -> int:
         if days[0] < os.environ.get("REELFLOW_START_DATE", DAG_START_DATE)[:10]:
             os.environ["REELFLOW_START_DATE"] = days[0]
         conf = {"dataset": args.dataset, "raw": str(raw)}
-        plan = [("reelflow_daily", ds, conf) for ds in days]
+        plan = [
+            ("reelflow_daily", first, conf | ({"through": last} if last != first else {}))
+            for first, last in day_ranges(days, load_config().run.range_days)
+        ]
         if not args.skip_train:
             plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
         ledger = run_ledger(paths, rerun=args.rerun)
@@ -486,7 +497,9 @@ def cmd_run(args) -> int:
         )
         print(
             f"running {status['to_run']} of {len(plan)} DAG runs through Airflow "
-            f"({days[0]} .. {days[-1]}){resumed}; log: {paths.runs / 'logs' / 'run.log'}",
+            f"({days[0]} .. {days[-1]}, {len(days)} days in daily runs of up to "
+            f"{load_config().run.range_days} days){resumed}; "
+            f"log: {paths.runs / 'logs' / 'run.log'}",
             file=sys.stderr,
             flush=True,
         )

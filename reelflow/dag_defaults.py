@@ -83,7 +83,10 @@ def run_day(context: dict[str, Any]) -> str:
     date) the newest day its triggering events name; else the day the run started (UTC)."""
     if context.get("ds"):
         return context["ds"]
-    days = [extra["ds"] for extra in _event_extras(context) if extra.get("ds")]
+    # A range's event names its first day and its last (`through`).
+    days = [
+        extra.get("through") or extra["ds"] for extra in _event_extras(context) if extra.get("ds")
+    ]
     if days:
         return max(days)
     moment = getattr(context.get("dag_run"), "run_after", None) or datetime.now(UTC)
@@ -97,6 +100,9 @@ def stamp(context: dict[str, Any], summary: dict[str, Any] | None = None) -> dic
     """Puts the run's day (and a training summary's model, version and promotion) into the
     events of the running task's outlets; returns the summary for XCom."""
     extra: dict[str, Any] = {"ds": run_day(context)}
+    through = (context.get("params") or {}).get("through")
+    if through and through > extra["ds"]:
+        extra["through"] = through
     extra.update({k: v for k, v in (summary or {}).items() if k in TRAINING_EVENT_KEYS})
     for asset in context["task"].outlets:
         context["outlet_events"][asset].extra.update(extra)
@@ -181,5 +187,14 @@ SOURCE_PARAMS = {
         title="Raw release folder",
         description="Absolute path of the release as unpacked, on the workers' filesystem. "
         "Empty: the home's, as `reelflow run` recorded it.",
+    ),
+    "through": Param(
+        None,
+        type=["null", "string"],
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        title="Through day (a range)",
+        description="A first load of many days: normalize, validate, features and materialize "
+        "every landed day from the run's day through this one (YYYY-MM-DD) in one job per "
+        "stage, each day's partitions as its own run writes them. Empty: the run's day alone.",
     ),
 }

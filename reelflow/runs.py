@@ -29,6 +29,40 @@ def record(
     return summary
 
 
+def run_days(ds: str, through: str | None = None) -> list[str]:
+    """The days a daily run covers: its own day; with `through` (a first load's range, the
+    `through` param), every landed day with interactions from DS through it, in order."""
+    from lake.partitions import check_day
+
+    if not through or through == ds:
+        return [ds]
+    check_day(through, "through")
+    if through < ds:
+        raise ValueError(f"through {through} is before the run's day {ds}")
+    from jobs.landing import landed
+
+    held = landed(Paths.from_env()).get("tables", {}).get("interactions", {}).get("days") or []
+    days = [d for d in held if ds <= d <= through]
+    if not days:
+        raise ValueError(f"the landed release has no interactions from {ds} through {through}")
+    return days
+
+
+def record_days(
+    days: list[str], step: str, summaries: dict[str, dict[str, Any]], meter: StageMeter
+) -> dict[str, Any]:
+    """`record` of each day's summary of one run over DAYS; what the run cost goes on its first
+    day (so a sum over days counts it once), the others name the range. Returns the first
+    day's summary, or for a range a short one (XCom)."""
+    for i, ds in enumerate(days):
+        first = i == 0 and len(days) > 1
+        summary = summaries[ds] | ({"covers_days": len(days)} if first else {})
+        record(ds, step, summary, meter if i == 0 else None)
+    if len(days) == 1:
+        return summaries[days[0]] | {"resources": meter.result}
+    return {"range": [days[0], days[-1]], "days": len(days), "resources": meter.result}
+
+
 def release_land_record(paths: Paths) -> Path:
     """Where `reelflow run` keeps what its landing of the release found and cost."""
     return paths.runs / "release" / "land.json"

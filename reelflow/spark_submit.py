@@ -37,7 +37,7 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
     exactly as the @task variant gives them (read back from `runs/ds=D/JOB.json`)."""
 
     def __init__(self, *, job: str, **kwargs: Any) -> None:
-        args = ["--job", job, "--ds", "{{ ds }}"]
+        args = ["--job", job, "--ds", "{{ ds }}", "--through", "{{ params.through or '' }}"]
         if job == "normalize":
             args += ["--dataset", "{{ params.dataset }}", "--raw", "{{ params.raw }}"]
         kwargs.setdefault("task_id", job)

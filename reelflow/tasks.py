@@ -12,7 +12,7 @@ from typing import Any
 
 from lake.partitions import check_day
 from reelflow.meter import StageMeter
-from reelflow.runs import record, source
+from reelflow.runs import record, record_days, run_days, source
 
 
 def apply_feature_repo(ds: str) -> dict[str, Any]:
@@ -41,45 +41,55 @@ def land(ds: str, params: dict[str, Any], manual: bool = False) -> dict[str, Any
             f"the {dataset} release at {raw} has no interactions on {ds}: it holds {held}; "
             "trigger the run for one of those days"
         )
-    return record(ds, "land", {k: v for k, v in summary.items() if k != "files"}, meter)
+    kept = {k: v for k, v in summary.items() if k != "files"}
+    days = run_days(ds, params.get("through"))
+    return record_days(days, "land", dict.fromkeys(days, kept), meter)
+
+
+# The daily stages take the run's params: with `through`, the run covers a range of days (a
+# first load) in one job per stage (`reelflow.runs.run_days`), each day recorded as its own.
 
 
 def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
     check_day(ds)
-    from jobs.normalize import normalize_day
+    from jobs.normalize import normalize_days
 
     dataset, raw = source(params)
+    days = run_days(ds, params.get("through"))
     with StageMeter() as meter:
-        summary = normalize_day(dataset, raw, ds)
-    return record(ds, "normalize", summary, meter)
+        summaries = normalize_days(dataset, raw, days)
+    return record_days(days, "normalize", summaries, meter)
 
 
-def validate(ds: str) -> dict[str, Any]:
+def validate(ds: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     check_day(ds)
-    from jobs.validate import validate_day
+    from jobs.validate import validate_days
 
+    days = run_days(ds, (params or {}).get("through"))
     with StageMeter() as meter:
-        summary = validate_day(ds)
-    return record(ds, "validate", summary, meter)
+        summaries = validate_days(days)
+    return record_days(days, "validate", summaries, meter)
 
 
-def features(ds: str) -> dict[str, Any]:
+def features(ds: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     check_day(ds)
-    from features.compute import compute_features
+    from features.compute import compute_features_days
 
+    days = run_days(ds, (params or {}).get("through"))
     with StageMeter() as meter:
-        summary = compute_features(ds)
-    return record(ds, "features", summary, meter)
+        summaries = compute_features_days(days)
+    return record_days(days, "features", summaries, meter)
 
 
-def materialize(ds: str) -> dict[str, Any]:
+def materialize(ds: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     check_day(ds)
-    from features.store import materialize_day
+    from features.store import materialize_days
     from lake.schema import ONLINE_VIEWS
 
+    days = run_days(ds, (params or {}).get("through"))
     with StageMeter() as meter:
-        summary = materialize_day(ds, list(ONLINE_VIEWS))
-    return record(ds, "materialize", summary, meter)
+        summaries = materialize_days(days, list(ONLINE_VIEWS))
+    return record_days(days, "materialize", summaries, meter)
 
 
 def train(ds: str, model: str, teacher_version: int | None = None) -> dict[str, Any]:

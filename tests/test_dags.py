@@ -175,7 +175,7 @@ def test_manual_params_are_validated(dagbag):
 
     params = dagbag.dags["reelflow_daily"].params
     # Null: the home's source. Nullable, so that the UI's forms submit with the defaults.
-    assert params.validate() == {"dataset": None, "raw": None}
+    assert params.validate() == {"dataset": None, "raw": None, "through": None}
     assert params.get_param("dataset").schema["enum"] == [None, *DATASETS]
     assert params.get_param("dataset").schema["type"] == ["null", "string"]
     assert {params.get_param(k).schema["title"] for k in ("dataset", "raw")} == {
@@ -184,7 +184,9 @@ def test_manual_params_are_validated(dagbag):
     }
     trial = copy.deepcopy(params)
     trial["dataset"], trial["raw"] = "kuairand", "/data/KuaiRand-Pure"
-    for key, value in (("dataset", "movielens"), ("raw", "relative/path"), ("raw", "")):
+    trial["through"] = "2020-07-09"  # a first load's range
+    bad = (("dataset", "movielens"), ("raw", "relative/path"), ("raw", ""), ("through", "07/09"))
+    for key, value in bad:
         with pytest.raises(ParamValidationError, match=f"Invalid input for param {key}"):
             copy.deepcopy(params)[key] = value
 

@@ -464,7 +464,8 @@ def test_an_interrupted_run_resumes_skipping_what_it_finished(tiny_raw, tmp_path
     raw, manifest = tiny_raw
     first, second = manifest["days"][:2]
     home = tmp_path / "home"
-    env = {**os.environ, "REELFLOW_HOME": str(home)}
+    # A DAG run per day: the unit of the ledger is a DAG run (here a day, by default a range).
+    env = {**os.environ, "REELFLOW_HOME": str(home), "REELFLOW_RUN__RANGE_DAYS": "1"}
     run = ("run", "--dataset", "kuairec", "--raw", str(raw), "--skip-train", "--json")
     done = reelflow_cli(*run, "--start", first, "--end", first, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -502,10 +503,83 @@ def test_an_interrupted_run_resumes_skipping_what_it_finished(tiny_raw, tmp_path
     assert (runs / f"ds={first}" / "normalize.json").stat().st_mtime_ns > first_normalize
 
 
+def lake_rows(home, table_dir) -> dict[str, list[str]]:
+    """Each day's partition of a lake table: its rows sorted, floats to 9 decimals (sums over a
+    window may add in another order), maps and arrays as plain sorted values."""
+    import pyarrow.parquet as pq
+
+    def plain(value):
+        if isinstance(value, float):
+            return None if value != value else round(value, 9)
+        if isinstance(value, list):
+            if value and isinstance(value[0], tuple):  # a map, as pyarrow gives it
+                return sorted(value)
+            return [plain(v) for v in value]
+        return value
+
+    out = {}
+    for folder in sorted(table_dir.glob("ds=*")):
+        rows = pq.read_table(folder).to_pylist()
+        out[folder.name] = sorted(repr([plain(v) for v in row.values()]) for row in rows)
+    return out
+
+
+def test_a_first_load_in_ranges_writes_what_daily_runs_write(pipeline_run, lake, tmp_path):
+    """`reelflow run` sends the tiny release's days through reelflow_daily as one range (one
+    Spark job per stage): the lake it writes (normalized and quarantined rows, the daily
+    partials and user_recent lists, features, sequences and labels), the validation reports and
+    the online store's values are those of a DAG run per day."""
+    from features.store import online_features
+
+    raw, days = pipeline_run["raw"], pipeline_run["manifest"]["days"]
+    home = tmp_path / "daily"
+    env = {**os.environ, "REELFLOW_HOME": str(home), "REELFLOW_RUN__RANGE_DAYS": "1"}
+    run = ("run", "--dataset", "kuairec", "--raw", str(raw.parent), "--skip-train", "--json")
+    daily = reelflow_cli(*run, env=env, timeout=1500)
+    assert daily.returncode == 0, daily.stderr[-3000:]
+    assert f"{len(days)} days in daily runs of up to 1 days" in daily.stderr
+    ranged = pipeline_run["home"] / "lake"
+    tables = [
+        f"{kind}/{name}"
+        for kind in ("normalized", "quarantine", "features", "aggregates")
+        for name in sorted(p.name for p in (ranged / kind).iterdir() if not p.name.startswith("_"))
+    ]
+    assert {"features/labels", "aggregates/user_recent", "normalized/videos"} <= set(tables)
+    for table in tables:
+        a, b = lake_rows(ranged, ranged / table), lake_rows(home, home / "lake" / table)
+        assert set(a) >= {f"ds={d}" for d in days} or table.startswith("quarantine"), table
+        assert a == b, table
+    for ds in days:
+        for table in ("interactions", "videos"):
+            reports = [
+                json.loads((root / "validation" / table / f"ds={ds}.json").read_text())
+                for root in (ranged, home / "lake")
+            ]
+            assert all(r["success"] for r in reports), (table, ds)
+    from reelflow.paths import Paths
+
+    users = sorted(set(pd.read_parquet(lake.normalized("interactions"))["user_id"]))
+    refs = [
+        "user_features:views_28d",
+        "user_features:mean_watch_ratio_28d",
+        "user_features:category_affinity",
+        "user_sequences:seq_video_ids",
+    ]
+    rows = [{"user_id": int(u)} for u in users]
+    want = online_features(rows, refs, Paths(home))
+    got = online_features(rows, refs, lake)
+    for name in ("views_28d", "category_affinity", "seq_video_ids"):
+        assert got[name] == want[name], name
+    assert all(
+        (x is None and y is None) or abs(x - y) <= 1e-6
+        for x, y in zip(got["mean_watch_ratio_28d"], want["mean_watch_ratio_28d"], strict=True)
+    )
+
+
 def test_run_history_is_what_a_scheduler_would_record(pipeline_run):
     """`reelflow run` goes through `airflow dags test`, which records a test run (started at
-    the 2020 logical date, interval [D-1, D), user dag_test); the UI must show day D's run over
-    [D, D+1) with its real start and end."""
+    the 2020 logical date, interval [D-1, D), user dag_test); the UI must show the run of days
+    D..E (one range: the tiny release's days) over [D, E+1) with its real start and end."""
     import sqlite3
     from datetime import date, datetime, timedelta
 
@@ -516,14 +590,13 @@ def test_run_history_is_what_a_scheduler_would_record(pipeline_run):
     ).fetchall()
     days = pipeline_run["manifest"]["days"]
     by_day = {row[0][:10]: row for row in rows}
-    assert set(days) <= set(by_day)
-    for day in days:
-        _, start, end, started, ended, user = by_day[day]
-        after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
-        assert (start[:10], end[:10]) == (day, after)
-        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
-        assert 0 < seconds < 3600, (day, started, ended)  # not the years since the logical date
-        assert user.startswith("reelflow run (")
+    assert days[0] in by_day and not set(days[1:]) & set(by_day)  # one run: a range
+    _, start, end, started, ended, user = by_day[days[0]]
+    after = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    assert (start[:10], end[:10]) == (days[0], after)
+    seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    assert 0 < seconds < 3600, (started, ended)  # not the years since the logical date
+    assert user.startswith("reelflow run (")
 
 
 def test_a_manual_run_for_a_day_without_data_fails_at_once_saying_so(pipeline_run, lake):
