@@ -25,6 +25,17 @@ def test_run_plans_only_the_days_that_hold_data():
     assert days == ["2020-07-05", "2020-07-06"]
 
 
+def test_run_sends_the_plan_in_ranges_of_consecutive_data_days():
+    days = ["2020-07-01", "2020-07-02", "2020-07-05", "2020-07-06", "2020-07-09"]
+    assert cli.day_ranges(days, 2) == [
+        ("2020-07-01", "2020-07-02"),
+        ("2020-07-05", "2020-07-06"),
+        ("2020-07-09", "2020-07-09"),
+    ]
+    assert cli.day_ranges(days, 31) == [("2020-07-01", "2020-07-09")]
+    assert cli.day_ranges(days, 1) == cli.day_ranges(days, 0) == [(d, d) for d in days]
+
+
 def test_run_refuses_a_plan_spanning_more_than_max_days_naming_the_span_and_flags():
     landed = ["1970-01-01", "2020-07-05", "2100-01-01"]
     with pytest.raises(SystemExit) as info:
