@@ -36,6 +36,43 @@ class ValidationFailed(RuntimeError):
     pass
 
 
+def _row_rules(gx, suite, config: Config, columns: list[str]):
+    """The rules every interaction row must meet, for one day or a range: the unified schema's
+    columns, keys and time present, the watch ratio within the configured bounds."""
+    q, ex = config.quality, gx.expectations
+    for column in INTERACTION_REQUIRED:
+        suite.add_expectation(ex.ExpectColumnToExist(column=column))
+    for column in ("user_id", "video_id", "event_ts"):
+        suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=column))
+    if "watch_ratio" in columns:
+        suite.add_expectation(
+            ex.ExpectColumnValuesToBeBetween(
+                column="watch_ratio", min_value=q.watch_ratio_min, max_value=q.watch_ratio_max
+            )
+        )
+    return suite
+
+
+def _volume_bounds(trailing: list[int], config: Config) -> tuple[int, int | None]:
+    """A day's row count bounds: against the trailing days' average (catches a half-delivered
+    or doubled day), or at least one row without trailing days."""
+    if not trailing:
+        return 1, None
+    average, q = sum(trailing) / len(trailing), config.quality
+    return max(1, int(average * q.volume_min_ratio)), int(average * q.volume_max_ratio) + 1
+
+
+def _fresh_until(ds: str, release_end: str | None) -> float:
+    """The hour of day D by which its last view must have come, less freshness_hours: the day
+    a release ends on (KuaiRand: 16:00 UTC) ends then; every other day, at midnight."""
+    day_start = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    if release_end:
+        end = datetime.fromisoformat(release_end)
+        if day_start <= end < day_start + timedelta(days=1):
+            return (end - day_start).total_seconds() / 3600
+    return 24.0
+
+
 def _suite_interactions(
     gx,
     ds: str,
@@ -48,39 +85,17 @@ def _suite_interactions(
     day_end = day_start + timedelta(days=1) - timedelta(microseconds=1)
     q = config.quality
     ex = gx.expectations
-    suite = gx.ExpectationSuite(name=f"{INTERACTIONS}_suite")
-    for column in INTERACTION_REQUIRED:
-        suite.add_expectation(ex.ExpectColumnToExist(column=column))
-    for column in ("user_id", "video_id", "event_ts"):
-        suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=column))
-    if trailing:
-        # Volume against the trailing days' average: catches a half-delivered or doubled day.
-        average = sum(trailing) / len(trailing)
-        suite.add_expectation(
-            ex.ExpectTableRowCountToBeBetween(
-                min_value=max(1, int(average * q.volume_min_ratio)),
-                max_value=int(average * q.volume_max_ratio) + 1,
-            )
-        )
-    else:
-        suite.add_expectation(ex.ExpectTableRowCountToBeBetween(min_value=1))
-    if "watch_ratio" in columns:
-        suite.add_expectation(
-            ex.ExpectColumnValuesToBeBetween(
-                column="watch_ratio", min_value=q.watch_ratio_min, max_value=q.watch_ratio_max
-            )
-        )
+    suite = _row_rules(gx, gx.ExpectationSuite(name=f"{INTERACTIONS}_suite"), config, columns)
+    low, high = _volume_bounds(trailing, config)
+    suite.add_expectation(
+        ex.ExpectTableRowCountToBeBetween(min_value=low, **({"max_value": high} if high else {}))
+    )
     # On the derived hour of day: GE's Spark engine does not compute max() of a timestamp.
-    # The day a release ends on (KuaiRand: 16:00 UTC) is fresh if its last view comes within
-    # freshness_hours of that end; every other day, of midnight.
-    fresh_until = 24.0
-    if release_end:
-        end = datetime.fromisoformat(release_end)
-        if day_start <= end < day_start + timedelta(days=1):
-            fresh_until = (end - day_start).total_seconds() / 3600
     suite.add_expectation(
         ex.ExpectColumnMaxToBeBetween(
-            column="hour_of_day", min_value=fresh_until - q.freshness_hours, max_value=24.0
+            column="hour_of_day",
+            min_value=_fresh_until(ds, release_end) - q.freshness_hours,
+            max_value=24.0,
         )
     )
     # Freshness and partition discipline: a day's partition holds only that UTC day.
@@ -356,23 +371,15 @@ def validate_days(
             for d in days_back(ds, trailing_days + 1)[:-1]
             if d in held and d != first_day
         ]
-        average = sum(trailing) / len(trailing) if trailing else None
-        fresh_until = 24.0
-        if release_end:
-            end, start = (
-                datetime.fromisoformat(release_end),
-                datetime.fromisoformat(ds).replace(tzinfo=UTC),
-            )
-            if start <= end < start + timedelta(days=1):
-                fresh_until = (end - start).total_seconds() / 3600
+        low, high = _volume_bounds(trailing, config)
         per_day.append(
             (
                 ds,
                 counts.get(ds, 0),
-                max(1, int(average * q.volume_min_ratio)) if average else 1,
-                int(average * q.volume_max_ratio) + 1 if average else 2**62,
+                low,
+                high or 2**62,
                 max_hour.get(ds),
-                fresh_until - q.freshness_hours,
+                _fresh_until(ds, release_end) - q.freshness_hours,
                 catalog_rows.get(ds, 0),
                 user_rows.get(ds, 0) if ds in users_days else None,  # MicroLens: no user table
             )
@@ -386,16 +393,7 @@ def validate_days(
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     ex = gx.expectations
     rows_suite = gx.ExpectationSuite(name=f"{INTERACTIONS}_suite")
-    for column in INTERACTION_REQUIRED:
-        rows_suite.add_expectation(ex.ExpectColumnToExist(column=column))
-    for column in ("user_id", "video_id", "event_ts"):
-        rows_suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=column))
-    if "watch_ratio" in interactions.columns:
-        rows_suite.add_expectation(
-            ex.ExpectColumnValuesToBeBetween(
-                column="watch_ratio", min_value=q.watch_ratio_min, max_value=q.watch_ratio_max
-            )
-        )
+    _row_rules(gx, rows_suite, config, interactions.columns)
     rows_suite.add_expectation(  # each event inside its own partition's UTC day
         ex.ExpectColumnValuesToBeBetween(
             column="hour_of_day", min_value=0.0, max_value=24.0, strict_max=True
