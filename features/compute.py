@@ -70,7 +70,7 @@ from lake.schema import (
     VIDEOS,
     feature_time,
 )
-from lake.spark import spark_session
+from lake.spark import read_days, spark_session
 from reelflow.config import Config, FeatureConfig, load_config
 from reelflow.paths import Paths
 
@@ -95,16 +95,6 @@ RATE_SOURCE = {
 def read_window(spark: SparkSession, table_dir: Path, ds: str, n_days: int) -> DataFrame | None:
     """The partitions of the n days through ds that exist, with their `ds` column."""
     return read_days(spark, table_dir, days_back(ds, n_days))
-
-
-def read_days(spark: SparkSession, table_dir: Path, days: list[str]) -> DataFrame | None:
-    """The partitions of DAYS that exist, with their `ds` column (None: none exists)."""
-    parts = [str(partition(table_dir, d)) for d in days if partition(table_dir, d).exists()]
-    if not parts:
-        return None
-    frame = spark.read.option("basePath", str(table_dir)).parquet(*parts)
-    # Spark infers a date type from `ds=YYYY-MM-DD` folders: kept as the day's string.
-    return frame.withColumn("ds", F.col("ds").cast("string"))
 
 
 def _share(flag: Column, where: Column) -> Column:

@@ -55,13 +55,13 @@ from features.compute import (
     assemble_user_features,
     assemble_video_features,
     categories,
-    read_days,
     with_recency,
 )
 from features.labels import seen_in_window
 from lake.commit import write_days
 from lake.partitions import days_back, partition
 from lake.schema import INTERACTIONS, VIDEOS
+from lake.spark import read_days
 from reelflow.config import FeatureConfig
 from reelflow.paths import Paths
 

@@ -134,3 +134,20 @@ def _landed_counts(spark, table_dir: Path, daily: bool) -> dict[str, Any]:
         "days": days,
         "undated": sum(r["rows"] for r in per_day if r["ds"] in (None, NULL_DAY)),
     }
+
+
+def run_days(ds: str, through: str | None = None) -> list[str]:
+    """The days a daily run covers: its own day; with `through` (a first load's range, the
+    `through` param), every landed day with interactions from DS through it, in order."""
+    from lake.partitions import check_day
+
+    if not through or through == ds:
+        return [ds]
+    check_day(through, "through")
+    if through < ds:
+        raise ValueError(f"through {through} is before the run's day {ds}")
+    held = landed(Paths.from_env()).get("tables", {}).get("interactions", {}).get("days") or []
+    days = [d for d in held if ds <= d <= through]
+    if not days:
+        raise ValueError(f"the landed release has no interactions from {ds} through {through}")
+    return days

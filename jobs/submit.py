@@ -17,9 +17,10 @@ import json
 import os
 import sys
 
+from jobs.landing import run_days
 from lake.partitions import check_day
 from reelflow.meter import StageMeter
-from reelflow.runs import record_days, run_days, source
+from reelflow.runs import record_days, source
 
 JOBS = ("normalize", "features")
 

@@ -26,7 +26,7 @@ from jobs.landing import landed
 from jobs.normalize import DUPLICATE
 from lake.partitions import days_back, partition, partition_name
 from lake.schema import INTERACTION_REQUIRED, INTERACTIONS, USERS, VIDEOS
-from lake.spark import spark_session
+from lake.spark import read_days, spark_session
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
 from reelflow.state import write_text
@@ -140,7 +140,6 @@ def _quarantine_gate(
     """Per day of `days` and table with a quarantine partition of that day: counts, share, and
     a failure line when the share exceeds quality.max_quarantine_share (one grouped read of
     each table over the days)."""
-    from features.compute import read_days
     from jobs.normalize import quarantine_share, top_reasons
     from lake.schema import QUARANTINE_REASON
 
@@ -323,8 +322,6 @@ def validate_days(
         return {days[0]: validate_day(days[0], config, paths)}
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    from features.compute import read_days
 
     config = config or load_config()
     paths = paths or Paths.from_env()

@@ -26,6 +26,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from lake.partitions import partition
 from reelflow.config import SparkConfig
 
 LOG4J2 = """\
@@ -272,3 +273,15 @@ if __name__ == "__main__":
     elif "--force" in sys.argv or not class_archive().exists():  # quiet when already built
         if archive := build_class_archive(force=True):
             print(f"Spark class archive: {archive}")
+
+
+def read_days(spark, table_dir: Path, days: list[str]):
+    """The partitions of DAYS that exist, with their `ds` column (None: none exists)."""
+    parts = [str(partition(table_dir, d)) for d in days if partition(table_dir, d).exists()]
+    if not parts:
+        return None
+    from pyspark.sql import functions as F
+
+    frame = spark.read.option("basePath", str(table_dir)).parquet(*parts)
+    # Spark infers a date type from `ds=YYYY-MM-DD` folders: kept as the day's string.
+    return frame.withColumn("ds", F.col("ds").cast("string"))

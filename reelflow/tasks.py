@@ -12,7 +12,7 @@ from typing import Any
 
 from lake.partitions import check_day
 from reelflow.meter import StageMeter
-from reelflow.runs import record, record_days, run_days, source
+from reelflow.runs import record, record_days, source
 
 
 def apply_feature_repo(ds: str) -> dict[str, Any]:
@@ -46,8 +46,15 @@ def land(ds: str, params: dict[str, Any], manual: bool = False) -> dict[str, Any
     return record_days(days, "land", dict.fromkeys(days, kept), meter)
 
 
+def run_days(ds: str, through: str | None) -> list[str]:
+    """`jobs.landing.run_days`, imported when a task runs (it imports Spark)."""
+    from jobs.landing import run_days as days_of
+
+    return days_of(ds, through)
+
+
 # The daily stages take the run's params: with `through`, the run covers a range of days (a
-# first load) in one job per stage (`reelflow.runs.run_days`), each day recorded as its own.
+# first load) in one job per stage (`jobs.landing.run_days`), each day recorded as its own.
 
 
 def normalize(ds: str, params: dict[str, Any]) -> dict[str, Any]:
