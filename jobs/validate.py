@@ -121,17 +121,22 @@ def _suite_catalog(gx, table: str, key: str):
     return suite
 
 
-def _trailing_counts(spark, table_dir, ds: str, days: int, first_day: str | None) -> list[int]:
-    """Row counts of the `days` days before DS that have a partition, the volume baseline.
-    The release's first landed day is left out: a release is cut at its own midnight
-    (KuaiRand's at Beijing's, 16:00 UTC), so its first UTC day holds only part of a day
-    (KuaiRand-1K: its second day has 3x the first's rows, and failed the volume check)."""
-    previous = [
-        d
-        for d in days_back(ds, days + 1)[:-1]
-        if d != first_day and partition(table_dir, d).exists()
-    ]
-    return [spark.read.parquet(str(partition(table_dir, d))).count() for d in previous]
+def _day_counts(spark, table_dir, days: list[str]) -> dict[str, int]:
+    """Row counts of the days of `days` that have a partition (an empty one counts 0), in one
+    grouped read."""
+    held = [d for d in days if partition(table_dir, d).exists()]
+    frame = read_days(spark, table_dir, held)
+    counted = dict(frame.groupBy("ds").count().collect()) if frame is not None else {}
+    return {d: counted.get(d, 0) for d in held}
+
+
+def _trailing(ds: str, days: int, first_day: str | None, counts: dict[str, int]) -> list[int]:
+    """Row counts of the `days` days before DS that have a partition (`counts`, from
+    `_day_counts`), the volume baseline. The release's first landed day is left out: a
+    release is cut at its own midnight (KuaiRand's at Beijing's, 16:00 UTC), so its first UTC
+    day holds only part of a day (KuaiRand-1K: its second day has 3x the first's rows, and
+    failed the volume check)."""
+    return [counts[d] for d in days_back(ds, days + 1)[:-1] if d != first_day and d in counts]
 
 
 def _quarantine_gate(
@@ -253,13 +258,10 @@ def validate_day(
     videos = spark.read.parquet(str(partition(paths.normalized(VIDEOS), ds)))
     landing = landed(paths)
     landed_days = landing.get("tables", {}).get(INTERACTIONS, {}).get("days") or [None]
-    trailing = _trailing_counts(
-        spark,
-        paths.normalized(INTERACTIONS),
-        ds,
-        config.quality.volume_trailing_days,
-        first_day=landed_days[0],
-    )
+    trailing_days = config.quality.volume_trailing_days
+    before = days_back(ds, trailing_days + 1)[:-1]
+    counts = _day_counts(spark, paths.normalized(INTERACTIONS), before)
+    trailing = _trailing(ds, trailing_days, landed_days[0], counts)
     users_dir = partition(paths.normalized(USERS), ds)
 
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -354,8 +356,7 @@ def validate_days(
     # The per-day frame: rows, the volume bounds from the trailing days, the freshness floor.
     trailing_days = q.volume_trailing_days
     span = sorted({d for ds in days for d in days_back(ds, trailing_days + 1)})
-    held = [d for d in span if partition(table_dir[INTERACTIONS], d).exists()]
-    counts = dict(read_days(spark, table_dir[INTERACTIONS], held).groupBy("ds").count().collect())
+    counts = _day_counts(spark, table_dir[INTERACTIONS], span)
     max_hour = dict(with_hour.groupBy("ds").agg(F.max("hour_of_day")).collect())
     catalog_rows = dict(videos.groupBy("ds").count().collect())
     users_days = [d for d in days if partition(table_dir[USERS], d).exists()]
@@ -363,12 +364,7 @@ def validate_days(
     user_rows = dict(users.groupBy("ds").count().collect()) if users is not None else {}
     per_day = []
     for ds in days:
-        trailing = [
-            counts.get(d, 0)
-            for d in days_back(ds, trailing_days + 1)[:-1]
-            if d in held and d != first_day
-        ]
-        low, high = _volume_bounds(trailing, config)
+        low, high = _volume_bounds(_trailing(ds, trailing_days, first_day, counts), config)
         per_day.append(
             (
                 ds,

@@ -465,7 +465,8 @@ def cmd_run(args) -> int:
     check_home(paths, args.dataset)
     known = data_days(args.dataset, raw)
     record_home(paths, args.dataset, raw)  # only once the release landed
-    days = plan_days(known, args.start, args.end, load_config().run.max_days)
+    config = load_config()
+    days = plan_days(known, args.start, args.end, config.run.max_days)
     airflow_runner.migrate(paths)
     attempt = None
     if scheduler_on(paths):
@@ -483,7 +484,7 @@ def cmd_run(args) -> int:
         conf = {"dataset": args.dataset, "raw": str(raw)}
         plan = [
             ("reelflow_daily", first, conf | ({"through": last} if last != first else {}))
-            for first, last in day_ranges(days, load_config().run.range_days)
+            for first, last in day_ranges(days, config.run.range_days)
         ]
         if not args.skip_train:
             plan += [("reelflow_train", days[-1], None), ("reelflow_export", days[-1], None)]
@@ -498,7 +499,7 @@ def cmd_run(args) -> int:
         print(
             f"running {status['to_run']} of {len(plan)} DAG runs through Airflow "
             f"({days[0]} .. {days[-1]}, {len(days)} days in daily runs of up to "
-            f"{load_config().run.range_days} days){resumed}; "
+            f"{config.run.range_days} days){resumed}; "
             f"log: {paths.runs / 'logs' / 'run.log'}",
             file=sys.stderr,
             flush=True,
