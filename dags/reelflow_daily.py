@@ -62,36 +62,36 @@ def reelflow_daily():
         """Parse the release's native files once into lake/raw by UTC day (skipped while the
         files and the rules are unchanged)."""
         from reelflow import tasks
-        from reelflow.dag_defaults import stamp
+        from reelflow.dag_defaults import run_params, stamp
 
         manual = context["dag_run"].run_type == "manual"
-        return stamp(context, tasks.land(context["ds"], context["params"], manual=manual))
+        return stamp(context, tasks.land(context["ds"], run_params(context), manual=manual))
 
     @task(outlets=[NORMALIZED])
     def normalize(**context):
         """Spark: the day's native rows into the unified schema; rejects to quarantine."""
         from reelflow import tasks
-        from reelflow.dag_defaults import stamp
+        from reelflow.dag_defaults import run_params, stamp
 
-        return stamp(context, tasks.normalize(context["ds"], context["params"]))
+        return stamp(context, tasks.normalize(context["ds"], run_params(context)))
 
     @task(outlets=[VALIDATED])
     def validate(**context):
         """Great Expectations gate: a failed expectation fails this task (no retry) and stops
         the run before features."""
         from reelflow import tasks
-        from reelflow.dag_defaults import stamp
+        from reelflow.dag_defaults import run_params, stamp
 
-        return stamp(context, tasks.validate(context["ds"], context["params"]))
+        return stamp(context, tasks.validate(context["ds"], run_params(context)))
 
     @task(outlets=[FEATURES])
     def features(**context):
         """Spark: user/video features, sequences and ranker labels, stamped ds+1 00:00 UTC.
         Its asset event (extra `ds`) triggers reelflow_train."""
         from reelflow import tasks
-        from reelflow.dag_defaults import stamp
+        from reelflow.dag_defaults import run_params, stamp
 
-        return stamp(context, tasks.features(context["ds"], context["params"]))
+        return stamp(context, tasks.features(context["ds"], run_params(context)))
 
     if SPARK_CONN_ID:
         # The same job code through `spark-submit` against the connection's master (same task
@@ -111,9 +111,9 @@ def reelflow_daily():
     def materialize(**context):
         """Feast: materialize exactly this day's feature stamps into the online store."""
         from reelflow import tasks
-        from reelflow.dag_defaults import stamp
+        from reelflow.dag_defaults import run_params, stamp
 
-        return stamp(context, tasks.materialize(context["ds"], context["params"]))
+        return stamp(context, tasks.materialize(context["ds"], run_params(context)))
 
     apply_feature_repo() >> land() >> normalize_day >> validate() >> features_day >> materialize()
 

@@ -93,6 +93,29 @@ def run_day(context: dict[str, Any]) -> str:
     return moment.astimezone(UTC).date().isoformat()
 
 
+def run_through(context: dict[str, Any]) -> str | None:
+    """The last day a daily run covers, when it covers more than its own: the `through` param;
+    else the last day of a data interval that starts on the run's day and spans more than it.
+
+    `reelflow run` records a range's run over `[D, E+1)`. When that run is run again (the
+    grid's Clear, or a backfill reprocessing it, whose form replaces the run's conf with the
+    params' defaults), it covers its range again: a run does what its interval says. A
+    scheduled or backfilled run's `[D, D+1)` and a manual run's `[D-1, D)` name one day."""
+    through = (context.get("params") or {}).get("through")
+    if through:
+        return through
+    ds, start, end = (context.get(k) for k in ("ds", "data_interval_start", "data_interval_end"))
+    if not (ds and start and end) or start.astimezone(UTC).date().isoformat() != ds:
+        return None
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date().isoformat()
+    return last if last > ds else None
+
+
+def run_params(context: dict[str, Any]) -> dict[str, Any]:
+    """The run's params with `through` resolved by `run_through`."""
+    return {**(context.get("params") or {}), "through": run_through(context)}
+
+
 TRAINING_EVENT_KEYS = ("model", "version", "promoted")
 
 
@@ -100,7 +123,7 @@ def stamp(context: dict[str, Any], summary: dict[str, Any] | None = None) -> dic
     """Puts the run's day (and a training summary's model, version and promotion) into the
     events of the running task's outlets; returns the summary for XCom."""
     extra: dict[str, Any] = {"ds": run_day(context)}
-    through = (context.get("params") or {}).get("through")
+    through = run_through(context)
     if through and through > extra["ds"]:
         extra["through"] = through
     extra.update({k: v for k, v in (summary or {}).items() if k in TRAINING_EVENT_KEYS})

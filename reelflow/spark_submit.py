@@ -37,7 +37,7 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
     exactly as the @task variant gives them (read back from `runs/ds=D/JOB.json`)."""
 
     def __init__(self, *, job: str, **kwargs: Any) -> None:
-        args = ["--job", job, "--ds", "{{ ds }}", "--through", "{{ params.through or '' }}"]
+        args = ["--job", job, "--ds", "{{ ds }}"]
         if job == "normalize":
             args += ["--dataset", "{{ params.dataset }}", "--raw", "{{ params.raw }}"]
         kwargs.setdefault("task_id", job)
@@ -50,7 +50,7 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
         self.job = job
 
     def execute(self, context) -> dict[str, Any]:
-        from reelflow.dag_defaults import run_day, stamp
+        from reelflow.dag_defaults import run_day, run_through, stamp
 
         # Resolved on the worker, not at parse time: the driver runs the worker's interpreter
         # (it has the project installed), and `spark-submit` is found beside it.
@@ -77,6 +77,9 @@ class ReelflowSparkSubmitOperator(SparkSubmitOperator):
             "SPARK_SUBMIT_MODE": "1",
             **(self.env_vars or {}),
         }
+        # The range, resolved as the @task variant resolves it (`run_through`: a Jinja
+        # template could read the param but not the interval's fallback).
+        self.application_args = [*self.application_args, "--through", run_through(context) or ""]
         super().execute(context)
         ds = run_day(context)
         summary = json.loads(

@@ -191,6 +191,26 @@ def test_manual_params_are_validated(dagbag):
             copy.deepcopy(params)[key] = value
 
 
+def test_a_run_covers_the_range_its_param_or_its_interval_names(airflow_env):
+    """`through` from the param; without it, from an interval that starts on the run's day and
+    spans more (a range's run, recorded over [D, E+1) and run again by a Clear or a backfill
+    whose form sent the default params); a scheduled run's [D, D+1) and a manual run's
+    [D-1, D) are one day."""
+    from reelflow.dag_defaults import run_params, run_through
+
+    def context(start, end, through=None, ds="2026-01-01"):
+        interval = {"data_interval_start": start, "data_interval_end": end}
+        return {"ds": ds, "params": {"dataset": None, "through": through}, **interval}
+
+    assert run_through(context(DAY, DAY.add(days=1))) is None  # scheduled or backfilled
+    assert run_through(context(DAY.subtract(days=1), DAY)) is None  # triggered by hand
+    assert run_through(context(DAY, DAY.add(days=4))) == "2026-01-04"  # a range run, rerun
+    assert run_through(context(DAY, DAY.add(days=1), through="2026-01-09")) == "2026-01-09"
+    assert run_through({"ds": None, "params": {}}) is None  # asset-triggered
+    ranged = run_params(context(DAY, DAY.add(days=4)))
+    assert ranged == {"dataset": None, "through": "2026-01-04"}
+
+
 def test_the_failure_callback_records_what_failed_and_why(airflow_env):
     from reelflow.dag_defaults import record_failure
 

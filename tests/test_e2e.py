@@ -710,7 +710,9 @@ def test_ui_backfill_from_the_form_with_default_params(
     pipeline_run, lake, ui_stack, browser, tmp_path_factory
 ):
     """Log in, open reelflow_daily, create a 2-day backfill from the form leaving the params
-    at their defaults: both runs succeed over [D, D+1), and the grid shows real durations."""
+    at their defaults, over the first load's range run and a day inside it: the range's run is
+    run again over its whole range (its interval; the form replaced its conf), the day gets a
+    run over [D, D+1), both succeed, and the grid shows real durations."""
     import time
     from datetime import date, datetime, timedelta
 
@@ -726,6 +728,12 @@ def test_ui_backfill_from_the_form_with_default_params(
     for run in runs:
         took = datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
         assert timedelta(0) < took < timedelta(hours=1), run
+    # `reelflow run` loaded the release in one range: one run over every day, none for SECOND.
+    before = {r["logical_date"][:10]: r for r in runs}
+    days = pipeline_run["manifest"]["days"]
+    after_last = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    ranged = (before[first]["data_interval_start"][:10], before[first]["data_interval_end"][:10])
+    assert ranged == (first, after_last) and second not in before, before
 
     # Unpaused first, as with its toggle: else the form sends the unpause and the backfill as
     # two requests at once, and on the embedded SQLite DB the second can fail (503) on the
@@ -744,6 +752,7 @@ def test_ui_backfill_from_the_form_with_default_params(
         dialog.get_by_text("Date Range").click()
     dialog.get_by_text("All Runs", exact=True).click()  # the days already ran: run them again
     page.screenshot(path=shots / "airflow_backfill_form.png")
+    clicked = time.time()
     dialog.get_by_role("button", name="Run Backfill").click()
     try:
         page.get_by_text("Backfill generated").first.wait_for()
@@ -767,9 +776,14 @@ def test_ui_backfill_from_the_form_with_default_params(
     assert not [r for r in runs.values() if r["run_type"] == "scheduled"], runs
     for day in (first, second):
         run = runs[day]
-        assert run["state"] == "success", run
+        assert run["state"] == "success" and run["run_type"] == "backfill", run
         after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
-        assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == (day, after)
+        interval = ranged if day == first else (day, after)
+        assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == interval
+    # The range's run covered its range again, in one job per stage, recorded on its first day.
+    normalized = pipeline_run["home"] / "runs" / f"ds={first}" / "normalize.json"
+    assert normalized.stat().st_mtime > clicked
+    assert json.loads(normalized.read_text())["covers_days"] == len(days)
     page.goto(base + "/dags/reelflow_daily/runs")
     page.get_by_role("button", name="Trigger").wait_for()
     page.wait_for_timeout(3000)  # the runs table fills in after the page's frame
