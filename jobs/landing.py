@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from jobs.readers import DAILY_TABLES, Release, get_reader
 from jobs.readers.native import NOW_ENV, iso_ms, landing_now_ms, pinned_now, time_bounds
 from lake.commit import staged_partition
-from lake.partitions import NULL_DAY
+from lake.partitions import NULL_DAY, check_day
 from lake.schema import QUARANTINE_REASON
 from reelflow.config import Config, load_config
 from reelflow.paths import Paths
@@ -139,8 +139,6 @@ def _landed_counts(spark, table_dir: Path, daily: bool) -> dict[str, Any]:
 def run_days(ds: str, through: str | None = None) -> list[str]:
     """The days a daily run covers: its own day; with `through` (a first load's range, the
     `through` param), every landed day with interactions from DS through it, in order."""
-    from lake.partitions import check_day
-
     if not through or through == ds:
         return [ds]
     check_day(through, "through")
