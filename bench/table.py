@@ -112,19 +112,27 @@ def _ranker_build_row(r: dict) -> str:
 def _pipeline_scale_rows(r: dict) -> list[str]:
     rows = []
     for run in r["runs"]:
+        what = f"`reelflow run` at {run['fraction']} of KuaiRec" + (
+            "" if run.get("train", True) else ", daily stages"
+        )
         if run.get("status") != "ok":
             rows.append(
-                f"| `reelflow run` at {run['fraction']} of KuaiRec (`bench/pipeline_scale.py`) | "
-                f"{run['views']:,} views | {run['status']} | | | {run['git_commit'][:8]} |"
+                f"| {what} (`bench/pipeline_scale.py`) | {run['views']:,} views | "
+                f"{run['status']} | | | {run['git_commit'][:8]} |"
             )
             continue
         top = sorted(run["stages"].items(), key=lambda kv: -kv[1]["wall_seconds"])[:3]
+        again = [d for d in run.get("days_again", {}).values() if d.get("status") == "ok"]
+        one_more = (
+            f"one more day (day 14 alone): {again[0]['wall_seconds']:.0f} s; " if again else ""
+        )
         rows.append(
-            f"| `reelflow run` at {run['fraction']} of KuaiRec (`bench/pipeline_scale.py`) | "
-            f"{run['views']:,} views, {run['days']} days | {run['wall_seconds_this_attempt']} s "
-            f"(stages {run['stage_wall_seconds_total']} s), peak {run['peak_rss_gib_tree']} GiB | "
+            f"| {what} (`bench/pipeline_scale.py`) | {run['views']:,} views, {run['days']} days "
+            f"| {run.get('wall_seconds', run.get('wall_seconds_this_attempt'))} s (stages "
+            f"{run['stage_wall_seconds_total']} s), peak {run['peak_rss_gib_tree']} GiB | "
             + ", ".join(f"{name} {c['wall_seconds']:.0f} s" for name, c in top)
-            + f" | day 14 / day 7: {run.get('day14_over_day7', '-')} | {run['git_commit'][:8]} |"
+            + f" | {one_more}day 14 / day 7: {run.get('day14_over_day7', '-')} "
+            f"| {run['git_commit'][:8]} |"
         )
     return rows
 
