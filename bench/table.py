@@ -112,7 +112,8 @@ def _ranker_build_row(r: dict) -> str:
 def _pipeline_scale_rows(r: dict) -> list[str]:
     rows = []
     for run in r["runs"]:
-        what = f"`reelflow run` at {run['fraction']} of KuaiRec" + (
+        size = "the whole" if run["fraction"] == "1/1" else run["fraction"]
+        what = f"`reelflow run` at {size} of KuaiRec" + (
             "" if run.get("train", True) else ", daily stages"
         )
         if run.get("status") != "ok":
