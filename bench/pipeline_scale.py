@@ -112,6 +112,11 @@ def run(home: Path, raw: Path, extra: list[str], env: dict[str, str], log: Path)
     }
 
 
+def wall(stages: dict, leave_out: tuple[str, ...] = ()) -> float:
+    """The stages' wall seconds summed, those named in LEAVE_OUT left out."""
+    return round(sum(c["wall_seconds"] for k, c in stages.items() if k not in leave_out), 1)
+
+
 def day_again(folder: Path, raw: Path, ds: str) -> dict:
     """Day DS run again alone, as the scheduler runs a day (a DAG run of one day)."""
     result = run(
@@ -127,10 +132,8 @@ def day_again(folder: Path, raw: Path, ds: str) -> dict:
     stages = {k: v for k, v in result.pop("summary")["stages"].items() if k != "land_release"}
     return result | {
         "stages": stages,
-        "daily_seconds": round(sum(s["wall_seconds"] for s in stages.values()), 1),
-        "daily_seconds_without_materialize": round(
-            sum(s["wall_seconds"] for k, s in stages.items() if k != "materialize"), 1
-        ),
+        "daily_seconds": wall(stages),
+        "daily_seconds_without_materialize": wall(stages, ("materialize",)),
     }
 
 
@@ -241,7 +244,7 @@ def measure(n: int, args, commit: str, dirty: bool) -> dict:
         return entry
     stages = result["summary"]["stages"]
     entry["stages"] = stages
-    entry["stage_wall_seconds_total"] = round(sum(s["wall_seconds"] for s in stages.values()), 1)
+    entry["stage_wall_seconds_total"] = wall(stages)
     entry["peak_rss_gib_stage_max"] = max(s["peak_rss_gib_total"] for s in stages.values())
     loaded.write_text(json.dumps({"git_commit": commit}))
     picks = [days[int(k) - 1] for k in args.days_again.split(",") if k and int(k) <= len(days)]

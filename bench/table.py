@@ -113,9 +113,7 @@ def _pipeline_scale_rows(r: dict) -> list[str]:
     rows = []
     for run in r["runs"]:
         size = "the whole" if run["fraction"] == "1/1" else run["fraction"]
-        what = f"`reelflow run` at {size} of KuaiRec" + (
-            "" if run.get("train", True) else ", daily stages"
-        )
+        what = f"`reelflow run` at {size} of KuaiRec" + ("" if run["train"] else ", daily stages")
         if run.get("status") != "ok":
             rows.append(
                 f"| {what} (`bench/pipeline_scale.py`) | {run['views']:,} views | "
@@ -129,7 +127,7 @@ def _pipeline_scale_rows(r: dict) -> list[str]:
         )
         rows.append(
             f"| {what} (`bench/pipeline_scale.py`) | {run['views']:,} views, {run['days']} days "
-            f"| {run.get('wall_seconds', run.get('wall_seconds_this_attempt'))} s (stages "
+            f"| {run['wall_seconds']} s (stages "
             f"{run['stage_wall_seconds_total']} s), peak {run['peak_rss_gib_tree']} GiB | "
             + ", ".join(f"{name} {c['wall_seconds']:.0f} s" for name, c in top)
             + f" | {one_more}day 14 / day 7: {run.get('day14_over_day7', '-')} "
