@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.train_seq import git_state, machine, refuse_dirty, spread, write_json  # noqa: E402
-from models.sequence_data import build_split, train_sequence_model  # noqa: E402
-from reelflow.config import load_config  # noqa: E402
+from models.sequence_data import SequenceSplit, build_split, train_sequence_model  # noqa: E402
+from reelflow.config import SequenceConfig, load_config  # noqa: E402
 from reelflow.paths import Paths  # noqa: E402
 from reelflow.state import read_state  # noqa: E402
 
@@ -48,6 +48,104 @@ METRIC = "test_ndcg_at_10"
 def scores(metrics: dict[str, float], who: str = "") -> dict[str, float]:
     """`who`'s (the model's: "", or "popularity_", "transition_") test NDCG@10, both protocols."""
     return {p: float(metrics[f"{prefix}{who}{METRIC}"]) for p, prefix in PROTOCOLS.items()}
+
+
+def train_seeds(
+    split: SequenceSplit,
+    sequence: SequenceConfig,
+    models: list[str],
+    seeds: list[int],
+    label: str = "",
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, float]]]:
+    """Each model of `models` trained on `split` with its defaults, once per seed (the teacher
+    first: the student distills the seed's own), its test NDCG@10 under both protocols and its
+    margins over popularity and transitions. -> (runs per model, the baselines' scores)."""
+    teacher_name = sequence.teacher
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    # Popularity's and transitions' scores: the same split whatever the seed, kept from the first
+    # model trained.
+    baselines: dict[str, dict[str, float]] = {}
+    for seed in seeds:
+        trainer = {"seed": seed, "progress": False}
+        trained: dict[str, Any] = {}
+        order = sorted(models, key=lambda m: (m != teacher_name, m == "student"))
+        for name in order:
+            started = time.perf_counter()
+            teacher = None
+            if name == "student":
+                teacher = trained.get(teacher_name)
+                if teacher is None:
+                    raise SystemExit(f"the student needs its teacher {teacher_name!r} in --models")
+            result = train_sequence_model(
+                name, split, trainer_overrides=trainer, teacher=teacher, sequence=sequence
+            )
+            trained[name] = result
+            m = result.metrics
+            popularity, transition = scores(m, "popularity_"), scores(m, "transition_")
+            baselines = baselines or {"popularity": popularity, "transition": transition}
+            own = scores(m)
+            runs[name].append(
+                {
+                    "seed": seed,
+                    "ndcg_at_10": own,
+                    "over_popularity": {p: own[p] - popularity[p] for p in own},
+                    "over_transition": {p: own[p] - transition[p] for p in own},
+                    "best_epoch": int(m["best_epoch"]),
+                    "epochs_run": int(m["epochs_run"]),
+                    "parameters": int(m["parameters"]),
+                    "softmax": result.model_config.get("sampled_negatives") or "full",
+                    "wall_seconds": round(time.perf_counter() - started, 1),
+                }
+            )
+            r = runs[name][-1]
+            print(
+                f"{label}seed {seed} {name:9s} masked {own['masked']:.4f} "
+                f"(popularity {r['over_popularity']['masked']:+.4f}, "
+                f"transition {r['over_transition']['masked']:+.4f}); unmasked "
+                f"{own['unmasked']:.4f} (popularity {r['over_popularity']['unmasked']:+.4f}, "
+                f"transition {r['over_transition']['unmasked']:+.4f}); best epoch "
+                f"{r['best_epoch']}/{r['epochs_run']}, {r['wall_seconds']} s",
+                flush=True,
+            )
+    return runs, baselines
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]], label: str = "") -> dict[str, Any]:
+    """Per model and protocol: the mean and spread of its score and margins, and whether it is
+    above both baselines in every seed (printed as well)."""
+    summary: dict[str, Any] = {}
+    for name, seeds in runs.items():
+        summary[name] = {
+            p: {
+                "ndcg_at_10": spread([r["ndcg_at_10"][p] for r in seeds]),
+                "over_popularity": spread([r["over_popularity"][p] for r in seeds]),
+                "over_transition": spread([r["over_transition"][p] for r in seeds]),
+                "above_both_every_seed": all(
+                    r["over_popularity"][p] > 0 and r["over_transition"][p] > 0 for r in seeds
+                ),
+            }
+            for p in PROTOCOLS
+        }
+    for name, s in summary.items():
+        print(
+            f"{label}{name:9s} "
+            + "; ".join(
+                f"{p} {s[p]['ndcg_at_10']['mean']:.4f} ± {s[p]['ndcg_at_10']['std']:.4f}, over "
+                f"transition {s[p]['over_transition']['mean']:+.4f} (min "
+                f"{s[p]['over_transition']['min']:+.4f}), above both every seed: "
+                f"{'yes' if s[p]['above_both_every_seed'] else 'NO'}"
+                for p in PROTOCOLS
+            ),
+            flush=True,
+        )
+    return summary
+
+
+PROTOCOL = (
+    "leave-one-out per user (stable by time, then file order); full ranking of every video; "
+    "test NDCG@10 of the best-validation epoch; masked = every video the user saw before the "
+    "target excluded, unmasked = nothing excluded; the student distills the same seed's {teacher}"
+)
 
 
 def main() -> None:
@@ -70,79 +168,8 @@ def main() -> None:
         f"{paths.home}: {len(split.sequences)} users, {split.n_items} videos, {views} views",
         flush=True,
     )
-    teacher_name = config.sequence.teacher
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
-    # Popularity's and transitions' scores: the same split whatever the seed, kept from the first
-    # model trained.
-    baselines: dict[str, dict[str, float]] = {}
-    for seed in args.seeds:
-        trainer = {"seed": seed, "progress": False}
-        trained: dict[str, Any] = {}
-        # The teacher first: the student distills this seed's own.
-        order = sorted(args.models, key=lambda m: (m != teacher_name, m == "student"))
-        for name in order:
-            started = time.perf_counter()
-            teacher = None
-            if name == "student":
-                teacher = trained.get(teacher_name)
-                if teacher is None:
-                    raise SystemExit(f"the student needs its teacher {teacher_name!r} in --models")
-            result = train_sequence_model(
-                name, split, trainer_overrides=trainer, teacher=teacher, sequence=config.sequence
-            )
-            trained[name] = result
-            m = result.metrics
-            popularity, transition = scores(m, "popularity_"), scores(m, "transition_")
-            baselines = baselines or {"popularity": popularity, "transition": transition}
-            own = scores(m)
-            runs[name].append(
-                {
-                    "seed": seed,
-                    "ndcg_at_10": own,
-                    "over_popularity": {p: own[p] - popularity[p] for p in own},
-                    "over_transition": {p: own[p] - transition[p] for p in own},
-                    "best_epoch": int(m["best_epoch"]),
-                    "epochs_run": int(m["epochs_run"]),
-                    "parameters": int(m["parameters"]),
-                    "wall_seconds": round(time.perf_counter() - started, 1),
-                }
-            )
-            r = runs[name][-1]
-            print(
-                f"seed {seed} {name:9s} masked {own['masked']:.4f} "
-                f"(popularity {r['over_popularity']['masked']:+.4f}, "
-                f"transition {r['over_transition']['masked']:+.4f}); unmasked "
-                f"{own['unmasked']:.4f} (popularity {r['over_popularity']['unmasked']:+.4f}, "
-                f"transition {r['over_transition']['unmasked']:+.4f}); best epoch "
-                f"{r['best_epoch']}/{r['epochs_run']}, {r['wall_seconds']} s",
-                flush=True,
-            )
-
-    summary: dict[str, Any] = {}
-    for name, seeds in runs.items():
-        summary[name] = {
-            p: {
-                "ndcg_at_10": spread([r["ndcg_at_10"][p] for r in seeds]),
-                "over_popularity": spread([r["over_popularity"][p] for r in seeds]),
-                "over_transition": spread([r["over_transition"][p] for r in seeds]),
-                "above_both_every_seed": all(
-                    r["over_popularity"][p] > 0 and r["over_transition"][p] > 0 for r in seeds
-                ),
-            }
-            for p in PROTOCOLS
-        }
-    for name, s in summary.items():
-        print(
-            f"{name:9s} "
-            + "; ".join(
-                f"{p} {s[p]['ndcg_at_10']['mean']:.4f} ± {s[p]['ndcg_at_10']['std']:.4f}, over "
-                f"transition {s[p]['over_transition']['mean']:+.4f} (min "
-                f"{s[p]['over_transition']['min']:+.4f}), above both every seed: "
-                f"{'yes' if s[p]['above_both_every_seed'] else 'NO'}"
-                for p in PROTOCOLS
-            ),
-            flush=True,
-        )
+    runs, baselines = train_seeds(split, config.sequence, args.models, args.seeds)
+    summary = summarize(runs)
     record = {
         "benchmark": BENCHMARK,
         **state,
@@ -154,12 +181,7 @@ def main() -> None:
             "videos": split.n_items,
             "views": views,
         },
-        "protocol": (
-            "leave-one-out per user (stable by time, then file order); full ranking of every "
-            "video; test NDCG@10 of the best-validation epoch; masked = every video the user "
-            "saw before the target excluded, unmasked = nothing excluded; the student distills "
-            f"the same seed's {teacher_name}"
-        ),
+        "protocol": PROTOCOL.format(teacher=config.sequence.teacher),
         "baselines": baselines,
         "runs": runs,
         "summary": summary,

@@ -49,6 +49,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.train_seq import cpu  # noqa: E402
 from reelflow.meter import tree_rss  # noqa: E402
 
 GIB = 1024**3
@@ -300,21 +301,6 @@ def main() -> None:
         results[entry["fraction"]] = entry
         # Written after each fraction: a finished one is kept when a later one is stopped.
         write_report(out_json, results, earlier, args.seed, load_at_start)
-
-
-def cpu() -> dict:
-    """What the cores are: the same "2 cores" have differed between machines here by about 2x
-    (the release's generation took 282 s on one and 131 s on another), so a time is read
-    beside the machine it ran on."""
-    info = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if (
-            key.strip() in ("model name", "cpu family", "model", "cpu MHz")
-            and key.strip() not in info
-        ):
-            info[key.strip()] = value.strip()
-    return info
 
 
 def write_report(
