@@ -142,19 +142,21 @@ def summarize(runs: dict[str, list[dict[str, Any]]], label: str = "") -> dict[st
 
 
 PROTOCOL = (
-    "leave-one-out per user (stable by time, then file order); full ranking of every video; "
-    "test NDCG@10 of the best-validation epoch; masked = every video the user saw before the "
+    "leave-one-out per user (stable by time, then file order); full ranking of every {item}; "
+    "test NDCG@10 of the best-validation epoch; masked = every {item} the user saw before the "
     "target excluded, unmasked = nothing excluded; the student distills the same seed's {teacher}"
 )
 
 
 def bench_arguments(
-    parser: argparse.ArgumentParser, out: str
+    parser: argparse.ArgumentParser, out: str, seeds: bool = True
 ) -> tuple[argparse.Namespace, dict[str, Any]]:
-    """The options this bench and bench/real_seq.py share, parsed; the tree's git state,
-    refused when dirty (unless --allow-dirty); torch's threads set."""
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    """The options this bench, bench/real_seq.py and bench/unmasked_gap.py share (`seeds`:
+    --seeds and --models too), parsed; the tree's git state, refused when dirty (unless
+    --allow-dirty); torch's threads set."""
+    if seeds:
+        parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+        parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--allow-dirty", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / out)
@@ -190,7 +192,7 @@ def main() -> None:
             "videos": split.n_items,
             "views": views,
         },
-        "protocol": PROTOCOL.format(teacher=config.sequence.teacher),
+        "protocol": PROTOCOL.format(item="video", teacher=config.sequence.teacher),
         "baselines": baselines,
         "runs": runs,
         "summary": summary,

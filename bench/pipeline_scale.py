@@ -49,7 +49,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.train_seq import cpu  # noqa: E402
+from bench.host import cpu  # noqa: E402
 from reelflow.meter import tree_rss  # noqa: E402
 
 GIB = 1024**3

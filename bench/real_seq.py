@@ -188,6 +188,8 @@ def main() -> None:
             },
             "data": {"users": len(split.sequences), "items": split.n_items, "interactions": views},
             "seeds": args.seeds,
+            # Per log: a re-run adds logs to a record whose others ran under another load.
+            "machine": machine(args.threads),
             "baselines": baselines,
             "runs": runs,
             "summary": summarize(runs, f"{name} "),
@@ -196,8 +198,7 @@ def main() -> None:
         record = {
             "benchmark": BENCHMARK,
             **state,
-            "machine": machine(args.threads),
-            "protocol": PROTOCOL.format(teacher=sequence.teacher).replace("video", "item"),
+            "protocol": PROTOCOL.format(item="item", teacher=sequence.teacher),
             "tuning": "none: every model with its defaults (models/<model>.py trainer_defaults)",
             "datasets": datasets,
         }

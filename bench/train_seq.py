@@ -64,6 +64,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.host import cpu  # noqa: E402
 from models.baselines import Transitions, popularity_scores  # noqa: E402
 from models.evaluate import UNMASKED, RowBlocks  # noqa: E402
 from models.registry import TEACHERS, spec  # noqa: E402
@@ -237,21 +238,6 @@ def refuse_dirty(state: dict[str, Any], allow: bool, what: str) -> None:
             f"the tree has uncommitted changes ({', '.join(state['dirty_paths'][:10])}): "
             f"commit them or pass --allow-dirty ({what} is then marked dirty)"
         )
-
-
-def cpu() -> dict:
-    """What the cores are: the same "2 cores" have differed between machines here by about 2x
-    (the release's generation took 282 s on one and 131 s on another), so a time is read
-    beside the machine it ran on."""
-    info = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if (
-            key.strip() in ("model name", "cpu family", "model", "cpu MHz")
-            and key.strip() not in info
-        ):
-            info[key.strip()] = value.strip()
-    return info
 
 
 def machine(threads: int) -> dict[str, Any]:

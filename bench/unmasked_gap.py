@@ -19,13 +19,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.demo_seq import scores  # noqa: E402
-from bench.train_seq import git_state, machine, refuse_dirty, write_json  # noqa: E402
+from bench.demo_seq import bench_arguments, scores  # noqa: E402
+from bench.train_seq import machine, write_json  # noqa: E402
 from models.evaluate import next_item_metrics  # noqa: E402
 from models.sequence_data import build_split, score_items, train_sequence_model  # noqa: E402
 from reelflow.config import load_config  # noqa: E402
@@ -39,15 +38,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=REPO / "var", help="a home `make demo` ran in")
     parser.add_argument("--model", default="sasrec", choices=["sasrec", "gru", "bert4rec"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--allow-dirty", action="store_true")
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "results" / "unmasked_gap.json"
-    )
-    args = parser.parse_args()
-    state = git_state()
-    refuse_dirty(state, args.allow_dirty, "the result")
-    torch.set_num_threads(args.threads)
+    args, state = bench_arguments(parser, "unmasked_gap.json", seeds=False)
 
     config = load_config()
     split = build_split(Paths(args.home.resolve()), config, None)
