@@ -75,10 +75,12 @@ from models.sequence_data import (  # noqa: E402
     EvalSet,
     SequenceData,
     SequenceSplit,
+    config_dicts,
     count_parameters,
     evaluate_model,
     from_frame,
     read_movielens,
+    resolved_configs,
     score_items,
 )
 from models.student import Student, StudentConfig  # noqa: E402
@@ -443,6 +445,12 @@ class Bench:
             if cached["settings"] != wanted:
                 differs = sorted(k for k in wanted if cached["settings"].get(k) != wanted[k])
                 raise SystemExit(f"{path} was made with other settings ({differs}): delete it")
+            changed = self.changed_defaults(cached)
+            if changed:
+                raise SystemExit(
+                    f"{path} was made before a default changed ({', '.join(changed)}): "
+                    "delete it to train it with the current code"
+                )
             self.say(cached, "cached")
             return cached
         if self.report_only:
@@ -451,6 +459,26 @@ class Bench:
         write_json(path, record, indent=None)  # a machine's record: per-user lists on one line
         self.say(record, "trained")
         return record
+
+    def changed_defaults(self, cached: dict[str, Any]) -> list[str]:
+        """The config fields a cached unit ran with that the current code would set otherwise:
+        its settings hold only the overrides, so a model's changed default (BERT4Rec's
+        patience, say) is seen here, not there."""
+        s = cached["settings"]
+        trainer, model = resolved_configs(
+            s["trains"], self.split, s["model_overrides"], s["trainer_overrides"]
+        )
+        # Through JSON, as the unit was written: tuples become lists. A field the unit does not
+        # hold was added since with a default that keeps the old behaviour (max_seconds 0: no
+        # budget), as fields are added here.
+        now = json.loads(json.dumps(config_dicts(trainer, model)))
+        was = {part: cached[f"{part}_config"] for part in ("model", "trainer")}
+        return [
+            f"{part}.{key}: {was[part][key]!r} -> {value!r}"
+            for part in ("model", "trainer")
+            for key, value in now[part].items()
+            if key in was[part] and was[part][key] != value
+        ]
 
     def model_of(self, unit: dict[str, Any]) -> torch.nn.Module:
         """A finished unit's model, its weights restored first when this checkout lacks them."""

@@ -458,25 +458,9 @@ class SequenceData:
         track_test: bool = False,
         sequence: SequenceConfig | None = None,
     ):
-        model_cls = spec(name).model_class()
         self.name, self.split, self.teacher, self.track_test = name, split, teacher, track_test
-        self.trainer = TrainerConfig(
-            **{
-                "monitor": MONITOR,
-                "grad_clip": 5.0,
-                **model_cls.trainer_defaults,
-                **(trainer_overrides or {}),
-            }
-        )
-        self.model_config = model_cls.config_class(
-            n_items=split.n_items,
-            max_len=split.max_len,
-            **{
-                **softmax_choice(
-                    model_cls.config_class, split.n_items, sequence or SequenceConfig()
-                ),
-                **(model_overrides or {}),
-            },
+        self.trainer, self.model_config = resolved_configs(
+            name, split, model_overrides, trainer_overrides, sequence
         )
         self.val, self.test = split.stage("val"), split.stage("test")
         stride = getattr(self.model_config, "window_stride", None)  # BERT4Rec's; None: max_len
@@ -574,10 +558,7 @@ class SequenceData:
 
     def configs(self) -> dict[str, Any]:
         """The model's and the trainer's configuration, as the run logs them."""
-        return {
-            "model": self.model_config.to_dict(),
-            "trainer": {f.name: getattr(self.trainer, f.name) for f in fields(self.trainer)},
-        }
+        return config_dicts(self.trainer, self.model_config)
 
     def params(self) -> dict[str, Any]:
         configs = self.configs()
@@ -813,6 +794,45 @@ def _teacher_model(name: str, teacher: Any) -> NextItemModel:
 
 
 # ---- the training loss: full softmax or sampled (models/sampled.py) ---------------------------
+
+
+def resolved_configs(
+    name: str,
+    split: SequenceSplit,
+    model_overrides: dict[str, Any] | None = None,
+    trainer_overrides: dict[str, Any] | None = None,
+    sequence: SequenceConfig | None = None,
+) -> tuple[TrainerConfig, Any]:
+    """The trainer's and the model's configs `name` trains with on `split`: the model's
+    `trainer_defaults` and config defaults, the softmax chosen by the catalog's size, then the
+    overrides. A cached result can be checked against them (bench/train_seq.py): a default
+    changed since it was made is then seen, where its overrides alone would still match."""
+    model_cls = spec(name).model_class()
+    trainer = TrainerConfig(
+        **{
+            "monitor": MONITOR,
+            "grad_clip": 5.0,
+            **model_cls.trainer_defaults,
+            **(trainer_overrides or {}),
+        }
+    )
+    model_config = model_cls.config_class(
+        n_items=split.n_items,
+        max_len=split.max_len,
+        **{
+            **softmax_choice(model_cls.config_class, split.n_items, sequence or SequenceConfig()),
+            **(model_overrides or {}),
+        },
+    )
+    return trainer, model_config
+
+
+def config_dicts(trainer: TrainerConfig, model_config: Any) -> dict[str, dict[str, Any]]:
+    """The two configs as the run logs them: {"model": ..., "trainer": ...}."""
+    return {
+        "model": model_config.to_dict(),
+        "trainer": {f.name: getattr(trainer, f.name) for f in fields(trainer)},
+    }
 
 
 def softmax_choice(config_class: type, n_items: int, sequence: SequenceConfig) -> dict[str, Any]:

@@ -30,7 +30,9 @@ from models.sasrec import SASRec, SASRecConfig
 from models.sequence_data import (
     SequenceBundle,
     SequenceData,
+    config_dicts,
     from_frame,
+    resolved_configs,
     score_items,
     softmax_choice,
     train_sequence_model,
@@ -205,6 +207,19 @@ def test_catalog_size_picks_full_or_sampled(split):
         assert kinds == ["AdamW", "SparseAdam"]
     # A model whose config has no loss fields keeps its full softmax.
     assert softmax_choice(RecencyPoolConfig, n, SequenceConfig(full_softmax_max_items=0)) == {}
+
+
+def test_resolved_configs_are_what_a_run_trains_with(split):
+    """bench/train_seq.py checks a cached unit against them: a model's changed default shows."""
+    for name in ("gru", "bert4rec", "sasrec", "student"):
+        run = SequenceData(
+            name, split, model_overrides={"dropout": 0.3}, trainer_overrides={"lr": 1e-4}
+        )
+        trainer, model_config = resolved_configs(name, split, {"dropout": 0.3}, {"lr": 1e-4})
+        assert config_dicts(trainer, model_config) == run.configs(), name
+        defaults = spec(name).model_class().trainer_defaults
+        assert trainer.lr == 1e-4 and trainer.epochs == defaults["epochs"], name
+        assert model_config.dropout == 0.3 and model_config.n_items == split.n_items, name
 
 
 def test_clipping_a_sparse_gradient_matches_its_dense_twin():
