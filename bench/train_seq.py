@@ -463,7 +463,7 @@ class Bench:
     def changed_defaults(self, cached: dict[str, Any]) -> list[str]:
         """The config fields a cached unit ran with that the current code would set otherwise:
         its settings hold only the overrides, so a model's changed default (BERT4Rec's
-        patience, say) is seen here, not there."""
+        epochs, say) is seen here, not there."""
         s = cached["settings"]
         trainer, model = resolved_configs(
             s["trains"], self.split, s["model_overrides"], s["trainer_overrides"]

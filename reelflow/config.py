@@ -134,10 +134,10 @@ class SequenceConfig:
     # windows) and the demo (about 3.3k) train on all of theirs.
     max_windows_per_epoch: int = 8_000
     # Each model's training wall time (0: no bound): no epoch starts after this many minutes
-    # (validation included; the best epoch is kept, logged `stopped_by_time_budget`). The
-    # demo's models take under 3 minutes each (bench/results/demo_seq.json) and never reach
-    # it; at 1/8 of KuaiRec an epoch takes about a minute, and four models at up to 40-60
-    # epochs would take most of a night.
+    # (validation included; the best epoch is kept, logged `stopped_by_time_budget`). On the
+    # demo's data SASRec, GRU4Rec and the student take 1-2 minutes each and BERT4Rec 4-8 (2
+    # threads, bench/demo_seq.py at af63934): none reaches it; at 1/8 of KuaiRec an epoch takes
+    # about a minute, and four models at up to 40-100 epochs would take most of a night.
     max_train_minutes: float = 15.0
     # The training loss (models/sampled.py). Up to this many videos, a full softmax over the
     # catalog; above, a sampled softmax over `sampled_negatives` negatives shared by each
