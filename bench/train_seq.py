@@ -642,13 +642,8 @@ class Bench:
 
     def parameters(self, entry: Entry, candidate: Candidate) -> int:
         """A config's parameter count on this catalog, without training it."""
-        model_class = spec(entry.trains).model_class()
-        config = model_class.config_class(
-            n_items=self.split.n_items,
-            max_len=self.split.max_len,
-            **{**entry.model, **candidate.model},
-        )
-        return count_parameters(model_class(config))
+        _, config = resolved_configs(entry.trains, self.split, {**entry.model, **candidate.model})
+        return count_parameters(spec(entry.trains).model_class()(config))
 
     def model(
         self,
