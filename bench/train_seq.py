@@ -68,7 +68,7 @@ from bench.host import cpu  # noqa: E402
 from models.baselines import Transitions, popularity_scores  # noqa: E402
 from models.evaluate import UNMASKED, RowBlocks  # noqa: E402
 from models.registry import TEACHERS, spec  # noqa: E402
-from models.sampled import SAMPLERS  # noqa: E402
+from models.sampled import SAMPLERS, SCOPES  # noqa: E402
 from models.sasrec import SASRecConfig  # noqa: E402
 from models.sequence_data import (  # noqa: E402
     MONITOR,
@@ -145,7 +145,7 @@ def student_shape(overrides: dict[str, Any]) -> dict[str, Any]:
     chosen config's `overrides`): the undistilled model is exactly this, trained on hard labels
     only (the distillation fields, alpha and temperature, are not SASRec's)."""
     student = StudentConfig(n_items=1, **overrides)
-    skip = {"n_items", "max_len", "sampled_negatives", "negative_sampler"}
+    skip = {"n_items", "max_len", "sampled_negatives", "negative_sampler", "negative_scope"}
     return {f.name: getattr(student, f.name) for f in fields(SASRecConfig) if f.name not in skip}
 
 
@@ -190,9 +190,19 @@ def undistilled_entry(student: Candidate) -> Entry:
     )
 
 
-def sampled_entry(base: Entry, chosen: Candidate, negatives: int, sampler: str) -> Entry:
+def sampled_key(base: str, negatives: int, scope: str) -> str:
+    """A sampled variant's name in the results: negatives shared by the batch (the first
+    variant, named before scopes existed) or drawn for each sequence."""
+    return f"{base}_sampled{negatives}" + ("" if scope == "batch" else f"_per_{scope}")
+
+
+def sampled_entry(
+    base: Entry, chosen: Candidate, negatives: int, sampler: str, scope: str = "batch"
+) -> Entry:
     """The base's chosen config with a sampled softmax instead of the full one, read paired by
-    seed. Its search, on validation like every other: that config as it is, and with twice the
+    seed; `scope`, who shares the negatives (models/sampled.py), is in its overrides only when
+    it is not the batch, so that the units made before scopes existed still match. Its
+    search, on validation like every other: that config as it is, and with twice the
     early-stopping patience. A sampled loss's validation curve is noisier and climbs for longer
     (SASRec, 128 popularity negatives: seeds 2-4 peaked at epochs 46-70; seeds 0 and 1 stopped
     at epochs 40 and 41 after a plateau), so the patience tuned for the full softmax may stop it
@@ -200,12 +210,14 @@ def sampled_entry(base: Entry, chosen: Candidate, negatives: int, sampler: str) 
     patient = Candidate(
         f"{chosen.name}+patience-20", model=chosen.model, trainer={**chosen.trainer, "patience": 20}
     )
+    scoped = {} if scope == "batch" else {"negative_scope": scope}
     return Entry(
-        f"{base.key}_sampled{negatives}",
+        sampled_key(base.key, negatives, scope),
         base.trains,
-        f"{base.folder}_sampled{negatives}_{sampler}",
-        f"{base.key}'s chosen config, sampled softmax over {negatives} {sampler} negatives",
-        model={**base.model, "sampled_negatives": negatives, "negative_sampler": sampler},
+        f"{base.folder}_sampled{negatives}_{sampler}" + ("" if scope == "batch" else f"_{scope}"),
+        f"{base.key}'s chosen config, sampled softmax over {negatives} {sampler} negatives "
+        f"per {scope}",
+        model={**base.model, "sampled_negatives": negatives, "negative_sampler": sampler, **scoped},
         trainer=dict(base.trainer),
         search=(chosen, patient),
     )
@@ -727,10 +739,11 @@ class Bench:
         table["undistilled"] = self.model(undistilled_entry(table["student"]["chosen"]))
         for name in self.args.sampled:
             base = table[name]
-            variant = sampled_entry(
-                base["entry"], base["chosen"], self.args.negatives, self.args.sampler
-            )
-            table[variant.key] = self.model(variant)
+            for scope in self.args.scopes:
+                variant = sampled_entry(
+                    base["entry"], base["chosen"], self.args.negatives, self.args.sampler, scope
+                )
+                table[variant.key] = self.model(variant)
         latency = self.latency(table, teacher)
         return {"table": table, "teacher": teacher, "latency": latency}
 
@@ -1021,7 +1034,9 @@ def assemble(args: argparse.Namespace, split: SequenceSplit, split_sha: str, fou
     paired = {}
     for protocol in ("", UNMASKED):
         for a, b in [("student", "undistilled"), ("student", teacher)] + [
-            (f"{n}_sampled{args.negatives}", n) for n in args.sampled
+            (sampled_key(n, args.negatives, scope), n)
+            for n in args.sampled
+            for scope in args.scopes
         ]:
             paired[f"{protocol}test_ndcg@10: {a} - {b}"] = paired_by_seed(
                 table[a]["runs"], table[b]["runs"], "test", protocol + "ndcg@10"
@@ -1129,8 +1144,8 @@ def assemble(args: argparse.Namespace, split: SequenceSplit, split_sha: str, fou
             for k, m in models.items()
         },
     }
-    for name in args.sampled:
-        variant = f"{name}_sampled{args.negatives}"
+    for name, scope in [(n, scope) for n in args.sampled for scope in args.scopes]:
+        variant = sampled_key(name, args.negatives, scope)
         for p, m in (("masked", ""), ("unmasked", UNMASKED)):
             full = models[name]["summary"][f"{m}test_ndcg@10"]
             diff = paired[f"{m}test_ndcg@10: {variant} - {name}"]
@@ -1216,6 +1231,9 @@ def main() -> None:
     # the pipeline's (SequenceConfig.negative_sampler).
     parser.add_argument("--negatives", type=int, default=128, help="of the sampled variants")
     parser.add_argument("--sampler", choices=SAMPLERS, default=SequenceConfig().negative_sampler)
+    # Both scopes by default: the batch's shared draw (the first variant measured) and each
+    # sequence's own, paired by seed with the full softmax each.
+    parser.add_argument("--scopes", nargs="+", choices=SCOPES, default=list(SCOPES))
     parser.add_argument("--candidates", type=int, default=3, help="configs tried per model")
     parser.add_argument(
         "--student-size-ratio",

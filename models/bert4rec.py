@@ -39,10 +39,12 @@ class BERT4RecConfig:
     # transition baseline; overlapping windows mask each item about max_len / stride times.
     window_stride: int = 10
     # Training loss (models/sampled.py): 0, a full softmax over the catalog; N > 0, a sampled
-    # softmax over N negatives per batch drawn by `negative_sampler` ("uniform" or
-    # "popularity"). Chosen by the catalog's size (SequenceConfig.full_softmax_max_items).
+    # softmax over N negatives drawn by `negative_sampler` ("uniform" or "popularity"), shared
+    # by the batch or each sequence's own (`negative_scope`: "batch" or "sequence"). Chosen
+    # by the catalog's size (SequenceConfig.full_softmax_max_items).
     sampled_negatives: int = 0
     negative_sampler: str = "uniform"
+    negative_scope: str = "batch"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,7 +144,7 @@ class BERT4Rec(NextItemModel):
     ) -> torch.Tensor:
         labels = targets["next"]
         if negatives is not None or self.sampler is not None:
-            return self.sampled_loss(hidden[labels > 0], labels[labels > 0], negatives)
+            return self.sampled_loss(hidden, labels, negatives)
         return F.cross_entropy(self.masked_logits(hidden, labels), labels[labels > 0])
 
     def candidate_logits(

@@ -30,10 +30,12 @@ class GRU4RecConfig:
     num_layers: int = 1  # stacked GRU layers
     dropout: float = 0.2  # on the embeddings and the GRU output
     # Training loss (models/sampled.py): 0, a full softmax over the catalog; N > 0, a sampled
-    # softmax over N negatives per batch drawn by `negative_sampler` ("uniform" or
-    # "popularity"). Chosen by the catalog's size (SequenceConfig.full_softmax_max_items).
+    # softmax over N negatives drawn by `negative_sampler` ("uniform" or "popularity"), shared
+    # by the batch or each sequence's own (`negative_scope`: "batch" or "sequence"). Chosen
+    # by the catalog's size (SequenceConfig.full_softmax_max_items).
     sampled_negatives: int = 0
     negative_sampler: str = "uniform"
+    negative_scope: str = "batch"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.sampled import NegativeSampler, sampled_softmax_loss
+from models.sampled import NegativeSampler, draw, sampled_softmax_loss
 
 
 class Recommender(nn.Module):
@@ -117,24 +117,26 @@ class NextItemModel(Recommender):
         there is a target (a window of a user with 7 views is 43 padding positions of 50);
         sampled when the config samples or `negatives` are given. BERT4Rec has its own."""
         nxt = targets["next"]
-        keep = nxt > 0
         if negatives is not None or self.sampler is not None:
-            return self.sampled_loss(hidden[keep], nxt[keep], negatives)
+            return self.sampled_loss(hidden, nxt, negatives)
+        keep = nxt > 0
         return F.cross_entropy(self.catalog_scores(hidden[keep]), nxt[keep] - 1)
 
     def candidate_logits(
         self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
-        """(P, 1 + N) scores of `hidden` (P, d) for each row's positive (column 0) and the N
-        shared `negatives` (models/sampled.py `candidate_logits`)."""
+        """(P, 1 + N) scores of `hidden` (B, L, d) at the P positions where `positives` (B, L)
+        has a target: column 0 its positive, then its N `negatives`, (N,) shared by the batch
+        or (B, N) its sequence's own (models/sampled.py `candidate_logits`)."""
         raise NotImplementedError
 
-    def draw_negatives(self, device: torch.device) -> torch.Tensor:
-        """The negatives one training batch shares (the config's `sampled_negatives`)."""
+    def draw_negatives(self, sequences: int, device: torch.device) -> torch.Tensor:
+        """The negatives of one training batch of `sequences` rows (the config's
+        `sampled_negatives` and `negative_scope`)."""
         sampler = getattr(self, "sampler", None)
         if sampler is None:
             raise ValueError(f"{type(self).__name__} trains a full softmax: it draws no negatives")
-        return sampler.sample(self.config.sampled_negatives, device)
+        return draw(self.config, sampler, sequences, device)
 
     def sampled_loss(
         self,
@@ -142,9 +144,10 @@ class NextItemModel(Recommender):
         positives: torch.Tensor,
         negatives: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sampled-softmax cross-entropy of the target positions: `hidden` (P, d) and their
-        `positives` (P,) item indices; `negatives` (N,) given, or drawn by the sampler."""
+        """Sampled-softmax cross-entropy of the target positions: `hidden` (B, L, d) and
+        `positives` (B, L) item indices (0: no target there); `negatives` given ((N,) or
+        (B, N)), or drawn by the sampler."""
         if negatives is None:
-            negatives = self.draw_negatives(hidden.device)
+            negatives = self.draw_negatives(len(positives), hidden.device)
         logits = self.candidate_logits(hidden, positives, negatives)
         return sampled_softmax_loss(logits, positives, negatives, getattr(self, "sampler", None))

@@ -2,9 +2,13 @@
 for a full softmax (`SequenceConfig.full_softmax_max_items`, reelflow/config.py).
 
 A full softmax scores every target position against the whole catalog: a (positions, items)
-matrix per batch, which at 4.4M videos (KuaiRand-1K) cannot even be held. Here each batch draws
-N negatives once, shared by all its target positions, and each position's cross-entropy runs
-over [its positive, the N negatives]: a (positions, 1 + N) matrix whatever the catalog.
+matrix per batch, which at 4.4M videos (KuaiRand-1K) cannot even be held. Here each target
+position's cross-entropy runs over [its positive, N sampled negatives]: a (positions, 1 + N)
+matrix whatever the catalog. The config's `negative_scope` says who shares the N negatives:
+"batch", drawn once for all the batch's positions (one (positions, d) x (d, N) product), or
+"sequence", each training sequence its own (gSASRec's per-sequence negatives, Petrov &
+Macdonald 2023): a batch of B sequences then sees up to B x N distinct items, at the cost of
+B x N rows looked up and stepped instead of N.
 
 - Accidental hits, a negative that is the row's own positive, are masked out of that row.
 - logQ correction (as TensorFlow's `sampled_softmax_loss`; Jean et al. 2015, Yi et al. 2019):
@@ -30,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 SAMPLERS = ("uniform", "popularity")
+SCOPES = ("batch", "sequence")
 
 
 class NegativeSampler(nn.Module):
@@ -78,11 +83,27 @@ class NegativeSampler(nn.Module):
         return self.log_probs.to(items.device)[items]
 
 
+def draw(config: Any, sampler: NegativeSampler, sequences: int, device: torch.device | str):
+    """The negatives of one training batch of `sequences` rows: (N,) shared by the batch, or
+    (sequences, N) each row's own, as the config's `negative_scope` says (models without
+    the field share them)."""
+    n = config.sampled_negatives
+    scope = getattr(config, "negative_scope", "batch")
+    if scope == "batch":
+        return sampler.sample(n, device)
+    if scope == "sequence":
+        return sampler.sample(sequences * n, device).view(sequences, n)
+    raise ValueError(f"unknown negative_scope {scope!r}; expected one of {SCOPES}")
+
+
 def sampler_for(config: Any) -> NegativeSampler | None:
     """The sampler a model's config asks for (`sampled_negatives` > 0), else None: full
     softmax. A config without the fields (a model that predates them) trains full."""
     if getattr(config, "sampled_negatives", 0) <= 0:
         return None
+    scope = getattr(config, "negative_scope", "batch")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown negative_scope {scope!r}; expected one of {SCOPES}")
     return NegativeSampler(config.n_items, getattr(config, "negative_sampler", "uniform"))
 
 
@@ -92,6 +113,16 @@ def sparse_items(config: Any) -> bool:
     return getattr(config, "sampled_negatives", 0) > 0
 
 
+def negatives_at(negatives: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """(P, N): the negatives each of the P target positions of `positives` (0: no target) is
+    scored against, in row-major order: (N,) negatives shared by the batch, or (B, N) each
+    sequence's own, where `positives` is (B, L)."""
+    keep = positives > 0
+    if negatives.dim() == 1:
+        return negatives.expand(int(keep.sum()), -1)
+    return negatives[:, None, :].expand(-1, positives.shape[1], -1)[keep]
+
+
 def candidate_logits(
     hidden: torch.Tensor,
     positives: torch.Tensor,
@@ -99,14 +130,24 @@ def candidate_logits(
     table: nn.Embedding,
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(P, 1 + N): column 0 each row's positive, then the N shared negatives; dot products of
-    `hidden` (P, d) with rows of the item `table`, looked up (a sparse table then gets sparse
-    gradients), plus a per-item `bias` when the model has one."""
-    positive = (hidden * table(positives)).sum(-1, keepdim=True)
-    logits = torch.cat([positive, hidden @ table(negatives).T], dim=1)
+    """(P, 1 + N) for the P target positions of `positives` (B, L) (item indices, 0 where a
+    position has no target), in row-major order: column 0 each position's positive, then its
+    N negatives, (N,) shared by the batch or (B, N) its sequence's own. Dot products of
+    `hidden` (B, L, d) with rows of the item `table`, looked up (a sparse table then gets
+    sparse gradients), plus a per-item `bias` when the model has one."""
+    keep = positives > 0
+    targets, states = positives[keep], hidden[keep]
+    positive = (states * table(targets)).sum(-1, keepdim=True)
+    if negatives.dim() == 1:
+        negative = states @ table(negatives).T
+    else:
+        # (B, L, d) x (B, d, N), each sequence against its own negatives; padding positions
+        # are scored too and dropped, cheaper than gathering N rows for each position.
+        negative = torch.bmm(hidden, table(negatives).transpose(1, 2))[keep]
+    logits = torch.cat([positive, negative], dim=1)
     if bias is not None:
         logits = logits + torch.cat(
-            [bias[positives][:, None], bias[negatives][None, :].expand(len(positives), -1)], 1
+            [bias[targets][:, None], bias[negatives_at(negatives, positives)]], 1
         )
     return logits
 
@@ -119,22 +160,13 @@ def corrected_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`candidate_logits` with accidental hits at -inf and the logQ correction applied; also
     the (P, 1 + N) mask of the hits (never column 0)."""
+    targets, drawn = positives[positives > 0], negatives_at(negatives, positives)
     hits = torch.cat(
-        [
-            torch.zeros_like(positives, dtype=torch.bool)[:, None],
-            negatives[None, :] == positives[:, None],
-        ],
-        dim=1,
+        [torch.zeros_like(targets, dtype=torch.bool)[:, None], drawn == targets[:, None]], dim=1
     )
-    log_q_positive = None if sampler is None else sampler.log_q(positives)
+    log_q_positive = None if sampler is None else sampler.log_q(targets)
     if log_q_positive is not None:
-        log_q = torch.cat(
-            [
-                log_q_positive[:, None],
-                sampler.log_q(negatives)[None, :].expand(len(positives), -1),
-            ],
-            dim=1,
-        )
+        log_q = torch.cat([log_q_positive[:, None], sampler.log_q(drawn)], dim=1)
         logits = logits - log_q.to(logits.dtype)
     return logits.masked_fill(hits, -math.inf), hits
 
@@ -145,7 +177,7 @@ def sampled_softmax_loss(
     negatives: torch.Tensor,
     sampler: NegativeSampler | None = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy of each row's positive (column 0 of `candidate_logits`) against the
-    shared negatives, accidental hits masked, logQ-corrected."""
+    """Mean cross-entropy of each target position's positive (column 0 of `candidate_logits`)
+    against its negatives, accidental hits masked, logQ-corrected."""
     corrected, _ = corrected_logits(logits, positives, negatives, sampler)
-    return F.cross_entropy(corrected, torch.zeros_like(positives))
+    return F.cross_entropy(corrected, corrected.new_zeros(len(corrected), dtype=torch.long))

@@ -36,10 +36,12 @@ class SASRecConfig:
     num_heads: int = 1  # attention heads per block (embedding_dim must divide by it)
     dropout: float = 0.2  # on embeddings, attention weights and block outputs
     # Training loss (models/sampled.py): 0, a full softmax over the catalog; N > 0, a sampled
-    # softmax over N negatives per batch drawn by `negative_sampler` ("uniform" or
-    # "popularity"). Chosen by the catalog's size (SequenceConfig.full_softmax_max_items).
+    # softmax over N negatives drawn by `negative_sampler` ("uniform" or "popularity"), shared
+    # by the batch or each sequence's own (`negative_scope`: "batch" or "sequence"). Chosen
+    # by the catalog's size (SequenceConfig.full_softmax_max_items).
     sampled_negatives: int = 0
     negative_sampler: str = "uniform"
+    negative_scope: str = "batch"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -845,6 +845,7 @@ def softmax_choice(config_class: type, n_items: int, sequence: SequenceConfig) -
     return {
         "sampled_negatives": sequence.sampled_negatives if sampled else 0,
         "negative_sampler": sequence.negative_sampler,
+        "negative_scope": sequence.negative_scope,
     }
 
 
@@ -853,7 +854,8 @@ def softmax_name(model_config: Any) -> str:
     negatives = getattr(model_config, "sampled_negatives", 0)
     if negatives <= 0:
         return "full"
-    return f"sampled: {negatives} {model_config.negative_sampler} negatives per batch"
+    scope = getattr(model_config, "negative_scope", "batch")
+    return f"sampled: {negatives} {model_config.negative_sampler} negatives per {scope}"
 
 
 def item_counts(targets: torch.Tensor, n_items: int) -> torch.Tensor:

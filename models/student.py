@@ -94,11 +94,10 @@ class Student(SASRec):
                 cfg.temperature,
                 cfg.alpha,
             )
-        positives = nxt[keep]
         return sampled_distillation_loss(
-            self.candidate_logits(hidden[keep], positives, negatives),
+            self.candidate_logits(hidden, nxt, negatives),
             targets["teacher_logits"].float(),
-            positives,
+            nxt,
             negatives,
             self.sampler,
             cfg.temperature,
@@ -133,9 +132,10 @@ def sampled_distillation_loss(
     temperature: float,
     alpha: float,
 ) -> torch.Tensor:
-    """`distillation_loss` over each row's candidates (column 0 its positive, then the shared
-    negatives; models/sampled.py `candidate_logits`): both models' logits logQ-corrected, the
-    accidental hits out of both distributions; the hard term is the sampled softmax."""
+    """`distillation_loss` over each target position's candidates (column 0 its positive, then
+    its negatives; models/sampled.py `candidate_logits`, `positives` (B, L) with 0 where there
+    is no target): both models' logits logQ-corrected, the accidental hits out of both
+    distributions; the hard term is the sampled softmax."""
     t = temperature
     student, hits = corrected_logits(student_logits, positives, negatives, sampler)
     teacher, _ = corrected_logits(teacher_logits, positives, negatives, sampler)
@@ -147,7 +147,7 @@ def sampled_distillation_loss(
         log_target=True,
         reduction="batchmean",
     )
-    hard = F.cross_entropy(student, torch.zeros_like(positives))
+    hard = F.cross_entropy(student, student.new_zeros(len(student), dtype=torch.long))
     return alpha * t * t * soft + (1 - alpha) * hard
 
 
@@ -180,17 +180,15 @@ class Distillation(nn.Module):
         labels = targets["next"]
         negatives = None
         if self.student.sampler is not None:
-            negatives = self.student.draw_negatives(labels.device)
+            negatives = self.student.draw_negatives(len(labels), labels.device)
         with torch.no_grad():
             # Both read the same items: the teacher's state at each position predicts the
             # item after it, the student's label there.
-            taught = self.teacher.encode(batch)[labels > 0]
+            taught = self.teacher.encode(batch)
             if negatives is None:
-                teacher_logits = self.teacher.catalog_scores(taught)
+                teacher_logits = self.teacher.catalog_scores(taught[labels > 0])
             else:
-                teacher_logits = self.teacher.candidate_logits(
-                    taught, labels[labels > 0], negatives
-                )
+                teacher_logits = self.teacher.candidate_logits(taught, labels, negatives)
         hidden = self.student.encode(batch)
         targets = {**targets, "teacher_logits": teacher_logits}
         return hidden, self.student.loss(hidden, targets, negatives)

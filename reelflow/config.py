@@ -154,6 +154,9 @@ class SequenceConfig:
     full_softmax_max_items: int = 10_000
     sampled_negatives: int = 512
     negative_sampler: str = "popularity"
+    # Who shares the sampled negatives: "batch" (one draw for every position of a batch) or
+    # "sequence" (each training sequence its own draw of `sampled_negatives`).
+    negative_scope: str = "batch"
     # The model the student distills (models/registry.py): sasrec or gru, left-to-right models
     # like the student (models/student.py).
     teacher: str = "sasrec"

@@ -154,6 +154,59 @@ def test_sampled_loss_over_every_item_is_the_full_softmax(model, first):
     assert sampled.item() == pytest.approx(full.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        lambda n: SASRec(SASRecConfig(n_items=n, max_len=6)),
+        lambda n: GRU4Rec(GRU4RecConfig(n_items=n, max_len=6)),
+        lambda n: BERT4Rec(BERT4RecConfig(n_items=n, max_len=6)),
+    ],
+)
+def test_each_sequence_is_scored_against_its_own_negatives(model):
+    """negative_scope "sequence": (B, N) negatives. Each row's target positions get what the
+    shared path gives with that row's draw, and one draw copied to every row is the shared
+    loss, logQ correction and accidental hits included."""
+    seed_everything(0)
+    n = 25
+    net = model(n).eval()
+    nxt = _targets(n)["next"]
+    popularity = NegativeSampler(n, "popularity").fit(torch.arange(n + 1))
+    with torch.no_grad():
+        if isinstance(net, BERT4Rec):
+            torch.nn.init.normal_(net.out_bias, std=0.5)
+        hidden = net.encode({"items": torch.randint(0, n + 1, (3, 6))})
+        own = torch.randint(1, n + 1, (3, 7))
+        own[1, 0] = nxt[1, 3]  # an accidental hit in row 1 only
+        logits = net.candidate_logits(hidden, nxt, own)
+        corrected, hits = corrected_logits(logits, nxt, own, popularity)
+        start = 0
+        for row in range(3):
+            alone = net.candidate_logits(hidden[row : row + 1], nxt[row : row + 1], own[row])
+            ends = start + len(alone)
+            torch.testing.assert_close(logits[start:ends], alone)
+            expected, expected_hits = corrected_logits(
+                alone, nxt[row : row + 1], own[row], popularity
+            )
+            torch.testing.assert_close(corrected[start:ends], expected)
+            assert torch.equal(hits[start:ends], expected_hits)
+            start = ends
+        assert start == len(logits) == int((nxt > 0).sum()) and hits[4:8, 1].any()
+        shared = torch.randint(1, n + 1, (7,))
+        one_draw = sampled_softmax_loss(net.candidate_logits(hidden, nxt, shared), nxt, shared)
+        copied = shared.expand(3, -1)
+        each = sampled_softmax_loss(net.candidate_logits(hidden, nxt, copied), nxt, copied)
+    assert each.item() == pytest.approx(one_draw.item(), rel=1e-6)
+
+
+def test_negative_scope_decides_the_draw():
+    for scope, shape in (("batch", (8,)), ("sequence", (3, 8))):
+        net = SASRec(SASRecConfig(n_items=30, sampled_negatives=8, negative_scope=scope))
+        drawn = net.draw_negatives(3, torch.device("cpu"))
+        assert drawn.shape == shape and drawn.min() >= 1 and drawn.max() <= 30
+    with pytest.raises(ValueError, match="negative_scope 'row'"):
+        SASRec(SASRecConfig(n_items=30, sampled_negatives=8, negative_scope="row"))
+
+
 def test_logq_correction_with_uniform_probabilities_changes_nothing():
     torch.manual_seed(0)
     n, positives = 20, torch.tensor([3, 7, 7, 1])
