@@ -316,7 +316,11 @@ def _train_seq_scale_row(r: dict) -> str:
             cases = [c for c in r["cases"] if c["model"] == model and c["softmax"] == softmax]
             if not cases:
                 continue
-            label = f"{model} {softmax}" + (f" ({st['negatives']})" if softmax == "sampled" else "")
+            # Results before the scope was a setting shared one draw per batch.
+            scope = st.get("negative_scope", "batch")
+            label = f"{model} {softmax}" + (
+                f" ({st['negatives']} per {scope})" if softmax == "sampled" else ""
+            )
             parts.append(
                 f"{label}: "
                 + ", ".join(

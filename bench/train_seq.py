@@ -197,30 +197,43 @@ def sampled_key(base: str, negatives: int, scope: str) -> str:
 
 
 def sampled_entry(
-    base: Entry, chosen: Candidate, negatives: int, sampler: str, scope: str = "batch"
+    base: Entry, chosen: Candidate, negatives: int, sampler: str, scope: str
 ) -> Entry:
     """The base's chosen config with a sampled softmax instead of the full one, read paired by
-    seed; `scope`, who shares the negatives (models/sampled.py), is in its overrides only when
-    it is not the batch, so that the units made before scopes existed still match. Its
-    search, on validation like every other: that config as it is, and with twice the
-    early-stopping patience. A sampled loss's validation curve is noisier and climbs for longer
-    (SASRec, 128 popularity negatives: seeds 2-4 peaked at epochs 46-70; seeds 0 and 1 stopped
-    at epochs 40 and 41 after a plateau), so the patience tuned for the full softmax may stop it
-    early; the loss and, when chosen, the patience are then the only differences."""
+    seed; `scope` says who shares the negatives (models/sampled.py). Its search, on validation
+    like every other: that config as it is, and with twice the early-stopping patience. A
+    sampled loss's validation curve is noisier and climbs for longer (SASRec, 128 popularity
+    negatives per batch: seeds 2-4 peaked at epochs 46-70; seeds 0 and 1 stopped at epochs 40
+    and 41 after a plateau), so the patience tuned for the full softmax may stop it early; the
+    loss and, when chosen, the patience are then the only differences."""
     patient = Candidate(
         f"{chosen.name}+patience-20", model=chosen.model, trainer={**chosen.trainer, "patience": 20}
     )
-    scoped = {} if scope == "batch" else {"negative_scope": scope}
     return Entry(
         sampled_key(base.key, negatives, scope),
         base.trains,
         f"{base.folder}_sampled{negatives}_{sampler}" + ("" if scope == "batch" else f"_{scope}"),
         f"{base.key}'s chosen config, sampled softmax over {negatives} {sampler} negatives "
         f"per {scope}",
-        model={**base.model, "sampled_negatives": negatives, "negative_sampler": sampler, **scoped},
+        model={
+            **base.model,
+            "sampled_negatives": negatives,
+            "negative_sampler": sampler,
+            "negative_scope": scope,
+        },
         trainer=dict(base.trainer),
         search=(chosen, patient),
     )
+
+
+def settings_as_now(settings: dict[str, Any]) -> dict[str, Any]:
+    """A cached unit's settings in today's terms: a sampled unit made before the scope of its
+    negatives was a setting (models/sampled.py `negative_scope`) drew them per batch, the only
+    scope there was."""
+    model = settings["model_overrides"]
+    if model.get("sampled_negatives") and "negative_scope" not in model:
+        settings = {**settings, "model_overrides": {**model, "negative_scope": "batch"}}
+    return settings
 
 
 # ---- bookkeeping: commit, tree, machine (bench/train_seq_scale.py uses these too) --------------
@@ -454,6 +467,7 @@ class Bench:
         wanted = self.settings(entry, candidate, seed, teacher_ref)
         if path.exists():
             cached = json.loads(path.read_text())
+            cached["settings"] = settings_as_now(cached["settings"])
             if cached["settings"] != wanted:
                 differs = sorted(k for k in wanted if cached["settings"].get(k) != wanted[k])
                 raise SystemExit(f"{path} was made with other settings ({differs}): delete it")

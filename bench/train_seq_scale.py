@@ -8,9 +8,10 @@ Synthetic catalogs of 10k, 100k and 1M items with the same users and sequence le
 users x 50 items; the items each user views drawn from one Zipf-like popularity, p(rank r) ~
 r^-0.8, over the catalog). Each model trains one epoch as reelflow trains it (models/trainer.py:
 its tuned batch size and learning rate, gradient clipping 5), with the full softmax over the
-catalog or the sampled one of models/sampled.py (128 negatives shared by a batch, drawn by the
-pipeline's sampler, SequenceConfig.negative_sampler, or --sampler; the item table sparse, stepped
-by SparseAdam, so a step touches only the rows it read). Nothing is evaluated: the epoch alone is
+catalog or the sampled one of models/sampled.py (128 negatives drawn by the pipeline's sampler,
+SequenceConfig.negative_sampler, or --sampler, for each sequence or shared by a batch as the
+pipeline's SequenceConfig.negative_scope or --scope says; the item table sparse, stepped by
+SparseAdam, so a step touches only the rows it read). Nothing is evaluated: the epoch alone is
 timed.
 
 Each case runs in a child process of its own, so its peak memory is its own: peak RSS sampled by
@@ -49,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.train_seq import git_state, machine, refuse_dirty, write_json  # noqa: E402
 from models.registry import spec  # noqa: E402
-from models.sampled import SAMPLERS  # noqa: E402
+from models.sampled import SAMPLERS, SCOPES  # noqa: E402
 from models.sequence_data import SequenceSplit, item_counts  # noqa: E402
 from models.trainer import TrainerConfig, device, fit  # noqa: E402
 from models.vocab import Vocabulary  # noqa: E402
@@ -125,6 +126,7 @@ def run_case(model: str, items: int, softmax: str, args: argparse.Namespace) -> 
         max_len=args.length,
         sampled_negatives=negatives,
         negative_sampler=args.sampler,
+        negative_scope=args.scope,
     )
     trainer = TrainerConfig(
         **{
@@ -155,6 +157,7 @@ def run_case(model: str, items: int, softmax: str, args: argparse.Namespace) -> 
         "status": "ok",
         "negatives": negatives,
         "negative_sampler": args.sampler if negatives else None,
+        "negative_scope": args.scope if negatives else None,
         "epoch_seconds": seconds[-1],  # the last epoch: the first also allocates lazily
         "epochs_seconds": seconds,
         "steps_per_epoch": -(-len(windows) // trainer.batch_size),
@@ -183,7 +186,7 @@ def child(model: str, items: int, softmax: str, args: argparse.Namespace) -> dic
         "--case",
         f"{model}:{items}:{softmax}",
         *("--users", str(args.users), "--length", str(args.length)),
-        *("--negatives", str(args.negatives), "--sampler", args.sampler),
+        *("--negatives", str(args.negatives), "--sampler", args.sampler, "--scope", args.scope),
         *("--threads", str(args.threads)),
         *("--epochs", str(args.epochs), "--seed", str(args.seed)),
     ]
@@ -250,6 +253,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--negatives", type=int, default=128)
     parser.add_argument("--sampler", choices=SAMPLERS, default=SequenceConfig().negative_sampler)
+    parser.add_argument("--scope", choices=SCOPES, default=SequenceConfig().negative_scope)
     parser.add_argument("--epochs", type=int, default=1, help="the last one is reported")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -311,6 +315,7 @@ def main() -> None:
             "catalogs": sorted(args.catalogs),
             "negatives": args.negatives,
             "negative_sampler": args.sampler,
+            "negative_scope": args.scope,
             "popularity": f"Zipf-like, p(rank r) ~ r^-{POPULARITY_EXPONENT}",
             "epochs": args.epochs,
             "seed": args.seed,

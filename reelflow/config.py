@@ -154,9 +154,11 @@ class SequenceConfig:
     full_softmax_max_items: int = 10_000
     sampled_negatives: int = 512
     negative_sampler: str = "popularity"
-    # Who shares the sampled negatives: "batch" (one draw for every position of a batch) or
-    # "sequence" (each training sequence its own draw of `sampled_negatives`).
-    negative_scope: str = "batch"
+    # Who shares the sampled negatives (models/sampled.py): "sequence", each training sequence
+    # its own draw, or "batch", one draw for all its positions. On MovieLens-100K (SASRec, 128
+    # popularity negatives, 5 seeds) the batch's draw kept 93.7% of the full softmax's masked
+    # test NDCG@10, each sequence's 98.2% (bench/results/train_seq.json).
+    negative_scope: str = "sequence"
     # The model the student distills (models/registry.py): sasrec or gru, left-to-right models
     # like the student (models/student.py).
     teacher: str = "sasrec"

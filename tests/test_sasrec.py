@@ -249,7 +249,9 @@ def test_catalog_size_picks_full_or_sampled(split):
             ),
         )
         assert above.model_config.sampled_negatives == 16, name
-        assert above.params()["softmax"] == "sampled: 16 popularity negatives per batch"
+        # Each sequence draws its own (SequenceConfig.negative_scope).
+        assert above.model_config.negative_scope == "sequence", name
+        assert above.params()["softmax"] == "sampled: 16 popularity negatives per sequence"
         assert below.params()["softmax"] == "full"
         model = spec(name).model_class()(above.model_config)
         assert model.sampler is not None and model.item_emb.sparse
