@@ -30,8 +30,9 @@ the shopper bought before, which on Instacart rules out most of what they buy ne
 re-orders): the unmasked protocol is the one that fits a grocery log, both are reported.
 
 Resumes: a dataset already measured at the same commit with the same seeds and models is
-skipped. The record holds the commit, whether the tree was dirty (refused unless
---allow-dirty), the sources with their sha256, the data's size and the machine.
+skipped; one measured at another commit is kept until it is measured again. Each log records
+its commit and whether the tree was dirty (refused unless --allow-dirty), its source with its
+sha256, the data's size and the machine; the record's top-level commit is its latest run's.
 """
 
 from __future__ import annotations
@@ -162,12 +163,18 @@ def main() -> None:
     sequence = load_config().sequence
 
     record: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if record.get("git_commit") != state["git_commit"] or record.get("dirty"):
-        record = {}
     datasets = record.get("datasets", {})
+    for done in datasets.values():  # measured before each log recorded its own commit
+        done.setdefault("git_commit", record.get("git_commit"))
+        done.setdefault("dirty", record.get("dirty", False))
     for name in args.datasets:
         done = datasets.get(name, {})
-        if done.get("seeds") == args.seeds and list(done.get("runs", {})) == args.models:
+        if (
+            done.get("git_commit") == state["git_commit"]
+            and not done.get("dirty")
+            and done.get("seeds") == args.seeds
+            and list(done.get("runs", {})) == args.models
+        ):
             print(f"{name}: measured at this commit, skipped", flush=True)
             continue
         source = SOURCES[name]
@@ -179,6 +186,10 @@ def main() -> None:
         )
         runs, baselines = train_seeds(split, sequence, args.models, args.seeds, f"{name} ")
         datasets[name] = {
+            # Per log: the logs of one record may come from different commits (a log of an
+            # hour a seed is not re-run for a change that does not touch it).
+            "git_commit": state["git_commit"],
+            "dirty": state["dirty"],
             "source": {
                 "pypi": f"{source.package}=={source.version}",
                 "wheel_sha256": source.sha256,

@@ -205,7 +205,7 @@ def _real_seq_rows(r: dict) -> list[str]:
             f"({d['source']['pypi']}): {size['users']:,} users, {size['items']:,} items, "
             f"{size['interactions']:,} interactions; leave-one-out, full ranking, seeds "
             f"{d['seeds']} | test NDCG@10, mean ± std: {models} | {baselines} | {verdicts} "
-            f"| {r['git_commit'][:8]} |"
+            f"| {d.get('git_commit', r['git_commit'])[:8]} |"  # each log its own commit
         )
     return out
 
