@@ -157,7 +157,7 @@ class SequenceConfig:
     # Who shares the sampled negatives (models/sampled.py): "sequence", each training sequence
     # its own draw, or "batch", one draw for all its positions. On MovieLens-100K (SASRec, 128
     # popularity negatives, 5 seeds) the batch's draw kept 93.7% of the full softmax's masked
-    # test NDCG@10, each sequence's 98.2% (bench/results/train_seq.json).
+    # test NDCG@10, each sequence's 98.1% (bench/results/train_seq.json).
     negative_scope: str = "sequence"
     # The model the student distills (models/registry.py): sasrec or gru, left-to-right models
     # like the student (models/student.py).
