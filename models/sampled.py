@@ -83,7 +83,9 @@ class NegativeSampler(nn.Module):
         return self.log_probs.to(items.device)[items]
 
 
-def draw(config: Any, sampler: NegativeSampler, sequences: int, device: torch.device | str):
+def draw(
+    config: Any, sampler: NegativeSampler, sequences: int, device: torch.device | str
+) -> torch.Tensor:
     """The negatives of one training batch of `sequences` rows: (N,) shared by the batch, or
     (sequences, N) each row's own, as the config's `negative_scope` says (models without
     the field share them)."""
