@@ -1045,13 +1045,12 @@ def assemble(args: argparse.Namespace, split: SequenceSplit, split_sha: str, fou
     reference = recbole_reference(args.recbole_dir, split_sha)
 
     # Paired by seed: distillation, sampled against full softmax.
+    sampled = [  # (variant, the full-softmax model it is paired with)
+        (sampled_key(n, args.negatives, scope), n) for n in args.sampled for scope in args.scopes
+    ]
     paired = {}
     for protocol in ("", UNMASKED):
-        for a, b in [("student", "undistilled"), ("student", teacher)] + [
-            (sampled_key(n, args.negatives, scope), n)
-            for n in args.sampled
-            for scope in args.scopes
-        ]:
+        for a, b in [("student", "undistilled"), ("student", teacher), *sampled]:
             paired[f"{protocol}test_ndcg@10: {a} - {b}"] = paired_by_seed(
                 table[a]["runs"], table[b]["runs"], "test", protocol + "ndcg@10"
             )
@@ -1158,8 +1157,7 @@ def assemble(args: argparse.Namespace, split: SequenceSplit, split_sha: str, fou
             for k, m in models.items()
         },
     }
-    for name, scope in [(n, scope) for n in args.sampled for scope in args.scopes]:
-        variant = sampled_key(name, args.negatives, scope)
+    for variant, name in sampled:
         for p, m in (("masked", ""), ("unmasked", UNMASKED)):
             full = models[name]["summary"][f"{m}test_ndcg@10"]
             diff = paired[f"{m}test_ndcg@10: {variant} - {name}"]

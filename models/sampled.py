@@ -83,19 +83,24 @@ class NegativeSampler(nn.Module):
         return self.log_probs.to(items.device)[items]
 
 
+def scope_of(config: Any) -> str:
+    """Who shares a config's sampled negatives, checked: its `negative_scope`, or "batch" for
+    a config that predates the field (the only scope there was)."""
+    scope = getattr(config, "negative_scope", "batch")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown negative_scope {scope!r}; expected one of {SCOPES}")
+    return scope
+
+
 def draw(
     config: Any, sampler: NegativeSampler, sequences: int, device: torch.device | str
 ) -> torch.Tensor:
     """The negatives of one training batch of `sequences` rows: (N,) shared by the batch, or
-    (sequences, N) each row's own, as the config's `negative_scope` says (models without
-    the field share them)."""
+    (sequences, N) each row's own, as the config's `negative_scope` says."""
     n = config.sampled_negatives
-    scope = getattr(config, "negative_scope", "batch")
-    if scope == "batch":
-        return sampler.sample(n, device)
-    if scope == "sequence":
+    if scope_of(config) == "sequence":
         return sampler.sample(sequences * n, device).view(sequences, n)
-    raise ValueError(f"unknown negative_scope {scope!r}; expected one of {SCOPES}")
+    return sampler.sample(n, device)
 
 
 def sampler_for(config: Any) -> NegativeSampler | None:
@@ -103,9 +108,7 @@ def sampler_for(config: Any) -> NegativeSampler | None:
     softmax. A config without the fields (a model that predates them) trains full."""
     if getattr(config, "sampled_negatives", 0) <= 0:
         return None
-    scope = getattr(config, "negative_scope", "batch")
-    if scope not in SCOPES:
-        raise ValueError(f"unknown negative_scope {scope!r}; expected one of {SCOPES}")
+    scope_of(config)  # an unknown scope is refused when the model is built, not mid-training
     return NegativeSampler(config.n_items, getattr(config, "negative_sampler", "uniform"))
 
 

@@ -63,6 +63,7 @@ from models.evaluate import (
 from models.gate import GateSplit, run_params
 from models.interface import NextItemModel
 from models.registry import MODELS, SEQUENCE_DATA, spec
+from models.sampled import scope_of
 from models.student import Distillation
 from models.tracking import champion_version, registered_name
 from models.trainer import TrainerConfig, out_of_time
@@ -854,8 +855,10 @@ def softmax_name(model_config: Any) -> str:
     negatives = getattr(model_config, "sampled_negatives", 0)
     if negatives <= 0:
         return "full"
-    scope = getattr(model_config, "negative_scope", "batch")
-    return f"sampled: {negatives} {model_config.negative_sampler} negatives per {scope}"
+    return (
+        f"sampled: {negatives} {model_config.negative_sampler} negatives per "
+        f"{scope_of(model_config)}"
+    )
 
 
 def item_counts(targets: torch.Tensor, n_items: int) -> torch.Tensor:
