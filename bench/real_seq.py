@@ -184,7 +184,9 @@ def main() -> None:
             f"{name}: {len(split.sequences)} users, {split.n_items} items, {views} interactions",
             flush=True,
         )
-        runs, baselines = train_seeds(split, sequence, args.models, args.seeds, f"{name} ")
+        runs, baselines, per_user = train_seeds(
+            split, sequence, args.models, args.seeds, f"{name} "
+        )
         datasets[name] = {
             # Per log: the logs of one record may come from different commits (a log of an
             # hour a seed is not re-run for a change that does not touch it).
@@ -203,7 +205,7 @@ def main() -> None:
             "machine": machine(args.threads),
             "baselines": baselines,
             "runs": runs,
-            "summary": summarize(runs, f"{name} "),
+            "summary": summarize(runs, per_user, f"{name} "),
         }
         # Written after each dataset: an interrupted run keeps what it finished.
         record = {
