@@ -26,9 +26,10 @@ no REELFLOW_* / MLFLOW_TRACKING_URI override from the caller's environment.
         bench/results/identity_after.json                     # exit 1 on any difference
 
 To record an older commit, run the script from a clone of it with that clone first on the
-path, so the clone's code is what the children run (the record names the module they loaded):
+path, so the clone's code is what the children run (the record names the module they loaded;
+CHECKOUT is the checkout whose virtualenv runs it):
 
-    cd CLONE && PYTHONPATH=$PWD /work/main/.venv/bin/python bench/identity.py --label before
+    cd CLONE && PYTHONPATH=$PWD CHECKOUT/.venv/bin/python bench/identity.py --label before
 """
 
 from __future__ import annotations
