@@ -173,13 +173,20 @@ def _seq_cells(summary: dict, base: dict) -> tuple[str, str, str]:
         f"{base['popularity']['unmasked']:.4f} unmasked; transitions "
         f"{base['transition']['masked']:.4f}, {base['transition']['unmasked']:.4f}"
     )
+
+    def margin(s: dict) -> str:
+        """The mean margin over transitions and, where the record has it, the paired
+        bootstrap's 95% interval over users."""
+        interval = s.get("bootstrap_over_transition", {}).get("ci95")
+        bounds = f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else ""
+        return f"{s['over_transition']['mean']:+.4f}{bounds}"
+
     verdicts = "; ".join(
-        f"{name} {s['masked']['over_transition']['mean']:+.4f} / "
-        f"{s['unmasked']['over_transition']['mean']:+.4f}"
+        f"{name} {margin(s['masked'])} / {margin(s['unmasked'])}"
         + (" (above both every seed)" if all(s[p]["above_both_every_seed"] for p in s) else "")
         for name, s in summary.items()
     )
-    return models, baselines, f"over transitions, masked / unmasked: {verdicts}"
+    return models, baselines, f"over transitions (95% interval), masked / unmasked: {verdicts}"
 
 
 def _demo_seq_row(r: dict) -> str:
