@@ -499,6 +499,10 @@ class Bench:
         # budget), as fields are added here.
         now = json.loads(json.dumps(config_dicts(trainer, model)))
         was = {part: cached[f"{part}_config"] for part in ("model", "trainer")}
+        # Except the window bias: a unit made before it trained without one (a model's saved
+        # config without the field loads that way too, models/interface.py).
+        if "window_bias" in now["model"]:
+            was["model"] = {"window_bias": False, **was["model"]}
         return [
             f"{part}.{key}: {was[part][key]!r} -> {value!r}"
             for part in ("model", "trainer")

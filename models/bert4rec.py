@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.interface import NextItemModel
+from models.interface import NextItemModel, window_bias_for
 from models.sampled import candidate_logits, sampler_for, sparse_items
 
 
@@ -45,6 +45,9 @@ class BERT4RecConfig:
     sampled_negatives: int = 0
     negative_sampler: str = "uniform"
     negative_scope: str = "batch"
+    # A learned score added to every video already in the input window (models/interface.py):
+    # whether the user re-watches is one number, not something every item vector learns.
+    window_bias: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +98,7 @@ class BERT4Rec(NextItemModel):
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.sampler = sampler_for(config)
+        self.window_bias = window_bias_for(config)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`batch["items"]` (B, L) tokens (items, 0 padding, [MASK]) -> (B, L, hidden_dim)."""
@@ -130,7 +134,22 @@ class BERT4Rec(NextItemModel):
         """Training reads `targets["next"]` (B, L), the window's last L items, masked here:
         the masked tokens go in, the masked items are the labels (0 elsewhere)."""
         tokens, labels = self.mask(targets["next"])
-        return {"items": tokens}, {"next": labels}
+        if self.window_bias is None:
+            return {"items": tokens}, {"next": labels}
+        return {"items": tokens}, {"next": labels, "window": tokens}
+
+    def visible(self, window: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Every item the input shows, either side of the masked position: its state reads
+        them all."""
+        return self.shown(window[keep.nonzero(as_tuple=True)[0]])
+
+    def history_visible(self, history: torch.Tensor) -> torch.Tensor:
+        """What `next_hidden` reads: the history shifted left (the oldest item out)."""
+        return self.shown(self.inference_tokens(history))
+
+    def shown(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The items among `tokens`, [MASK] read as none (0)."""
+        return tokens.masked_fill(tokens == self.mask_token, 0)
 
     def masked_logits(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scores of every item at the masked positions only (full softmax)."""
@@ -143,9 +162,12 @@ class BERT4Rec(NextItemModel):
         negatives: torch.Tensor | None = None,
     ) -> torch.Tensor:
         labels = targets["next"]
+        window = targets.get("window")
         if negatives is not None or self.sampler is not None:
-            return self.sampled_loss(hidden, labels, negatives)
-        return F.cross_entropy(self.masked_logits(hidden, labels), labels[labels > 0])
+            return self.sampled_loss(hidden, labels, negatives, window)
+        visible = None if window is None else self.visible(window, labels > 0)
+        logits = self.with_window_bias(self.masked_logits(hidden, labels), visible, None)
+        return F.cross_entropy(logits, labels[labels > 0])
 
     def candidate_logits(
         self, hidden: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor

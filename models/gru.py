@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from models.interface import NextItemModel
+from models.interface import NextItemModel, window_bias_for
 from models.sampled import candidate_logits, sampler_for, sparse_items
 
 
@@ -36,6 +36,9 @@ class GRU4RecConfig:
     sampled_negatives: int = 0
     negative_sampler: str = "uniform"
     negative_scope: str = "batch"
+    # A learned score added to every video already in the input window (models/interface.py):
+    # whether the user re-watches is one number, not something every item vector learns.
+    window_bias: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +71,7 @@ class GRU4Rec(NextItemModel):
         self.out = nn.Linear(config.hidden_dim, config.embedding_dim)
         nn.init.normal_(self.item_emb.weight, std=0.05)
         self.sampler = sampler_for(config)
+        self.window_bias = window_bias_for(config)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`batch["items"]` (batch, length) item indices -> (batch, length, embedding_dim)

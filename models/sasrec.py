@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.interface import NextItemModel
+from models.interface import NextItemModel, window_bias_for
 from models.sampled import candidate_logits, sampler_for, sparse_items
 
 
@@ -42,6 +42,9 @@ class SASRecConfig:
     sampled_negatives: int = 0
     negative_sampler: str = "uniform"
     negative_scope: str = "batch"
+    # A learned score added to every video already in the input window (models/interface.py):
+    # whether the user re-watches is one number, not something every item vector learns.
+    window_bias: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +117,7 @@ class SASRec(NextItemModel):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
         self.sampler = sampler_for(config)
+        self.window_bias = window_bias_for(config)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`batch["items"]` (B, L) left-padded item indices -> (B, L, embedding_dim): the

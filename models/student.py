@@ -17,7 +17,8 @@ BERT4Rec cannot teach it: its state at a position reads the items after it too, 
 the student is asked for. The student was a small BERT4Rec until issue 14; on the demo's data
 (session and creator order, what a next-item model must read left to right) that student
 scored below the transition baseline whatever its teacher, and a small SASRec does not.
-Only the student is saved; it scores exactly like a SASRec (`predict_next`).
+Only the student is saved; it scores exactly like a SASRec (`predict_next`), its own window
+bias (models/interface.py) included; a teacher's window bias is in the soft targets.
 """
 
 from __future__ import annotations
@@ -86,16 +87,18 @@ class Student(SASRec):
         nxt = targets["next"]
         keep = nxt > 0
         cfg = self.config
+        window = targets.get("window")
         if negatives is None:
+            visible = None if window is None else self.visible(window, keep)
             return distillation_loss(
-                self.catalog_scores(hidden[keep]),
+                self.with_window_bias(self.catalog_scores(hidden[keep]), visible, None),
                 targets["teacher_logits"].float(),
                 nxt[keep] - 1,
                 cfg.temperature,
                 cfg.alpha,
             )
         return sampled_distillation_loss(
-            self.candidate_logits(hidden, nxt, negatives),
+            self.biased_candidate_logits(hidden, nxt, negatives, window),
             targets["teacher_logits"].float(),
             nxt,
             negatives,
@@ -181,14 +184,25 @@ class Distillation(nn.Module):
         negatives = None
         if self.student.sampler is not None:
             negatives = self.student.draw_negatives(len(labels), labels.device)
+        window = batch["items"]
         with torch.no_grad():
             # Both read the same items: the teacher's state at each position predicts the
-            # item after it, the student's label there.
+            # item after it, the student's label there; its window bias, if it has one, is in
+            # its soft targets as in its predictions.
             taught = self.teacher.encode(batch)
+            keep = labels > 0
             if negatives is None:
-                teacher_logits = self.teacher.catalog_scores(taught[labels > 0])
+                teacher_logits = self.teacher.with_window_bias(
+                    self.teacher.catalog_scores(taught[keep]),
+                    self.teacher.visible(window, keep),
+                    None,
+                )
             else:
-                teacher_logits = self.teacher.candidate_logits(taught, labels, negatives)
+                teacher_logits = self.teacher.biased_candidate_logits(
+                    taught, labels, negatives, window
+                )
         hidden = self.student.encode(batch)
         targets = {**targets, "teacher_logits": teacher_logits}
+        if self.student.window_bias is not None:
+            targets["window"] = window
         return hidden, self.student.loss(hidden, targets, negatives)

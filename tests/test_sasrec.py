@@ -116,11 +116,16 @@ def test_bundle_round_trip(sasrec, split, tmp_path):
     np.testing.assert_array_equal(
         score_items(sasrec.model, val.inputs), score_items(loaded.model, val.inputs)
     )
-    # The export's space: query . item vector = the score.
-    queries = loaded.queries([split.vocab.raw(s[:-2]) for s in split.sequences[:3]])
-    scores = loaded.scores([split.vocab.raw(s[:-2]) for s in split.sequences[:3]])
+    # The export's space: query . item vector = the score, but for the window bias on the
+    # videos the user has seen (the export masks those).
+    histories = [split.vocab.raw(s[:-2]) for s in split.sequences[:3]]
+    queries, scores = loaded.queries(histories), loaded.scores(histories)
     vectors = loaded.model.item_vectors().detach().numpy()
-    np.testing.assert_allclose(queries @ vectors.T, scores, rtol=1e-4, atol=1e-4)
+    seen = np.zeros_like(scores, dtype=bool)
+    for row, history in enumerate(histories):  # the window: the last max_len views
+        seen[row, split.vocab.lookup(history[-split.max_len :]) - 1] = True
+    bias = loaded.model.window_bias.item()
+    np.testing.assert_allclose(queries @ vectors.T + bias * seen, scores, rtol=1e-4, atol=1e-4)
 
 
 def _targets(n_items: int) -> dict[str, torch.Tensor]:
