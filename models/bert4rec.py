@@ -138,18 +138,14 @@ class BERT4Rec(NextItemModel):
             return {"items": tokens}, {"next": labels}
         return {"items": tokens}, {"next": labels, "window": tokens}
 
-    def visible(self, window: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Every item the input shows, either side of the masked position: its state reads
-        them all."""
-        return self.shown(window[keep.nonzero(as_tuple=True)[0]])
+    def reads(self, length: int, device: torch.device) -> torch.Tensor:
+        """Bidirectional: every position reads the whole input, either side ([MASK] tokens
+        are no item to the window bias)."""
+        return torch.ones(length, length, dtype=torch.bool, device=device)
 
     def history_visible(self, history: torch.Tensor) -> torch.Tensor:
         """What `next_hidden` reads: the history shifted left (the oldest item out)."""
-        return self.shown(self.inference_tokens(history))
-
-    def shown(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The items among `tokens`, [MASK] read as none (0)."""
-        return tokens.masked_fill(tokens == self.mask_token, 0)
+        return self.inference_tokens(history)
 
     def masked_logits(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scores of every item at the masked positions only (full softmax)."""
@@ -166,7 +162,7 @@ class BERT4Rec(NextItemModel):
         if negatives is not None or self.sampler is not None:
             return self.sampled_loss(hidden, labels, negatives, window)
         visible = None if window is None else self.visible(window, labels > 0)
-        logits = self.with_window_bias(self.masked_logits(hidden, labels), visible, None)
+        logits = self.with_window_bias(self.masked_logits(hidden, labels), visible)
         return F.cross_entropy(logits, labels[labels > 0])
 
     def candidate_logits(

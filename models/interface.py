@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.sampled import NegativeSampler, draw, negatives_at, sampled_softmax_loss
+from models.sampled import NegativeSampler, draw, sampled_softmax_loss
 
 
 class Recommender(nn.Module):
@@ -117,40 +117,36 @@ class NextItemModel(Recommender):
             targets = {**targets, "window": batch["items"]}
         return batch, targets
 
+    def reads(self, length: int, device: torch.device) -> torch.Tensor:
+        """(L, L) bool: the state at position t reads the input at position s (the window
+        bias's "already seen" there). Left to right: s <= t."""
+        steps = torch.arange(length, device=device)
+        return steps[None, :] <= steps[:, None]
+
     def visible(self, window: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """(P, L) the items of the input `window` (B, L) each of the P target positions of
-        `keep` (B, L) reads, row-major, 0 where it reads none: a left-to-right model's state at
-        position t reads the items at positions up to t."""
+        """(P, L) the input `window` (B, L) as each of the P target positions of `keep` (B, L)
+        reads it, row-major; 0 at the positions it does not read (`reads`)."""
         rows, positions = keep.nonzero(as_tuple=True)
-        later = torch.arange(window.shape[1], device=window.device)[None, :] > positions[:, None]
-        return window[rows].masked_fill(later, 0)
+        unread = ~self.reads(window.shape[1], window.device)[positions]
+        return window[rows].masked_fill(unread, 0)
 
     def history_visible(self, history: torch.Tensor) -> torch.Tensor:
-        """(users, L) the items `next_hidden(history)` reads: the whole history."""
+        """(users, L) what `next_hidden(history)` reads: the whole history."""
         return history
 
-    def with_window_bias(
-        self, logits: torch.Tensor, visible: torch.Tensor | None, candidates: torch.Tensor | None
-    ) -> torch.Tensor:
-        """`logits` (P, C) plus the window bias where the column's item is among the row's
-        `visible` items (P, L; 0 reads as none). The columns are the `candidates` (P, C) item
-        indices, or with None the catalog: items 1..n_items (C = n_items) or 0..n_items
-        (C = n_items + 1, column 0 padding, never seen). No bias, or no window: unchanged."""
+    def with_window_bias(self, logits: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+        """`logits` (P, C) over the catalog, items 1..n_items (C = n_items) or 0..n_items (C =
+        n_items + 1, column 0 padding), plus the window bias on the row's `visible` items (P,
+        L; 0, or a token past the catalog such as BERT4Rec's [MASK], reads as none). No bias,
+        or no window: unchanged."""
         if self.window_bias is None or visible is None:
             return logits
-        if candidates is None:
-            n = self.config.n_items
-            # Index 0 (padding, or a position the row does not read) lands in column 0, which
-            # is cleared here.
-            seen = torch.zeros(len(visible), n + 1, dtype=torch.bool, device=logits.device)
-            seen.scatter_(1, visible, True)
-            seen[:, 0] = False
-            seen = seen[:, n + 1 - logits.shape[1] :]
-        else:
-            # (P, C, L): a target position's window is at most max_len items. Padding (0) is
-            # never seen, a candidate only for BERT4Rec's full-softmax twin.
-            seen = (candidates[:, :, None] == visible[:, None, :]).any(-1) & (candidates > 0)
-        return logits + self.window_bias.to(logits.dtype) * seen
+        n = self.config.n_items
+        # (P, n + 1), as the logits are: what is no item lands in column 0, cleared here.
+        seen = torch.zeros(len(visible), n + 1, dtype=torch.bool, device=logits.device)
+        seen.scatter_(1, visible.masked_fill(visible > n, 0), True)
+        seen[:, 0] = False
+        return logits + self.window_bias.to(logits.dtype) * seen[:, n + 1 - logits.shape[1] :]
 
     def next_hidden(self, history: torch.Tensor) -> torch.Tensor:
         """(users, max_len) left-padded histories -> the hidden state of the next position."""
@@ -164,7 +160,7 @@ class NextItemModel(Recommender):
         """(users, max_len) left-padded histories -> (users, n_items + 1) scores; column 0 is
         padding and scores -inf."""
         scores = self.score(self.next_hidden(history))
-        scores = self.with_window_bias(scores, self.history_visible(history), None)
+        scores = self.with_window_bias(scores, self.history_visible(history))
         scores[:, 0] = -torch.inf
         return scores
 
@@ -190,7 +186,7 @@ class NextItemModel(Recommender):
             return self.sampled_loss(hidden, nxt, negatives, window)
         keep = nxt > 0
         visible = None if window is None else self.visible(window, keep)
-        logits = self.with_window_bias(self.catalog_scores(hidden[keep]), visible, None)
+        logits = self.with_window_bias(self.catalog_scores(hidden[keep]), visible)
         return F.cross_entropy(logits, nxt[keep] - 1)
 
     def candidate_logits(
@@ -231,15 +227,24 @@ class NextItemModel(Recommender):
         negatives: torch.Tensor,
         window: torch.Tensor | None,
     ) -> torch.Tensor:
-        """`candidate_logits` with the window bias of the input `window` (B, L), if any."""
+        """`candidate_logits` plus the window bias on the candidates each target position has
+        read in the input `window` (B, L), if the model has a bias and a window is given."""
         logits = self.candidate_logits(hidden, positives, negatives)
         if self.window_bias is None or window is None:
             return logits
         keep = positives > 0
-        candidates = torch.cat(
-            [positives[keep][:, None], negatives_at(negatives, positives)], dim=1
-        )
-        return self.with_window_bias(logits, self.visible(window, keep), candidates)
+        reads = self.reads(window.shape[1], window.device)  # (Lt, Ls)
+        is_item = (window > 0) & (window <= self.config.n_items)
+        # The positive: is it at a position s the target position t reads? (B, Lt, Ls)
+        positive = (positives[:, :, None] == window[:, None, :]) & reads & is_item[:, None, :]
+        # Each sequence's negatives ((N,) shared: the same row for all): where they are in its
+        # window (B, Ls, N), then read up to each position by one product, (B, Lt, N): B x L x N
+        # comparisons, not a position's N against its L items one by one (P x N x L).
+        drawn = negatives if negatives.dim() == 2 else negatives.expand(len(window), -1)
+        where = (window[:, :, None] == drawn[:, None, :]) & is_item[:, :, None]
+        negative = torch.matmul(reads.to(logits.dtype), where.to(logits.dtype)) > 0
+        seen = torch.cat([positive.any(-1)[keep][:, None], negative[keep]], dim=1)
+        return logits + self.window_bias.to(logits.dtype) * seen
 
 
 def window_bias_for(config: Any) -> nn.Parameter | None:

@@ -91,7 +91,7 @@ class Student(SASRec):
         if negatives is None:
             visible = None if window is None else self.visible(window, keep)
             return distillation_loss(
-                self.with_window_bias(self.catalog_scores(hidden[keep]), visible, None),
+                self.with_window_bias(self.catalog_scores(hidden[keep]), visible),
                 targets["teacher_logits"].float(),
                 nxt[keep] - 1,
                 cfg.temperature,
@@ -195,7 +195,6 @@ class Distillation(nn.Module):
                 teacher_logits = self.teacher.with_window_bias(
                     self.teacher.catalog_scores(taught[keep]),
                     self.teacher.visible(window, keep),
-                    None,
                 )
             else:
                 teacher_logits = self.teacher.biased_candidate_logits(
