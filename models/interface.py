@@ -99,8 +99,13 @@ class NextItemModel(Recommender):
     # The state at position t reads items 1..t only (GRU4Rec, SASRec): such a model can teach
     # the distilled student (models/student.py). BERT4Rec reads both sides.
     left_to_right: ClassVar[bool] = True
-    # Set in __init__ (`window_bias_for`): the learned window bias, or None without one.
+    # The learned window bias (`window_bias_for`, set by a model's __init__ after this one's),
+    # or None: a model whose config has none, one added outside models/ included.
     window_bias: nn.Parameter | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window_bias = None
 
     @classmethod
     def config_from_dict(cls, saved: dict[str, Any]) -> Any:
