@@ -161,8 +161,7 @@ class BERT4Rec(NextItemModel):
         window = targets.get("window")
         if negatives is not None or self.sampler is not None:
             return self.sampled_loss(hidden, labels, negatives, window)
-        visible = None if window is None else self.visible(window, labels > 0)
-        logits = self.with_window_bias(self.masked_logits(hidden, labels), visible)
+        logits = self.biased_catalog_logits(self.masked_logits(hidden, labels), window, labels > 0)
         return F.cross_entropy(logits, labels[labels > 0])
 
     def candidate_logits(

@@ -110,7 +110,7 @@ class NextItemModel(Recommender):
     @classmethod
     def config_from_dict(cls, saved: dict[str, Any]) -> Any:
         """A model saved before its config had `window_bias` was trained without one."""
-        if any(f == "window_bias" for f in cls.config_class.__dataclass_fields__):
+        if "window_bias" in cls.config_class.__dataclass_fields__:
             saved = {"window_bias": False, **saved}
         return super().config_from_dict(saved)
 
@@ -153,6 +153,16 @@ class NextItemModel(Recommender):
         seen[:, 0] = False
         return logits + self.window_bias.to(logits.dtype) * seen[:, n + 1 - logits.shape[1] :]
 
+    def biased_catalog_logits(
+        self, logits: torch.Tensor, window: torch.Tensor | None, keep: torch.Tensor
+    ) -> torch.Tensor:
+        """`logits` over the catalog at the target positions `keep` (B, L) of the input
+        `window` (B, L), plus the window bias (`with_window_bias`); no bias or no window: as
+        they are, and nothing of the window is gathered."""
+        if self.window_bias is None or window is None:
+            return logits
+        return self.with_window_bias(logits, self.visible(window, keep))
+
     def next_hidden(self, history: torch.Tensor) -> torch.Tensor:
         """(users, max_len) left-padded histories -> the hidden state of the next position."""
         return self.encode({"items": history})[:, -1]
@@ -165,7 +175,14 @@ class NextItemModel(Recommender):
         """(users, max_len) left-padded histories -> (users, n_items + 1) scores; column 0 is
         padding and scores -inf."""
         scores = self.score(self.next_hidden(history))
-        scores = self.with_window_bias(scores, self.history_visible(history))
+        if self.window_bias is not None:
+            # In place, on the (users, L) window columns only: `with_window_bias` would build
+            # (users, n_items + 1) tables beside scores a large catalog already fills memory
+            # with. A repeated item reads its score before any is written, so it gets the bias
+            # once; what is no item (padding, [MASK]) lands in column 0, cleared below.
+            seen = self.history_visible(history)
+            seen = seen.masked_fill(seen > self.config.n_items, 0)
+            scores.scatter_(1, seen, scores.gather(1, seen) + self.window_bias.to(scores.dtype))
         scores[:, 0] = -torch.inf
         return scores
 
@@ -190,8 +207,7 @@ class NextItemModel(Recommender):
         if negatives is not None or self.sampler is not None:
             return self.sampled_loss(hidden, nxt, negatives, window)
         keep = nxt > 0
-        visible = None if window is None else self.visible(window, keep)
-        logits = self.with_window_bias(self.catalog_scores(hidden[keep]), visible)
+        logits = self.biased_catalog_logits(self.catalog_scores(hidden[keep]), window, keep)
         return F.cross_entropy(logits, nxt[keep] - 1)
 
     def candidate_logits(

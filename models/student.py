@@ -89,9 +89,8 @@ class Student(SASRec):
         cfg = self.config
         window = targets.get("window")
         if negatives is None:
-            visible = None if window is None else self.visible(window, keep)
             return distillation_loss(
-                self.with_window_bias(self.catalog_scores(hidden[keep]), visible),
+                self.biased_catalog_logits(self.catalog_scores(hidden[keep]), window, keep),
                 targets["teacher_logits"].float(),
                 nxt[keep] - 1,
                 cfg.temperature,
@@ -192,16 +191,14 @@ class Distillation(nn.Module):
             taught = self.teacher.encode(batch)
             keep = labels > 0
             if negatives is None:
-                teacher_logits = self.teacher.with_window_bias(
-                    self.teacher.catalog_scores(taught[keep]),
-                    self.teacher.visible(window, keep),
+                teacher_logits = self.teacher.biased_catalog_logits(
+                    self.teacher.catalog_scores(taught[keep]), window, keep
                 )
             else:
                 teacher_logits = self.teacher.biased_candidate_logits(
                     taught, labels, negatives, window
                 )
         hidden = self.student.encode(batch)
-        targets = {**targets, "teacher_logits": teacher_logits}
-        if self.student.window_bias is not None:
-            targets["window"] = window
+        # The student's own bias reads the window too (none: its loss ignores it).
+        targets = {**targets, "teacher_logits": teacher_logits, "window": window}
         return hidden, self.student.loss(hidden, targets, negatives)
