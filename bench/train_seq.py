@@ -3,6 +3,13 @@
     .venv/bin/python bench/train_seq.py            # trains every unit not cached yet (resumable)
     .venv/bin/python bench/train_seq.py --report   # assembles bench/results/train_seq.json
     nice -n 10 .venv/bin/python bench/train_seq.py --smoke   # the whole code path, in minutes
+    # two cores, two processes of one torch thread each; a part trains what it needs that is
+    # not cached, so start `sampled` once sasrec's units are written (else both train them):
+    (.venv/bin/python bench/train_seq.py --only gru sasrec && touch /tmp/sasrec_done &&
+     .venv/bin/python bench/train_seq.py --only student undistilled) &
+    (.venv/bin/python bench/train_seq.py --only bert4rec && until [ -e /tmp/sasrec_done ];
+     do sleep 30; done && .venv/bin/python bench/train_seq.py --only sampled); wait
+    .venv/bin/python bench/train_seq.py && .venv/bin/python bench/train_seq.py --report
 
 Run it on a quiet machine from a clean tree (it refuses a dirty one unless --allow-dirty, which
 marks every record), never alongside RecBole's reference run (bench/recbole/run_sasrec.py), whose
@@ -95,6 +102,7 @@ BENCHMARK = "train_seq_movielens_100k"
 SCHEMA = 2  # 1: the old record (masked against RecBole's unmasked number, not like for like)
 BASE_MODELS = ("gru", "bert4rec", "sasrec")  # trained on their own
 PROTOCOLS = ("masked", "unmasked")
+PARTS = (*BASE_MODELS, "student", "undistilled", "sampled")  # what --only can name
 SUMMARY = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20", "coverage@10")
 
 
@@ -739,10 +747,29 @@ class Bench:
 
     # -- the whole bench
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> dict[str, Any] | None:
+        """Every unit, or with --only the named parts and what they need (read from the cache
+        when there, trained when not), so that two processes can share the bench (the module's
+        docstring); a last run without --only times the latency loop."""
+        needs = {
+            "student": TEACHERS,
+            "undistilled": ("student",),
+            "sampled": tuple(self.args.sampled),
+        }
+        wanted, adding = set(), list(self.args.only or PARTS)
+        while adding:
+            part = adding.pop()
+            if part not in wanted:
+                wanted.add(part)
+                adding.extend(needs.get(part, ()))
         table: dict[str, dict[str, Any]] = {}
         for name in BASE_MODELS:
-            table[name] = self.model(base_entry(name))
+            if name in wanted:
+                table[name] = self.model(base_entry(name))
+        if "student" not in wanted:  # only with --only: the rest needs no teacher
+            if "sampled" in wanted:
+                self.sampled(table)
+            return None
         teacher = self.args.teacher
         if teacher == "auto":  # the best of the table on validation, never on test
             teacher = max(TEACHERS, key=lambda n: mean_of(table[n]["runs"], "val", "ndcg@10"))
@@ -754,7 +781,16 @@ class Bench:
         if self.args.student_size_ratio > 0:
             limit = int(table[teacher]["runs"][0]["parameters"] / self.args.student_size_ratio)
         table["student"] = self.model(student_entry(teacher), teachers, limit)
-        table["undistilled"] = self.model(undistilled_entry(table["student"]["chosen"]))
+        if "undistilled" in wanted:
+            table["undistilled"] = self.model(undistilled_entry(table["student"]["chosen"]))
+        if "sampled" in wanted:
+            self.sampled(table)
+        if self.args.only:
+            return None
+        latency = self.latency(table, teacher)
+        return {"table": table, "teacher": teacher, "latency": latency}
+
+    def sampled(self, table: dict[str, dict[str, Any]]) -> None:
         for name in self.args.sampled:
             base = table[name]
             for scope in self.args.scopes:
@@ -762,8 +798,6 @@ class Bench:
                     base["entry"], base["chosen"], self.args.negatives, self.args.sampler, scope
                 )
                 table[variant.key] = self.model(variant)
-        latency = self.latency(table, teacher)
-        return {"table": table, "teacher": teacher, "latency": latency}
 
     def latency(self, table: dict[str, dict], teacher: str) -> dict[str, Any]:
         """Scoring latency of every model, interleaved in one loop: each repetition times every
@@ -1274,6 +1308,12 @@ def main() -> None:
     )
     parser.add_argument("--allow-dirty", action="store_true")
     parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        help="train these parts (and what they need) and stop: no latency loop, no report",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="1 seed, 2 epochs, 200 users, 2 configs per model, into a temporary folder",
@@ -1291,6 +1331,8 @@ def main() -> None:
         args.candidates = min(args.candidates, 2)
         args.latency_repetitions, args.bootstrap = 5, 1000
         args.allow_dirty = True
+    if args.only and (args.report or args.smoke):
+        parser.error("--only trains part of the bench: the report (and --smoke) need all of it")
     args.search_seeds = args.search_seeds or args.seeds[:1]
     args.split_file = args.results_dir / "train_seq_split.tsv.gz"
     refuse_dirty(git_state(), args.allow_dirty, "every record")
@@ -1308,7 +1350,10 @@ def main() -> None:
     )
     started = time.perf_counter()
     found = Bench(args, split, split_sha).run()
-    print(f"every unit done in {time.perf_counter() - started:.0f} s", flush=True)
+    done = f"--only {' '.join(args.only)}: its units" if args.only else "every unit"
+    print(f"{done} done in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.only:
+        return
     if not (args.report or args.smoke):
         print("now assemble the results: bench/train_seq.py --report (same arguments)")
         return
