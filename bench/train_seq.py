@@ -766,10 +766,16 @@ class Bench:
         for name in BASE_MODELS:
             if name in wanted:
                 table[name] = self.model(base_entry(name))
-        if "student" not in wanted:  # only with --only: the rest needs no teacher
-            if "sampled" in wanted:
-                self.sampled(table)
+        teacher = self.distill(table, "undistilled" in wanted) if "student" in wanted else None
+        if "sampled" in wanted:
+            self.sampled(table)
+        if self.args.only:
             return None
+        latency = self.latency(table, teacher)
+        return {"table": table, "teacher": teacher, "latency": latency}
+
+    def distill(self, table: dict[str, dict[str, Any]], undistilled: bool) -> str:
+        """The student (and, if asked, its undistilled twin) from the teacher it returns."""
         teacher = self.args.teacher
         if teacher == "auto":  # the best of the table on validation, never on test
             teacher = max(TEACHERS, key=lambda n: mean_of(table[n]["runs"], "val", "ndcg@10"))
@@ -781,14 +787,9 @@ class Bench:
         if self.args.student_size_ratio > 0:
             limit = int(table[teacher]["runs"][0]["parameters"] / self.args.student_size_ratio)
         table["student"] = self.model(student_entry(teacher), teachers, limit)
-        if "undistilled" in wanted:
+        if undistilled:
             table["undistilled"] = self.model(undistilled_entry(table["student"]["chosen"]))
-        if "sampled" in wanted:
-            self.sampled(table)
-        if self.args.only:
-            return None
-        latency = self.latency(table, teacher)
-        return {"table": table, "teacher": teacher, "latency": latency}
+        return teacher
 
     def sampled(self, table: dict[str, dict[str, Any]]) -> None:
         for name in self.args.sampled:
